@@ -1,0 +1,314 @@
+"""Train, validate and save every served model from the Kaggle movie-review phrases.
+
+    python build_model.py --data ../shared/data/kaggle/train.tsv
+
+Validation holds out whole sentences (grouped by SentenceId, so no sentence's phrases straddle
+the split) and scores both phrases and whole sentences, which is what users send. The served
+model is then refitted on all rows. ``--tune`` runs the grouped cross-validation that chose the
+parameters in MODEL_SPECS, on the training part only, and prints the ranking.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, roc_auc_score
+from sklearn.model_selection import GroupKFold, GroupShuffleSplit
+
+import util
+from model import NLPModel
+
+ROOT = Path(__file__).resolve().parent
+DEFAULT_DATA = ROOT / "lib" / "data" / "train.tsv"
+DEFAULT_OUT = ROOT / "lib" / "models"
+RANDOM_STATE = 0
+VALIDATION_SHARE = 0.2
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What one served model learns: which Kaggle ratings, mapped to which classes, and how."""
+
+    labels: tuple[str, ...]
+    classes: dict[int, int]  # Kaggle rating -> class index, for training and evaluation
+    train_ratings: tuple[int, ...]  # the ratings whose phrases the model is fitted on
+    vectorizer: dict[str, Any] = field(default_factory=dict)
+    classifier: dict[str, Any] = field(default_factory=dict)
+    sentence_accuracy_floor: float = 0.0
+
+
+# Chosen by `python build_model.py --tune` (grouped 5-fold CV on the training part); see README.
+MODEL_SPECS: dict[str, ModelSpec] = {
+    "sentiment": ModelSpec(
+        labels=util.SENTIMENT_NAMES,
+        classes={0: 0, 1: 0, 3: 1, 4: 1},
+        train_ratings=(0, 1, 3, 4),
+        vectorizer={"ngram_range": (1, 2), "sublinear_tf": True, "max_features": 20_000},
+        classifier={"alpha": 1.0},
+        sentence_accuracy_floor=0.80,
+    ),
+    "ratings": ModelSpec(
+        labels=util.RATING_NAMES,
+        classes={rating: rating for rating in range(5)},
+        train_ratings=(0, 1, 2, 3, 4),
+        vectorizer={"ngram_range": (1, 2), "sublinear_tf": True, "max_features": 20_000},
+        # Phrases are 51% neutral; with the learned prior whole sentences collapse to "neutral".
+        classifier={"alpha": 0.3, "fit_prior": False},
+        sentence_accuracy_floor=0.38,
+    ),
+}
+
+TUNING_GRID = {
+    "sentiment": {
+        "train_ratings": [(0, 4), (0, 1, 3, 4)],
+        "vectorizer": {"ngram_range": [(1, 1), (1, 2)], "max_features": [20_000, 50_000, None]},
+        "classifier": {"alpha": [0.1, 0.3, 1.0]},
+    },
+    "ratings": {
+        "train_ratings": [(0, 1, 2, 3, 4)],
+        "vectorizer": {"ngram_range": [(1, 1), (1, 2)], "max_features": [20_000, 50_000, None]},
+        "classifier": {"alpha": [0.1, 0.3, 1.0], "fit_prior": [True, False]},
+    },
+}
+
+
+@contextmanager
+def step(message: str) -> Iterator[None]:
+    """Print a step as it starts and how long it took, so long steps never look stuck."""
+    print(f"  {message} ...", end="", flush=True, file=sys.stderr)
+    started = time.perf_counter()
+    yield
+    print(f" done in {time.perf_counter() - started:.1f}s", file=sys.stderr)
+
+
+def split_by_sentence(phrases: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Hold out a share of whole sentences, with every phrase of each, for validation."""
+    if phrases["SentenceId"].nunique() < 2:
+        raise util.DataError("need phrases from at least two sentences to hold some out for validation")
+    splitter = GroupShuffleSplit(n_splits=1, test_size=VALIDATION_SHARE, random_state=RANDOM_STATE)
+    train_rows, validation_rows = next(splitter.split(phrases, groups=phrases["SentenceId"]))
+    return phrases.iloc[train_rows], phrases.iloc[validation_rows]
+
+
+def training_rows(spec: ModelSpec, phrases: pd.DataFrame) -> tuple[pd.Series, np.ndarray]:
+    """Select the phrases a model is fitted on and their class indices."""
+    selected = phrases[phrases["Sentiment"].isin(spec.train_ratings)]
+    return selected["Phrase"], selected["Sentiment"].map(spec.classes).to_numpy()
+
+
+def evaluation_rows(spec: ModelSpec, phrases: pd.DataFrame) -> tuple[pd.Series, np.ndarray]:
+    """Select the phrases a model is judged on: every rating it has a class for."""
+    selected = phrases[phrases["Sentiment"].isin(spec.classes.keys())]
+    return selected["Phrase"], selected["Sentiment"].map(spec.classes).to_numpy()
+
+
+def fit(spec: ModelSpec, phrases: pd.DataFrame) -> NLPModel:
+    """Fit a model of this spec; the vectorizer sees only these (training) phrases."""
+    texts, y = training_rows(spec, phrases)
+    model = NLPModel(spec.labels, spec.vectorizer, spec.classifier)
+    model.vectorizer_fit(texts)
+    return model.train(model.vectorizer_transform(texts), y)
+
+
+def score(model: NLPModel, texts: pd.Series, y: np.ndarray) -> dict[str, Any]:
+    """Accuracy, macro-F1, confusion matrix and (binary) ROC AUC of a model on labelled texts."""
+    probabilities = model.predict_texts(texts)
+    predicted = probabilities.argmax(axis=1)
+    classes = list(range(len(model.labels)))
+    result: dict[str, Any] = {
+        "n": len(y),
+        "accuracy": round(float(accuracy_score(y, predicted)), 4),
+        "macro_f1": round(float(f1_score(y, predicted, average="macro", labels=classes, zero_division=0)), 4),
+    }
+    if set(y) == set(classes):  # AUC needs every class present; multi-class is one-vs-rest, macro
+        scores = probabilities[:, 1] if len(classes) == 2 else probabilities
+        result["roc_auc"] = round(float(roc_auc_score(y, scores, multi_class="ovr", labels=classes)), 4)
+    result["confusion_matrix"] = confusion_matrix(y, predicted, labels=classes).tolist()
+    return result
+
+
+def evaluate(spec: ModelSpec, model: NLPModel, validation: pd.DataFrame) -> dict[str, Any]:
+    """Score a model on held-out phrases and on the whole sentences among them."""
+    return {
+        "validation": (
+            f"{VALIDATION_SHARE:.0%} of sentences held out (GroupShuffleSplit by SentenceId, "
+            f"random_state={RANDOM_STATE}); served model refitted on all rows"
+        ),
+        "labels": list(spec.labels),
+        "phrases": score(model, *evaluation_rows(spec, validation)),
+        "sentences": score(model, *evaluation_rows(spec, util.whole_sentences(validation))),
+    }
+
+
+def write_report(name: str, spec: ModelSpec, model: NLPModel, validation: pd.DataFrame, metrics: dict, folder: Path) -> None:
+    """Write metrics.json, confusion.png and roc.png (when every class was seen) for the validation run."""
+    (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    sentences = metrics["sentences"]
+    util.plot_confusion(
+        np.array(sentences["confusion_matrix"]),
+        spec.labels,
+        folder / "confusion.png",
+        f"{name}: whole validation sentences (accuracy {sentences['accuracy']:.3f})",
+    )
+    if "roc_auc" in sentences:
+        texts, y = evaluation_rows(spec, util.whole_sentences(validation))
+        util.plot_roc(y, model.predict_texts(texts), spec.labels, folder / "roc.png", f"{name}: whole validation sentences")
+
+
+def build(name: str, spec: ModelSpec, phrases: pd.DataFrame, data_path: Path, out: Path) -> dict[str, Any]:
+    """Validate, refit on all rows, and save one model folder atomically; return its manifest."""
+    train, validation = split_by_sentence(phrases)
+    with step(f"{name}: fitting on {len(train):,} phrases, validating on {len(validation):,}"):
+        validated = fit(spec, train)
+        metrics = evaluate(spec, validated, validation)
+    with step(f"{name}: refitting on all {len(phrases):,} phrases"):
+        final = fit(spec, phrases)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=out))
+    staging.chmod(0o755)  # mkdtemp's 0700 would hide the models from a server run as another user
+    try:
+        with step(f"{name}: writing artifacts and report"):
+            manifest = final.save(
+                staging,
+                name,
+                {
+                    "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                    "data": {
+                        "file": data_path.name,
+                        "sha256": util.file_sha256(data_path),
+                        "rows": len(phrases),
+                        "training_rows": int(training_rows(spec, phrases)[0].size),
+                    },
+                    "params": {
+                        "train_ratings": list(spec.train_ratings),
+                        "classes": {str(rating): cls for rating, cls in spec.classes.items()},
+                        "vectorizer": spec.vectorizer,
+                        "classifier": spec.classifier,
+                        "vocabulary_size": len(final.vectorizer.vocabulary_),
+                    },
+                    "metrics": metrics,
+                },
+            )
+            write_report(name, spec, validated, validation, metrics, staging)
+        _replace_folder(staging, out / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return manifest
+
+
+def _replace_folder(new: Path, target: Path) -> None:
+    """Swap a finished model folder into place, so a reader never sees half of one."""
+    retired = target.with_name(f".{target.name}.old")
+    shutil.rmtree(retired, ignore_errors=True)
+    if target.exists():
+        target.rename(retired)
+    new.rename(target)
+    shutil.rmtree(retired, ignore_errors=True)
+
+
+def summary(manifests: dict[str, dict[str, Any]], out: Path) -> str:
+    """Render the one-screen table the build ends with."""
+    lines = [
+        f"Models written to {out}",
+        f"{'model':<10} {'version':<23} {'vocab':>7} {'phrase acc':>10} {'sentence acc':>12} "
+        f"{'macro-F1':>8} {'ROC AUC':>7}  floor",
+    ]
+    for name, manifest in manifests.items():
+        sentences = manifest["metrics"]["sentences"]
+        floor = MODEL_SPECS[name].sentence_accuracy_floor
+        verdict = "ok" if sentences["accuracy"] >= floor else "BELOW"
+        auc = sentences.get("roc_auc")
+        lines.append(
+            f"{name:<10} {manifest['version']:<23} {manifest['params']['vocabulary_size']:>7,} "
+            f"{manifest['metrics']['phrases']['accuracy']:>10.3f} {sentences['accuracy']:>12.3f} "
+            f"{sentences['macro_f1']:>8.3f} {'-' if auc is None else f'{auc:.3f}':>7}  "
+            f"{floor:.2f} {verdict}"
+        )
+    lines.append("Accuracy and F1 on held-out whole sentences; see metrics.json, confusion.png, roc.png.")
+    return "\n".join(lines)
+
+
+def tune(name: str, phrases: pd.DataFrame, folds: int = 5) -> list[tuple[float, float, dict[str, Any]]]:
+    """Rank the TUNING_GRID by grouped-CV whole-sentence accuracy on the training part."""
+    base = MODEL_SPECS[name]
+    grid = TUNING_GRID[name]
+    train, _ = split_by_sentence(phrases)
+    splits = list(GroupKFold(n_splits=folds).split(train, groups=train["SentenceId"]))
+    vectorizer_options = [
+        dict(zip(grid["vectorizer"], values, strict=False)) for values in itertools.product(*grid["vectorizer"].values())
+    ]
+    classifier_options = [
+        dict(zip(grid["classifier"], values, strict=False)) for values in itertools.product(*grid["classifier"].values())
+    ]
+    scores: dict[tuple, list[float]] = {}
+    for ratings, vectorizer_params in itertools.product(grid["train_ratings"], vectorizer_options):
+        with step(f"{name}: train_ratings={ratings} {vectorizer_params}"):
+            for fit_rows, held_rows in splits:
+                spec = ModelSpec(base.labels, base.classes, ratings, {**base.vectorizer, **vectorizer_params})
+                texts, y = training_rows(spec, train.iloc[fit_rows])
+                model = NLPModel(spec.labels, spec.vectorizer).vectorizer_fit(texts)
+                features = model.vectorizer_transform(texts)
+                held_texts, held_y = evaluation_rows(spec, util.whole_sentences(train.iloc[held_rows]))
+                for classifier_params in classifier_options:
+                    model.clf.set_params(**{**base.classifier, **classifier_params})
+                    model.train(features, y)
+                    accuracy = accuracy_score(held_y, model.predict_texts(held_texts).argmax(axis=1))
+                    key = (ratings, tuple(vectorizer_params.items()), tuple(classifier_params.items()))
+                    scores.setdefault(key, []).append(accuracy)
+    ranked = [
+        (float(np.mean(values)), float(np.std(values)), {"train_ratings": key[0], **dict(key[1]), **dict(key[2])})
+        for key, values in scores.items()
+    ]
+    return sorted(ranked, key=lambda row: -row[0])
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Read the command line."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--data", type=Path, default=DEFAULT_DATA, help=f"Kaggle train.tsv (default: {DEFAULT_DATA.relative_to(ROOT)})"
+    )
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"models folder (default: {DEFAULT_OUT.relative_to(ROOT)})")
+    parser.add_argument(
+        "--models", nargs="+", choices=sorted(MODEL_SPECS), default=list(MODEL_SPECS), help="which models to build (default: all)"
+    )
+    parser.add_argument("--tune", action="store_true", help="rank the parameter grid by grouped 5-fold CV instead of building")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Build (or tune) the models; return the process exit status."""
+    args = parse_args(argv)
+    try:
+        with step(f"reading {args.data}"):
+            phrases = util.load_phrases(args.data)
+        if args.tune:
+            for name in args.models:
+                print(f"\n{name}: mean (sd) whole-sentence accuracy over 5 grouped folds, best first")
+                for mean, sd, params in tune(name, phrases)[:10]:
+                    print(f"  {mean:.4f} ({sd:.4f})  {params}")
+            return 0
+        args.out.mkdir(parents=True, exist_ok=True)
+        manifests = {name: build(name, MODEL_SPECS[name], phrases, args.data, args.out) for name in args.models}
+    except util.DataError as exc:
+        print(f"\nerror: {exc}", file=sys.stderr)
+        return 2
+    print(summary(manifests, args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

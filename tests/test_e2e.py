@@ -1,0 +1,56 @@
+"""The real server over HTTP, called as the README shows: requests, curl and HTTPie."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+
+HTTPIE = shutil.which("http") or str(Path(sys.executable).with_name("http"))
+
+
+def run_json(command: list[str]) -> dict:
+    """Run a client command and decode its JSON output."""
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=30, check=True)
+    return json.loads(completed.stdout)
+
+
+def test_requests_like_the_readme(dev_server: str) -> None:
+    response = requests.get(f"{dev_server}/", {"query": "that movie was boring"}, timeout=10)
+    assert response.status_code == 200
+    assert response.json()["prediction"] == "Negative"
+    batch = requests.post(
+        f"{dev_server}/", json={"queries": ["That was pretty entertaining", "that movie was boring"]}, timeout=10
+    )
+    assert [p["prediction"] for p in batch.json()["predictions"]] == ["Positive", "Negative"]
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_curl_like_the_readme(dev_server: str) -> None:
+    body = run_json(["curl", "-s", "-X", "GET", f"{dev_server}/", "-d", "query=that movie was boring"])
+    assert body["prediction"] == "Negative"
+    body = run_json(["curl", "-s", "-G", f"{dev_server}/ratings", "--data-urlencode", "query=That was pretty entertaining"])
+    assert body["prediction"] in {"somewhat positive", "positive"} and body["rating"] >= 3
+
+
+def test_httpie_like_the_readme(dev_server: str) -> None:
+    body = run_json([HTTPIE, "--ignore-stdin", "--body", f"{dev_server}/", "query==that movie was boring"])
+    assert body["prediction"] == "Negative"
+    body = run_json([HTTPIE, "--ignore-stdin", "--body", f"{dev_server}/", "query==That was pretty entertaining"])
+    assert body["prediction"] == "Positive"
+
+
+def test_errors_over_http_are_json(dev_server: str) -> None:
+    missing = requests.get(f"{dev_server}/", timeout=10)
+    assert missing.status_code == 400 and missing.headers["Content-Type"] == "application/json"
+    assert "query" in missing.json()["message"]
+    assert requests.get(f"{dev_server}/nowhere", timeout=10).status_code == 404
+    assert requests.delete(f"{dev_server}/", timeout=10).status_code == 405
+    oversized = requests.post(
+        f"{dev_server}/", data=b"x" * (3 * 1024 * 1024), headers={"Content-Type": "application/json"}, timeout=10
+    )
+    assert oversized.status_code == 413 and "2,097,152 bytes" in oversized.json()["message"]
+    assert requests.get(f"{dev_server}/ready", timeout=10).json()["status"] == "ready"

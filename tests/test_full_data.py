@@ -1,0 +1,56 @@
+"""Checks on the real Kaggle data: the committed models are what the README's build produces."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import build_model
+import util
+from model import NLPModel
+from tests.conftest import COMMITTED_MODELS, KAGGLE_TRAIN, needs_kaggle
+
+pytestmark = needs_kaggle
+
+
+@pytest.fixture(scope="module")
+def rebuilt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("rebuilt")
+    assert build_model.main(["--data", str(KAGGLE_TRAIN), "--out", str(out)]) == 0
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(build_model.MODEL_SPECS))
+def test_build_reproduces_committed_models(rebuilt: Path, name: str) -> None:
+    committed = json.loads((COMMITTED_MODELS / name / "manifest.json").read_text())
+    fresh = json.loads((rebuilt / name / "manifest.json").read_text())
+    assert fresh["data"] == committed["data"]
+    assert fresh["params"] == committed["params"]
+    assert fresh["metrics"] == committed["metrics"]
+    assert fresh["version"] == committed["version"], "same data and code must give byte-identical artifacts"
+    phrases = util.whole_sentences(util.load_phrases(KAGGLE_TRAIN))["Phrase"].head(500).tolist()
+    np.testing.assert_array_equal(
+        NLPModel.load(rebuilt / name).predict_texts(phrases), NLPModel.load(COMMITTED_MODELS / name).predict_texts(phrases)
+    )
+
+
+@pytest.mark.parametrize("name", sorted(build_model.MODEL_SPECS))
+def test_committed_models_meet_the_floors(name: str) -> None:
+    metrics = json.loads((COMMITTED_MODELS / name / "metrics.json").read_text())
+    assert metrics["sentences"]["accuracy"] >= build_model.MODEL_SPECS[name].sentence_accuracy_floor
+
+
+def test_five_class_sentences_do_not_collapse_to_neutral() -> None:
+    matrix = np.array(json.loads((COMMITTED_MODELS / "ratings" / "metrics.json").read_text())["sentences"]["confusion_matrix"])
+    predicted_share = matrix.sum(axis=0) / matrix.sum()
+    assert predicted_share.max() < 0.4, f"predicted label shares {predicted_share.round(2)}"
+    assert (predicted_share > 0.05).all()
+
+
+def test_fast_path_matches_scikit_learn_on_thousands_of_phrases() -> None:
+    phrases = util.load_phrases(KAGGLE_TRAIN)["Phrase"].sample(3000, random_state=0).tolist()
+    for name in build_model.MODEL_SPECS:
+        model = NLPModel.load(COMMITTED_MODELS / name)
+        fast = np.array([model.predict_one(text) for text in phrases])
+        np.testing.assert_allclose(fast, model.predict_texts(phrases), rtol=0, atol=1e-9)
