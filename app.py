@@ -13,6 +13,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +22,12 @@ from typing import Any
 
 import numpy as np
 from flask import Flask, Response, current_app, jsonify, request
+from flask_cors import CORS
 from flask_restful import Api, Resource
-from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
+from werkzeug.exceptions import BadRequest, HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
+from lib import openapi
+from lib.observability import Metrics, instrument, request_id
 from model import ModelLoadError, NLPModel
 
 ROOT = Path(__file__).resolve().parent
@@ -30,6 +35,9 @@ log = logging.getLogger(__name__)
 
 #: Served models: name (folder under MODELS_DIR) -> URL path.
 ENDPOINTS = {"sentiment": "/", "ratings": "/ratings"}
+
+#: Browser pages served from this machine may call the API unless CORS_ORIGINS says otherwise.
+LOCAL_ORIGINS = r"^https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$"
 
 
 class ConfigError(ValueError):
@@ -45,6 +53,7 @@ class Settings:
     max_batch: int = 1_000
     max_body_bytes: int = 2 * 1024 * 1024
     log_level: str = "INFO"
+    cors_origins: tuple[str, ...] = (LOCAL_ORIGINS,)
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> Settings:
@@ -57,6 +66,7 @@ class Settings:
             max_batch=_positive_int(values, "MAX_BATCH", defaults.max_batch),
             max_body_bytes=_positive_int(values, "MAX_BODY_BYTES", defaults.max_body_bytes),
             log_level=_log_level(values, defaults.log_level),
+            cors_origins=_origins(values, defaults.cors_origins),
         )
 
 
@@ -70,6 +80,17 @@ def _positive_int(values: Mapping[str, Any], key: str, default: int) -> int:
     if number < 1 or isinstance(raw, bool):
         raise ConfigError(f"Config {key!r} has value {raw!r}. Not a positive integer.")
     return number
+
+
+def _origins(values: Mapping[str, Any], default: tuple[str, ...]) -> tuple[str, ...]:
+    """Read CORS_ORIGINS: comma-separated origins, "*" for any, "" for none."""
+    if "CORS_ORIGINS" not in values:
+        return default
+    origins = tuple(origin.strip() for origin in str(values["CORS_ORIGINS"]).split(",") if origin.strip())
+    for origin in origins:
+        if origin != "*" and not origin.startswith(("http://", "https://", "^")):
+            raise ConfigError(f"Config 'CORS_ORIGINS' has value {origin!r}. Expected origins like https://app.example.com, or *.")
+    return origins
 
 
 def _log_level(values: Mapping[str, Any], default: str) -> str:
@@ -104,7 +125,8 @@ def error_response(exc: Exception) -> Response:
         code, message = exc.code or 500, exc.description or exc.name
     else:
         log.exception("unhandled error on %s %s", request.method, request.path)
-        code, message = 500, "Internal server error. It has been logged; please retry or report it."
+        code = 500
+        message = f"Internal server error. It has been logged with request id {request_id()}; please retry or report it."
     response = jsonify(message=message)
     response.status_code = code
     if isinstance(exc, MethodNotAllowed):
@@ -130,9 +152,10 @@ def json_type(value: Any) -> str:
 
 def json_object() -> dict[str, Any]:
     """Return the request's JSON body, which must be an object."""
-    body = request.get_json(silent=True)
-    if body is None and request.get_data():
-        raise ApiError(400, 'Malformed JSON body. Send a JSON object such as {"query": "text"}.')
+    try:
+        body = request.get_json()
+    except BadRequest:
+        raise ApiError(400, 'Malformed JSON body. Send a JSON object such as {"query": "text"}.') from None
     if not isinstance(body, dict):
         raise ApiError(400, f'JSON body must be an object such as {{"query": "text"}}, got {json_type(body)}.')
     return body
@@ -195,20 +218,27 @@ def describe(model: NLPModel, probabilities: np.ndarray, with_rating: bool) -> d
 class Prediction(Resource):
     """Classify one text (GET, or POST with ``query``) or a batch (POST with ``queries``)."""
 
-    def __init__(self, model: NLPModel, settings: Settings, with_rating: bool = False) -> None:
-        self.model = model
+    def __init__(self, model_name: str, registry: ModelRegistry, settings: Settings, metrics: Metrics) -> None:
+        self.name = model_name
+        self.model = registry.models[model_name]  # one model for the whole request, even across a reload
         self.settings = settings
-        self.with_rating = with_rating
+        self.with_rating = model_name == "ratings"
+        self.predictions = metrics.predictions
 
     def get(self) -> dict[str, Any]:
-        return describe(self.model, self.model.predict_one(read_query(self.settings)), self.with_rating)
+        answer = describe(self.model, self.model.predict_one(read_query(self.settings)), self.with_rating)
+        self.predictions.labels(self.name, answer["prediction"]).inc()
+        return answer
 
     def post(self) -> dict[str, Any]:
         if request.is_json:
             body = json_object()
             if "queries" in body:
                 probabilities = self.model.predict_texts(read_batch(body, self.settings))
-                return {"predictions": [describe(self.model, row, self.with_rating) for row in probabilities]}
+                answers = [describe(self.model, row, self.with_rating) for row in probabilities]
+                for label, count in Counter(answer["prediction"] for answer in answers).items():
+                    self.predictions.labels(self.name, label).inc(count)
+                return {"predictions": answers}
         return self.get()
 
 
@@ -222,8 +252,8 @@ class Health(Resource):
 class Ready(Resource):
     """Readiness: every served model is loaded."""
 
-    def __init__(self, models: Mapping[str, NLPModel]) -> None:
-        self.models = models
+    def __init__(self, registry: ModelRegistry) -> None:
+        self.models = registry.models
 
     def get(self) -> tuple[dict[str, Any], int]:
         missing = [name for name in ENDPOINTS if name not in self.models]
@@ -236,45 +266,98 @@ class Ready(Resource):
 class Models(Resource):
     """Each served model's manifest (versions, labels, parameters, validation metrics)."""
 
-    def __init__(self, models: Mapping[str, NLPModel]) -> None:
-        self.models = models
+    def __init__(self, registry: ModelRegistry) -> None:
+        self.models = registry.models
 
     def get(self) -> dict[str, Any]:
         return {"models": {name: {"endpoint": ENDPOINTS[name], **model.manifest} for name, model in self.models.items()}}
 
 
+class MetricsResource(Resource):
+    """Prometheus text exposition of the service's metrics."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def get(self) -> Response:
+        return self.metrics.exposition()
+
+
 # --- the factory ------------------------------------------------------------------------------
 
 
-def load_models(models_dir: Path) -> dict[str, NLPModel]:
-    """Load and verify every served model; raise ModelLoadError on the first that fails."""
-    return {name: NLPModel.load(models_dir / name) for name in ENDPOINTS}
+class ModelRegistry:
+    """The served models, replaced as a whole on reload so that a request sees one consistent set."""
+
+    def __init__(self, models_dir: Path, metrics: Metrics) -> None:
+        self.models_dir = models_dir
+        self.metrics = metrics
+        self.models: dict[str, NLPModel] = {}
+
+    def load(self) -> None:
+        """Load and verify every served model; raise ModelLoadError, naming the file, if one fails."""
+        models, seconds = {}, {}
+        for name in ENDPOINTS:
+            started = time.perf_counter()
+            models[name] = NLPModel.load(self.models_dir / name)
+            seconds[name] = time.perf_counter() - started
+            log.info("loaded %s from %s in %.3fs", models[name].version, self.models_dir / name, seconds[name])
+        replaced = {name: model.manifest for name, model in self.models.items() if models[name].version != model.version}
+        self.models = models
+        self.metrics.models_loaded({name: model.manifest for name, model in models.items()}, seconds, replaced)
+
+    def reload(self) -> bool:
+        """Load the models again; if the new set fails verification, keep serving the old one."""
+        try:
+            self.load()
+        except ModelLoadError as exc:
+            log.error("reload refused, still serving %s: %s", ", ".join(m.version for m in self.models.values()), exc)
+            return False
+        return True
+
+
+def refuse_large_bodies() -> None:
+    """Answer 413 from the Content-Length alone, before any of the body is read or parsed."""
+    length = request.content_length
+    if length is not None and length > current_app.config["MAX_CONTENT_LENGTH"]:
+        raise RequestEntityTooLarge()
+
+
+def secure_headers(response: Response) -> Response:
+    """Tell browsers not to sniff types, and caches not to keep answers about users' texts."""
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers.setdefault("Cache-Control", "no-store")
+    return response
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the service: settings from the environment (then ``config``), models, resources."""
     settings = Settings.from_mapping({**os.environ, **(config or {})})
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
         ERROR_404_HELP=False,
-        JSON_SORT_KEYS=False,
         SETTINGS=settings,
     )
-    models = load_models(settings.models_dir)
-    for name, model in models.items():
-        log.info("loaded %s from %s", model.version, settings.models_dir / name)
+    metrics = Metrics()
+    registry = ModelRegistry(settings.models_dir, metrics)
+    registry.load()
+    app.extensions["models"] = registry
+    instrument(app, metrics)
+    app.before_request(refuse_large_bodies)
+    app.after_request(secure_headers)
+    if settings.cors_origins:
+        CORS(app, origins=list(settings.cors_origins), methods=["GET", "POST"], expose_headers=["X-Request-ID"], max_age=600)
+
     api = JsonErrorsApi(app, catch_all_404s=True)
     for name, path in ENDPOINTS.items():
-        api.add_resource(
-            Prediction,
-            path,
-            endpoint=name,
-            resource_class_kwargs={"model": models[name], "settings": settings, "with_rating": name == "ratings"},
-        )
+        kwargs = {"model_name": name, "registry": registry, "settings": settings, "metrics": metrics}
+        api.add_resource(Prediction, path, endpoint=name, resource_class_kwargs=kwargs)
     api.add_resource(Health, "/health")
-    api.add_resource(Ready, "/ready", resource_class_kwargs={"models": models})
-    api.add_resource(Models, "/models", resource_class_kwargs={"models": models})
+    api.add_resource(Ready, "/ready", resource_class_kwargs={"registry": registry})
+    api.add_resource(Models, "/models", resource_class_kwargs={"registry": registry})
+    api.add_resource(MetricsResource, "/metrics", resource_class_kwargs={"metrics": metrics})
+    openapi.register(app, settings)
     app.register_error_handler(Exception, error_response)
     return app
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -100,42 +102,69 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_until_healthy(url: str, process: subprocess.Popen, timeout: float = 30.0) -> None:
+def wait_until_healthy(server: Server, timeout: float = 30.0) -> None:
     """Poll /health until it answers, failing early if the server process died."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}: {process.stderr.read() if process.stderr else ''}")
+        if server.process.poll() is not None:
+            raise RuntimeError(f"server exited with {server.process.returncode}: {server.stderr.read_text()}")
         try:
-            if requests.get(f"{url}/health", timeout=1).status_code == 200:
+            if requests.get(f"{server.url}/health", timeout=1).status_code == 200:
                 return
         except requests.ConnectionError:
             time.sleep(0.1)
-    raise RuntimeError(f"server at {url} did not become healthy within {timeout}s")
+    raise RuntimeError(f"server at {server.url} did not become healthy within {timeout}s")
 
 
-def start_server(command: list[str], env: dict[str, str], port: int) -> Iterator[str]:
-    """Start a server process on 127.0.0.1:port, yield its URL, and always stop it."""
-    process = subprocess.Popen(
-        command, cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
-    url = f"http://127.0.0.1:{port}"
+@dataclass
+class Server:
+    """A running server: its URL, its process, and the files its stdout and stderr go to."""
+
+    url: str
+    process: subprocess.Popen
+    stdout: Path
+    stderr: Path
+
+
+def start_server(command: list[str], env: dict[str, str], port: int, log_dir: Path) -> Iterator[Server]:
+    """Start a server process on 127.0.0.1:port, yield it once healthy, and always stop it."""
+    stdout, stderr = log_dir / f"stdout-{port}.log", log_dir / f"stderr-{port}.log"
+    with open(stdout, "w") as out, open(stderr, "w") as err:
+        process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env}, stdout=out, stderr=err, start_new_session=True)
+    server = Server(f"http://127.0.0.1:{port}", process, stdout, stderr)
     try:
-        wait_until_healthy(url, process)
-        yield url
+        wait_until_healthy(server)
+        yield server
     finally:
-        process.terminate()
+        stop(process)
+
+
+def stop(process: subprocess.Popen) -> None:
+    """Stop a server and everything it started (its process group), gracefully first."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
         try:
-            process.wait(timeout=10)
+            process.wait(timeout=15)
         except subprocess.TimeoutExpired:
-            process.kill()
+            os.killpg(process.pid, signal.SIGKILL)
             process.wait()
-        if process.stderr:
-            process.stderr.close()
 
 
 @pytest.fixture(scope="session")
-def dev_server() -> Iterator[str]:
+def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``python app.py`` on a free port, over the committed models: the README's first command."""
     port = free_port()
-    yield from start_server([sys.executable, "app.py"], {"HOST": "127.0.0.1", "PORT": str(port)}, port)
+    env = {"HOST": "127.0.0.1", "PORT": str(port)}
+    for server in start_server([sys.executable, "app.py"], env, port, tmp_path_factory.mktemp("dev-server")):
+        yield server.url
+
+
+GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
+
+
+@pytest.fixture(scope="session")
+def production_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """``gunicorn -c gunicorn.conf.py`` with two workers on a free port: the production command."""
+    port = free_port()
+    env = {"HOST": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": "2", "ACCESS_LOG": "-"}
+    yield from start_server([GUNICORN, "-c", "gunicorn.conf.py"], env, port, tmp_path_factory.mktemp("gunicorn"))

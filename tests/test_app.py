@@ -122,6 +122,16 @@ def test_body_over_limit_is_413_with_the_limit(client: FlaskClient) -> None:
     assert response.json == {"message": "Request body is larger than the limit of 4,096 bytes."}
 
 
+def test_body_over_limit_is_refused_even_when_query_is_in_url(client: FlaskClient) -> None:
+    response = client.get("/?query=good", data="x" * 5000, content_type="text/plain")
+    assert response.status_code == 413
+
+
+def test_json_null_body_is_named(client: FlaskClient) -> None:
+    response = client.post("/", data="null", content_type="application/json")
+    assert response.status_code == 400 and "got null" in response.json["message"]
+
+
 def test_unknown_path_is_json_404(client: FlaskClient) -> None:
     response = client.get("/nowhere")
     assert response.status_code == 404

@@ -1,0 +1,124 @@
+"""Production server settings: ``gunicorn -c gunicorn.conf.py`` serves the API on 127.0.0.1:8000.
+
+Every setting reads an environment variable first, and ``GUNICORN_CMD_ARGS`` still overrides
+anything here. Why each value is what it is: see "Serving in production" in the README.
+"""
+
+import gc
+import json
+import os
+import shutil
+import tempfile
+
+import gunicorn.http.wsgi
+from gunicorn.glogging import Logger
+
+# No server name and version in every response: they only help an attacker pick an exploit.
+gunicorn.http.wsgi.SERVER = "sentiment-api"
+
+wsgi_app = "app:create_app()"
+bind = os.environ.get("BIND", f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}")
+
+# Inference is CPU-bound and releases no GIL worth having: one process per core.
+workers = int(os.environ.get("WEB_CONCURRENCY", os.cpu_count() or 1))
+worker_class = os.environ.get("WORKER_CLASS", "gthread")
+threads = int(os.environ.get("THREADS", "4"))
+worker_connections = int(os.environ.get("WORKER_CONNECTIONS", "1000"))
+backlog = 2048
+
+timeout = int(os.environ.get("TIMEOUT", "30"))
+graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", "30"))
+keepalive = int(os.environ.get("KEEPALIVE", "5"))
+
+# Load the models once in the master; workers share their pages copy-on-write.
+preload_app = True
+max_requests = int(os.environ.get("MAX_REQUESTS", "100000"))
+max_requests_jitter = int(os.environ.get("MAX_REQUESTS_JITTER", str(max(1, max_requests // 10))))
+
+# Requests reach the app with a bounded request line and headers (the body is bounded by the app).
+limit_request_line = 8190
+limit_request_fields = 100
+limit_request_field_size = 8190
+
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+errorlog = "-"
+accesslog = os.environ.get("ACCESS_LOG", "-") or None
+access_log_format = (
+    '{"time": "%(t)s", "remote": "%(h)s", "method": "%(m)s", "path": "%(U)s", "query": "%(q)s", '
+    '"status": %(s)s, "bytes": %(B)s, "duration_ms": %(M)s, "request_id": "%({x-request-id}o)s", '
+    '"user_agent": "%(a)s"}'
+)
+
+# One JSON object per line on both streams: access log on stdout, everything else on stderr,
+# with the request id on any line logged while a request is served.
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"request_id": {"()": "lib.observability.RequestIdFilter"}},
+    "formatters": {
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(process)d %(request_id)s %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger", "process": "pid"},
+        },
+        "access": {"format": "%(message)s"},
+    },
+    "handlers": {
+        "error": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr", "formatter": "json", "filters": ["request_id"]},
+        "access": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout", "formatter": "access"},
+    },
+    "loggers": {
+        "gunicorn.error": {"handlers": ["error"], "level": loglevel.upper(), "propagate": False},
+        "gunicorn.access": {"handlers": ["access"] if accesslog else [], "level": "INFO", "propagate": False},
+    },
+    "root": {"handlers": ["error"], "level": loglevel.upper()},
+}
+
+
+class JsonAccessLogger(Logger):
+    """Gunicorn's logger with access-log values escaped for JSON, so each line parses."""
+
+    def atoms(self, resp, req, environ, request_time):
+        return {key: _json_escaped(value) for key, value in super().atoms(resp, req, environ, request_time).items()}
+
+
+def _json_escaped(value: object) -> object:
+    """Escape a string for use between JSON quotes; leave numbers alone."""
+    return json.dumps(value)[1:-1] if isinstance(value, str) else value
+
+
+logger_class = JsonAccessLogger
+
+# The runtime control socket is not used; one fixed path would also clash between instances.
+control_socket_disable = True
+
+# Prometheus counters are per process; workers write them to files that /metrics merges. A
+# fresh folder per server start (set before the app is imported) means counts start from zero.
+_METRICS_PREFIX = "sentiment-api-metrics-"
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix=_METRICS_PREFIX)
+
+
+def when_ready(server) -> None:
+    """Freeze the preloaded heap, so the collector in each worker never writes to shared pages."""
+    gc.freeze()
+
+
+def on_reload(server) -> None:
+    """On SIGHUP, load the models again in the master before new workers fork from it."""
+    server.app.wsgi().extensions["models"].reload()
+    gc.freeze()
+
+
+def child_exit(server, worker) -> None:
+    """Drop a dead worker's live gauges from the merged metrics."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server) -> None:
+    """Remove the metrics folder if this config created it (a folder you set is yours to empty)."""
+    directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    if os.path.basename(directory).startswith(_METRICS_PREFIX):
+        shutil.rmtree(directory, ignore_errors=True)

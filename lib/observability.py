@@ -1,0 +1,108 @@
+"""Request ids, Prometheus metrics and log context for the service.
+
+Under gunicorn, ``PROMETHEUS_MULTIPROC_DIR`` is set (by ``gunicorn.conf.py``) before this module
+is imported: each worker then writes its counters to files there, and ``/metrics`` merges them, so
+every worker answers with the totals of all of them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+import uuid
+from collections.abc import Mapping
+
+from flask import Flask, Response, g, has_request_context, request
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+# Milliseconds matter here: a prediction takes well under one.
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+def request_id() -> str | None:
+    """Return the current request's id, or None outside a request."""
+    return g.get("request_id") if has_request_context() else None
+
+
+class RequestIdFilter(logging.Filter):
+    """Stamp log records made during a request with its id, so a line can be traced to a call."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = request_id()
+        return True
+
+
+class Metrics:
+    """The service's Prometheus metrics, on a registry of its own (one per app)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "http_requests", "HTTP requests answered.", ["endpoint", "method", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "http_request_duration_seconds",
+            "Time from request start to response, in seconds.",
+            ["endpoint", "status"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.predictions = Counter(
+            "predictions", "Predictions made, by model and label.", ["model", "label"], registry=self.registry
+        )
+        self.model_load = Gauge(
+            "model_load_seconds",
+            "Seconds the last load of each model took.",
+            ["model"],
+            multiprocess_mode="max",
+            registry=self.registry,
+        )
+        self.build_info = Gauge(
+            "model_build_info",
+            "1 for the model version being served (labels say which), 0 for replaced ones.",
+            ["model", "version", "sklearn_version"],
+            multiprocess_mode="max",
+            registry=self.registry,
+        )
+
+    def models_loaded(
+        self, manifests: Mapping[str, Mapping], load_seconds: Mapping[str, float], replaced: Mapping[str, Mapping]
+    ) -> None:
+        """Record a (re)load: load times, and which versions serve now."""
+        for name, manifest in replaced.items():
+            self.build_info.labels(name, manifest["version"], manifest["sklearn_version"]).set(0)
+        for name, manifest in manifests.items():
+            self.model_load.labels(name).set(load_seconds[name])
+            self.build_info.labels(name, manifest["version"], manifest["sklearn_version"]).set(1)
+
+    def exposition(self) -> Response:
+        """Render every metric in Prometheus text format, merged across workers when there are several."""
+        registry = self.registry
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+        return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+
+
+def instrument(app: Flask, metrics: Metrics) -> None:
+    """Give every request an id (accepting a safe X-Request-ID), count it, and time it."""
+
+    @app.before_request
+    def start() -> None:
+        g.started = time.perf_counter()
+        incoming = request.headers.get(REQUEST_ID_HEADER, "")
+        g.request_id = incoming if _SAFE_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+
+    @app.after_request
+    def finish(response: Response) -> Response:
+        rule = request.url_rule
+        endpoint = rule.rule if rule is not None else "unmatched"  # never the raw path: unbounded labels
+        status = str(response.status_code)
+        metrics.requests.labels(endpoint, request.method, status).inc()
+        metrics.latency.labels(endpoint, status).observe(time.perf_counter() - g.get("started", time.perf_counter()))
+        response.headers[REQUEST_ID_HEADER] = g.get("request_id") or uuid.uuid4().hex
+        return response

@@ -1,0 +1,557 @@
+"""OpenAPI 3 description of the whole service, and Swagger UI served from this machine.
+
+``document(settings)`` builds the description in Python, so the documented limits (maxLength,
+maxItems, body size) are the configured ones. ``register(app, settings)`` serves it at
+``/openapi.json`` and a Swagger UI page at ``/docs`` whose assets come from the installed
+``swagger_ui_bundle`` package, never a CDN: users' networks may be closed.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import Any
+
+from flask import Flask, Response, send_from_directory, url_for
+from swagger_ui_bundle import swagger_ui_path
+from werkzeug.exceptions import NotFound
+
+OPENAPI_VERSION = "3.0.3"  # Swagger UI 4 (the bundled version) renders 3.0, not 3.1
+SENTIMENT_LABELS = ("Negative", "Positive")
+RATING_LABELS = ("negative", "somewhat negative", "neutral", "somewhat positive", "positive")
+REQUEST_ID_PATTERN = "^[A-Za-z0-9._:-]{1,128}$"  # lib.observability._SAFE_REQUEST_ID, anchored
+ASSET_MAX_AGE = 3600  # seconds; the bundle's files only change with the package version
+#: The bundle files /docs needs, with their types (not guessed: Python's guess for .js varies by platform).
+#: The bundle's own index.html and initializer are left out: they load the petstore example from the internet.
+ASSETS = {
+    "swagger-ui-bundle.js": "text/javascript",
+    "swagger-ui.css": "text/css",
+    "favicon-32x32.png": "image/png",
+    "favicon-16x16.png": "image/png",
+}
+
+Schema = dict[str, Any]
+
+
+def ref(kind: str, name: str) -> Schema:
+    """Point at a component, so each shape is written once."""
+    return {"$ref": f"#/components/{kind}/{name}"}
+
+
+def json_content(schema: Schema, example: Any = None) -> Schema:
+    """Wrap a schema as an application/json body (every API answer and error is JSON)."""
+    media: Schema = {"schema": schema}
+    if example is not None:
+        media["example"] = example
+    return {"application/json": media}
+
+
+def response(description: str, content: Schema | None = None, headers: Schema | None = None) -> Schema:
+    """A response object that always documents X-Request-ID: every answer carries it."""
+    result: Schema = {"description": description, "headers": {"X-Request-ID": ref("headers", "XRequestID"), **(headers or {})}}
+    if content is not None:
+        result["content"] = content
+    return result
+
+
+# --- schemas ----------------------------------------------------------------------------------
+
+
+def text_schema(max_chars: int, description: str) -> Schema:
+    """A text to classify: non-blank, at most MAX_QUERY_CHARS characters (longer ones get 413, not 400)."""
+    return {"type": "string", "minLength": 1, "maxLength": max_chars, "pattern": r"\S", "description": description}
+
+
+def probabilities_schema(labels: tuple[str, ...]) -> Schema:
+    """Every label's probability: an object keyed by exactly the model's labels."""
+    return {
+        "type": "object",
+        "description": "Probability of every label, rounded to 3 decimals.",
+        "properties": {label: {"type": "number", "minimum": 0, "maximum": 1} for label in labels},
+        "required": list(labels),
+        "additionalProperties": False,
+    }
+
+
+def prediction_schema(labels: tuple[str, ...], with_rating: bool) -> Schema:
+    """One prediction as ``describe()`` in app.py shapes it."""
+    properties: Schema = {"prediction": {"type": "string", "enum": list(labels), "description": "The most probable label."}}
+    if with_rating:
+        properties["rating"] = {
+            "type": "integer",
+            "minimum": 0,
+            "maximum": len(labels) - 1,
+            "description": "Index of the predicted label, 0 (negative) to 4 (positive).",
+        }
+    properties["confidence"] = {
+        "type": "number",
+        "minimum": 0,
+        "maximum": 1,
+        "description": "Probability of the predicted label, rounded to 3 decimals.",
+    }
+    properties["probabilities"] = probabilities_schema(labels)
+    return {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False}
+
+
+def batch_answer_schema(item: str, max_batch: int) -> Schema:
+    """A batch's answer: one prediction per query, in input order."""
+    return {
+        "type": "object",
+        "properties": {"predictions": {"type": "array", "items": ref("schemas", item), "minItems": 1, "maxItems": max_batch}},
+        "required": ["predictions"],
+        "additionalProperties": False,
+    }
+
+
+def query_body_schema(max_chars: int) -> Schema:
+    """A JSON body with one ``query``; a body that also has ``queries`` is a batch instead."""
+    return {
+        "type": "object",
+        "description": 'One text to classify. Other keys are ignored, except "queries", which makes the body a batch (POST).',
+        "properties": {"query": text_schema(max_chars, "The text to classify.")},
+        "required": ["query"],
+        "not": {"required": ["queries"]},
+    }
+
+
+def batch_body_schema(max_chars: int, max_batch: int) -> Schema:
+    """A JSON batch ``{"queries": [...]}``; other keys (even ``query``) are ignored."""
+    return {
+        "type": "object",
+        "description": 'Several texts to classify at once. Other keys, "query" included, are ignored.',
+        "properties": {
+            "queries": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": max_batch,
+                "items": text_schema(max_chars, "One text to classify."),
+                "description": f"1 to {max_batch:,} texts; more gives 413, an empty array 400.",
+            }
+        },
+        "required": ["queries"],
+    }
+
+
+def form_body_schema(max_chars: int) -> Schema:
+    """A form body with ``query``, as curl -d query=... sends it."""
+    return {"type": "object", "properties": {"query": text_schema(max_chars, "The text to classify.")}, "required": ["query"]}
+
+
+def manifest_schema() -> Schema:
+    """A model's manifest as /models serves it; open-ended, since the build may add fields."""
+    string = {"type": "string"}
+    return {
+        "type": "object",
+        "description": "The model's manifest.json, plus the URL path that serves the model.",
+        "properties": {
+            "endpoint": {"type": "string", "enum": ["/", "/ratings"], "description": "URL path serving this model."},
+            "format": {"type": "integer", "description": "Manifest format number."},
+            "name": string,
+            "version": {"type": "string", "description": "Content-derived version, e.g. sentiment-3f2a9c1b7d4e."},
+            "labels": {"type": "array", "items": string, "description": "Label names in class order."},
+            "files": {"type": "object", "additionalProperties": string, "description": "SHA-256 of each artifact file."},
+            "sklearn_version": string,
+            "python_version": string,
+            "built_at": {"type": "string", "format": "date-time"},
+            "data": {"type": "object", "description": "Training data: file name, SHA-256, row counts."},
+            "params": {"type": "object", "description": "Vectorizer and classifier parameters."},
+            "metrics": {"type": "object", "description": "Validation metrics on held-out phrases and sentences."},
+        },
+        "required": ["endpoint", "format", "name", "version", "labels", "files", "sklearn_version"],
+        "additionalProperties": True,
+    }
+
+
+def versions_schema() -> Schema:
+    """Model name -> version of the loaded model."""
+    return {"type": "object", "additionalProperties": {"type": "string"}, "example": {"sentiment": "sentiment-8e574b0832e6"}}
+
+
+def schemas(settings: Any) -> Schema:
+    """Every component schema, with the configured limits."""
+    return {
+        "Error": {
+            "type": "object",
+            "description": "The one error shape, for every status (400, 404, 405, 413, 500, ...).",
+            "properties": {"message": {"type": "string", "description": "What was wrong, in words meant for the caller."}},
+            "required": ["message"],
+            "additionalProperties": False,
+        },
+        "SentimentPrediction": prediction_schema(SENTIMENT_LABELS, with_rating=False),
+        "SentimentBatch": batch_answer_schema("SentimentPrediction", settings.max_batch),
+        "RatingPrediction": prediction_schema(RATING_LABELS, with_rating=True),
+        "RatingBatch": batch_answer_schema("RatingPrediction", settings.max_batch),
+        "QueryBody": query_body_schema(settings.max_query_chars),
+        "BatchBody": batch_body_schema(settings.max_query_chars, settings.max_batch),
+        "QueryForm": form_body_schema(settings.max_query_chars),
+        "Health": {
+            "type": "object",
+            "properties": {"status": {"type": "string", "enum": ["ok"]}},
+            "required": ["status"],
+            "additionalProperties": False,
+        },
+        "Ready": {
+            "type": "object",
+            "properties": {"status": {"type": "string", "enum": ["ready"]}, "models": versions_schema()},
+            "required": ["status", "models"],
+            "additionalProperties": False,
+        },
+        "Loading": {
+            "type": "object",
+            "properties": {
+                "status": {"type": "string", "enum": ["loading"]},
+                "missing": {"type": "array", "items": {"type": "string"}, "minItems": 1, "description": "Models not loaded yet."},
+                "models": versions_schema(),
+            },
+            "required": ["status", "missing", "models"],
+            "additionalProperties": False,
+        },
+        "Manifest": manifest_schema(),
+        "Models": {
+            "type": "object",
+            "properties": {"models": {"type": "object", "additionalProperties": ref("schemas", "Manifest")}},
+            "required": ["models"],
+            "additionalProperties": False,
+        },
+    }
+
+
+# --- parameters, bodies, responses ------------------------------------------------------------
+
+
+def parameters(settings: Any) -> Schema:
+    """The URL ``query`` and the optional X-Request-ID header."""
+    return {
+        "Query": {
+            "name": "query",
+            "in": "query",
+            "required": False,
+            "description": (
+                "The text to classify. Required unless the body carries it (form or JSON `query`); when both do, "
+                "the URL wins. Blank gives 400, longer than "
+                f"{settings.max_query_chars:,} characters 413."
+            ),
+            "schema": text_schema(settings.max_query_chars, "The text to classify."),
+            "example": "that movie was boring",
+        },
+        "XRequestID": {
+            "name": "X-Request-ID",
+            "in": "header",
+            "required": False,
+            "description": (
+                "Your id for this call, echoed in the response and stamped on the server's log lines. "
+                "A value not matching the pattern is not rejected: it is replaced by a generated id."
+            ),
+            "schema": {"type": "string", "pattern": REQUEST_ID_PATTERN},
+        },
+    }
+
+
+def request_bodies(settings: Any) -> Schema:
+    """Single-query bodies (GET, POST) and the POST body that also accepts a batch."""
+    limit = f"Bodies over {settings.max_body_bytes:,} bytes get 413."
+    form = {"schema": ref("schemas", "QueryForm")}
+    forms = {"application/x-www-form-urlencoded": form, "multipart/form-data": form}
+    return {
+        "SingleQuery": {
+            "required": False,
+            "description": (
+                "`query` in a form or JSON body, as an alternative to the URL parameter (which wins when both are sent); "
+                f"`curl -X GET URL -d query=text` sends this form body. {limit}"
+            ),
+            "content": {"application/json": {"schema": ref("schemas", "QueryBody")}, **forms},
+        },
+        "QueryOrBatch": {
+            "required": False,
+            "description": (
+                'A JSON batch `{"queries": [...]}` (answered with `predictions`, in input order), or one `query` '
+                "in a JSON or form body. A JSON body with `queries` is a batch even when the URL has `query`; "
+                f"otherwise the URL `query` wins over the body's. {limit}"
+            ),
+            "content": {
+                "application/json": {
+                    "schema": {"oneOf": [ref("schemas", "BatchBody"), ref("schemas", "QueryBody")]},
+                    "examples": {
+                        "batch": {"value": {"queries": ["That was pretty entertaining", "that movie was boring"]}},
+                        "single": {"value": {"query": "that movie was boring"}},
+                    },
+                },
+                **forms,
+            },
+        },
+    }
+
+
+def responses(settings: Any) -> Schema:
+    """Error responses shared by the operations; all are the Error shape."""
+    error = json_content(ref("schemas", "Error"))
+    return {
+        "BadRequest": response(
+            "`query` missing or blank; not a string; malformed JSON; a JSON body that is not an object; "
+            "`queries` not a non-empty array of non-blank strings (the message names the index, e.g. `'queries[3]'`).",
+            error,
+        ),
+        "TooLarge": response(
+            f"A query longer than {settings.max_query_chars:,} characters, a batch of more than {settings.max_batch:,} "
+            f"queries, or a body larger than {settings.max_body_bytes:,} bytes; the message states the limit.",
+            error,
+        ),
+        "NotFound": response("No such path (or asset).", error),
+        "MethodNotAllowed": response(
+            "A method not listed for this path; the Allow header lists those that are.",
+            error,
+            {"Allow": {"description": "The allowed methods, e.g. `GET, HEAD, OPTIONS`.", "schema": {"type": "string"}}},
+        ),
+        "InternalError": response("Anything unexpected; logged with the request id, never a stack trace.", error),
+    }
+
+
+def headers() -> Schema:
+    """The X-Request-ID response header on every answer."""
+    return {
+        "XRequestID": {
+            "description": "The caller's X-Request-ID when it matches the pattern, else a generated one (32 hex digits).",
+            "schema": {"type": "string", "pattern": REQUEST_ID_PATTERN},
+        }
+    }
+
+
+# --- operations -------------------------------------------------------------------------------
+
+
+def operation(summary: str, tag: str, operation_id: str, answers: Schema, **extra: Any) -> Schema:
+    """An operation taking the optional X-Request-ID header; every one may answer 500."""
+    params = [*extra.pop("parameters", []), ref("parameters", "XRequestID")]
+    return {
+        "tags": [tag],
+        "summary": summary,
+        "operationId": operation_id,
+        "parameters": params,
+        **extra,
+        "responses": {**answers, "500": ref("responses", "InternalError")},
+    }
+
+
+def prediction_path(name: str, single: str, batch: str, what: str, example: Schema) -> Schema:
+    """GET and POST on one model's path: a single query, or (POST) a batch."""
+    errors = {"400": ref("responses", "BadRequest"), "413": ref("responses", "TooLarge")}
+    return {
+        "get": operation(
+            f"Classify one text {what}",
+            "predictions",
+            f"{name}_get",
+            {"200": response("The prediction.", json_content(ref("schemas", single), example)), **errors},
+            parameters=[ref("parameters", "Query")],
+            requestBody=ref("requestBodies", "SingleQuery"),
+            description=(
+                "`query` in the URL, or in a form or JSON body (GET with a body is what `curl -X GET -d` sends). "
+                "Browsers cannot send a body with GET, so from a browser (and Swagger UI) use the URL parameter or POST."
+            ),
+        ),
+        "post": operation(
+            f"Classify one text or a batch {what}",
+            "predictions",
+            f"{name}_post",
+            {
+                "200": response(
+                    "A single prediction for `query`, or `predictions` for a batch.",
+                    json_content({"oneOf": [ref("schemas", single), ref("schemas", batch)]}, example),
+                ),
+                **errors,
+            },
+            parameters=[ref("parameters", "Query")],
+            requestBody=ref("requestBodies", "QueryOrBatch"),
+        ),
+    }
+
+
+def simple_get(summary: str, tag: str, operation_id: str, answers: Schema, description: str = "") -> Schema:
+    """A path with only GET."""
+    extra = {"description": description} if description else {}
+    return {"get": operation(summary, tag, operation_id, answers, **extra)}
+
+
+def paths() -> Schema:
+    """Every route the app serves (besides HEAD and OPTIONS, which Flask adds)."""
+    sentiment_example = {"prediction": "Negative", "confidence": 0.944, "probabilities": {"Negative": 0.944, "Positive": 0.056}}
+    rating_example = {
+        "prediction": "positive",
+        "rating": 4,
+        "confidence": 0.265,
+        "probabilities": {
+            "negative": 0.161,
+            "somewhat negative": 0.183,
+            "neutral": 0.178,
+            "somewhat positive": 0.213,
+            "positive": 0.265,
+        },
+    }
+    return {
+        "/": prediction_path("sentiment", "SentimentPrediction", "SentimentBatch", "as Negative or Positive", sentiment_example),
+        "/ratings": prediction_path("ratings", "RatingPrediction", "RatingBatch", "on the five-point scale", rating_example),
+        "/health": simple_get(
+            "Liveness: the process answers",
+            "operations",
+            "health",
+            {"200": response("Alive.", json_content(ref("schemas", "Health")))},
+        ),
+        "/ready": simple_get(
+            "Readiness: every served model is loaded",
+            "operations",
+            "ready",
+            {
+                "200": response("Every model is loaded; their versions.", json_content(ref("schemas", "Ready"))),
+                "503": response("Some models are not loaded yet.", json_content(ref("schemas", "Loading"))),
+            },
+        ),
+        "/models": simple_get(
+            "Each served model's manifest",
+            "operations",
+            "models",
+            {
+                "200": response(
+                    "Versions, labels, parameters, training data hash and validation metrics.",
+                    json_content(ref("schemas", "Models")),
+                )
+            },
+        ),
+        "/metrics": simple_get(
+            "Prometheus metrics",
+            "operations",
+            "metrics",
+            {"200": response("Prometheus text exposition format.", {"text/plain": {"schema": {"type": "string"}}})},
+            "Request counts and latencies by route, predictions by model and label, model load times and versions.",
+        ),
+        "/openapi.json": simple_get(
+            "This OpenAPI document",
+            "documentation",
+            "openapi",
+            {"200": response("The OpenAPI 3 description of the service.", json_content({"type": "object"}))},
+        ),
+        "/docs": simple_get(
+            "Swagger UI for this document",
+            "documentation",
+            "docs",
+            {
+                "200": response(
+                    "An HTML page; its scripts and styles come from /docs/, never a CDN.",
+                    {"text/html": {"schema": {"type": "string"}}},
+                )
+            },
+        ),
+        "/docs/{filename}": {
+            "get": operation(
+                "A Swagger UI asset (script, style sheet, icon, source map)",
+                "documentation",
+                "docs_asset",
+                {
+                    "200": response(
+                        f"The file, cacheable for {ASSET_MAX_AGE // 60} minutes.",
+                        {media: {"schema": {"type": "string", "format": "binary"}} for media in sorted(set(ASSETS.values()))},
+                        {"Cache-Control": {"schema": {"type": "string"}, "example": f"public, max-age={ASSET_MAX_AGE}"}},
+                    ),
+                    "304": response("Not modified since the copy the client holds (ETag or Last-Modified)."),
+                    "404": ref("responses", "NotFound"),
+                },
+                parameters=[
+                    {
+                        "name": "filename",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "enum": list(ASSETS)},
+                    }
+                ],
+            )
+        },
+    }
+
+
+def description(settings: Any) -> str:
+    """The human summary at the top of the document: inputs, limits, errors."""
+    return (
+        "Classify movie-review text as **Negative**/**Positive** (`/`) or on a five-point scale (`/ratings`).\n\n"
+        '`query` may come in the URL, a form body or a JSON body `{"query": "..."}`; the URL wins if several are '
+        'present. `POST` also takes a batch `{"queries": [...]}`.\n\n'
+        f"Limits: {settings.max_query_chars:,} characters per query, {settings.max_batch:,} queries per batch, "
+        f"{settings.max_body_bytes:,} bytes per body (413 beyond any of them).\n\n"
+        'Errors are JSON everywhere, `{"message": "..."}`: 400 bad input, 404 unknown path, 405 method not '
+        "allowed (with an `Allow` header), 413 over a limit, 500 anything unexpected. Every response carries "
+        "`X-Request-ID`."
+    )
+
+
+def document(settings: Any) -> Schema:
+    """The OpenAPI description of the whole service, with ``settings``' limits."""
+    return {
+        "openapi": OPENAPI_VERSION,
+        "info": {
+            "title": "Sentiment API",
+            "version": "1.0.0",
+            "description": description(settings),
+            "x-limits": {
+                "max_query_chars": settings.max_query_chars,
+                "max_batch": settings.max_batch,
+                "max_body_bytes": settings.max_body_bytes,
+            },
+        },
+        "tags": [
+            {"name": "predictions", "description": "Classify texts."},
+            {"name": "operations", "description": "Health, readiness, models and metrics."},
+            {"name": "documentation", "description": "This document and its Swagger UI."},
+        ],
+        "paths": paths(),
+        "components": {
+            "schemas": schemas(settings),
+            "parameters": parameters(settings),
+            "requestBodies": request_bodies(settings),
+            "responses": responses(settings),
+            "headers": headers(),
+        },
+    }
+
+
+# --- serving ----------------------------------------------------------------------------------
+
+DOCS_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <title>Sentiment API</title>
+  <link rel="stylesheet" href="{css}">
+  <link rel="icon" type="image/png" href="{icon}">
+</head>
+<body>
+  <div id="swagger-ui"></div>
+  <script src="{js}"></script>
+  <script>
+    window.ui = SwaggerUIBundle({{url: {spec}, dom_id: "#swagger-ui", deepLinking: true}});
+  </script>
+</body>
+</html>
+"""
+
+
+def register(app: Flask, settings: Any) -> None:
+    """Serve /openapi.json (built once, here), /docs and its assets from the swagger_ui_bundle package."""
+    spec = json.dumps(document(settings), indent=2)
+
+    def openapi_json() -> Response:
+        return Response(spec, mimetype="application/json")
+
+    def docs() -> Response:
+        page = DOCS_PAGE.format(
+            css=html.escape(url_for("docs_asset", filename="swagger-ui.css")),
+            icon=html.escape(url_for("docs_asset", filename="favicon-32x32.png")),
+            js=html.escape(url_for("docs_asset", filename="swagger-ui-bundle.js")),
+            spec=json.dumps(url_for("openapi_json")).replace("</", "<\\/"),
+        )
+        return Response(page, mimetype="text/html")
+
+    def docs_asset(filename: str) -> Response:
+        if filename not in ASSETS:
+            raise NotFound()
+        return send_from_directory(swagger_ui_path, filename, mimetype=ASSETS[filename], max_age=ASSET_MAX_AGE)
+
+    app.add_url_rule("/openapi.json", "openapi_json", openapi_json, methods=["GET"])
+    app.add_url_rule("/docs", "docs", docs, methods=["GET"])
+    app.add_url_rule("/docs/<path:filename>", "docs_asset", docs_asset, methods=["GET"])
