@@ -13,6 +13,7 @@ import re
 import time
 import uuid
 from collections.abc import Mapping
+from typing import Any
 
 from flask import Flask, Response, g, has_request_context, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
@@ -68,6 +69,25 @@ class Metrics:
             multiprocess_mode="max",
             registry=self.registry,
         )
+        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._prediction_children: dict[tuple[str, str], Any] = {}
+
+    def observe_request(self, endpoint: str, method: str, status: int, seconds: float) -> None:
+        """Count and time one answered request."""
+        key = (endpoint, method, status)
+        children = self._request_children.get(key)
+        if children is None:  # labels() takes a lock and builds a key: do it once per combination
+            children = (self.requests.labels(endpoint, method, str(status)), self.latency.labels(endpoint, str(status)))
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def count_prediction(self, model: str, label: str, count: int = 1) -> None:
+        """Count predictions of one label."""
+        child = self._prediction_children.get((model, label))
+        if child is None:
+            child = self._prediction_children[(model, label)] = self.predictions.labels(model, label)
+        child.inc(count)
 
     def models_loaded(
         self, manifests: Mapping[str, Mapping], load_seconds: Mapping[str, float], replaced: Mapping[str, Mapping]
@@ -101,8 +121,7 @@ def instrument(app: Flask, metrics: Metrics) -> None:
     def finish(response: Response) -> Response:
         rule = request.url_rule
         endpoint = rule.rule if rule is not None else "unmatched"  # never the raw path: unbounded labels
-        status = str(response.status_code)
-        metrics.requests.labels(endpoint, request.method, status).inc()
-        metrics.latency.labels(endpoint, status).observe(time.perf_counter() - g.get("started", time.perf_counter()))
+        started = g.get("started") or time.perf_counter()
+        metrics.observe_request(endpoint, request.method, response.status_code, time.perf_counter() - started)
         response.headers[REQUEST_ID_HEADER] = g.get("request_id") or uuid.uuid4().hex
         return response

@@ -160,11 +160,18 @@ def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
+CLIENT_TIMEOUT = 2  # seconds; shorter than the default so the slow-client tests finish sooner
 
 
 @pytest.fixture(scope="session")
 def production_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """``gunicorn -c gunicorn.conf.py`` with two workers on a free port: the production command."""
     port = free_port()
-    env = {"HOST": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": "2", "ACCESS_LOG": "-"}
+    env = {
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "WEB_CONCURRENCY": "2",
+        "ACCESS_LOG": "-",
+        "CLIENT_TIMEOUT": str(CLIENT_TIMEOUT),
+    }
     yield from start_server([GUNICORN, "-c", "gunicorn.conf.py"], env, port, tmp_path_factory.mktemp("gunicorn"))

@@ -1,11 +1,21 @@
 """The production command, ``gunicorn -c gunicorn.conf.py``, with two workers on a free port."""
 
 import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
+import pytest
 import requests
 
-from tests.conftest import Server
+from tests.conftest import CLIENT_TIMEOUT, COMMITTED_MODELS, GUNICORN, ROOT, Server, free_port, start_server
 from tests.test_observability import metric_value
 
 
@@ -52,3 +62,161 @@ def test_error_log_is_json(production_server: Server) -> None:
     records = [json.loads(line) for line in production_server.stderr.read_text().splitlines() if line.strip()]
     assert any("loaded sentiment-" in record["message"] for record in records)
     assert all({"time", "level", "logger", "message"} <= record.keys() for record in records)
+
+
+def open_slow_clients(url: str, count: int, body_started: bool) -> list[socket.socket]:
+    """Open connections that start a request and then stall: mid-headers, or mid-body."""
+    host, port = url.removeprefix("http://").split(":")
+    head = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n"
+    sockets = []
+    for _ in range(count):
+        connection = socket.create_connection((host, int(port)), timeout=5)
+        connection.sendall(head + b'\r\n{"queries": ["' if body_started else head)
+        sockets.append(connection)
+    return sockets
+
+
+def test_stalled_header_client_is_cut_off(production_server: Server) -> None:
+    [stalled] = open_slow_clients(production_server.url, 1, body_started=False)
+    with stalled:
+        started = time.monotonic()
+        stalled.settimeout(CLIENT_TIMEOUT + 10)
+        assert stalled.recv(4096) == b""
+        assert time.monotonic() - started < CLIENT_TIMEOUT + 5
+    assert requests.get(f"{production_server.url}/health", timeout=10).status_code == 200
+
+
+def test_stalled_body_clients_are_cut_off_and_others_served(production_server: Server) -> None:
+    body_started = True
+    """Three times as many stalled uploads as worker threads: each is answered 408 after CLIENT_TIMEOUT."""
+    slots = 2 * 4  # WEB_CONCURRENCY x THREADS
+    slow = open_slow_clients(production_server.url, 3 * slots, body_started)
+    try:
+        started = time.monotonic()
+        for _ in range(5):
+            answer = requests.get(production_server.url, {"query": "still answering?"}, timeout=60)
+            assert answer.status_code == 200
+        # Each stalled upload holds a thread for CLIENT_TIMEOUT, then the queue drains in turn;
+        # without the timeout they would hold every thread for ever and this would never answer.
+        assert time.monotonic() - started < 3 * 2 * CLIENT_TIMEOUT
+        for connection in slow:  # the server has hung up on every one of them
+            connection.settimeout(CLIENT_TIMEOUT + 5)
+            assert connection.recv(4096).startswith(b"HTTP/1.1 408")
+    finally:
+        for connection in slow:
+            connection.close()
+
+
+@pytest.fixture
+def reloadable_server(tmp_path: Path, tiny_models: Path) -> Iterator[tuple[Server, Path]]:
+    """A two-worker production server over a models folder that the test may replace."""
+    models = tmp_path / "models"
+    shutil.copytree(COMMITTED_MODELS, models)
+    port = free_port()
+    env = {"HOST": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": "2", "MODELS_DIR": str(models), "ACCESS_LOG": ""}
+    for server in start_server([GUNICORN, "-c", "gunicorn.conf.py"], env, port, tmp_path):
+        yield server, models
+
+
+def replace_model(models: Path, name: str, source: Path) -> None:
+    """Swap a model folder in whole, the way the build does."""
+    staging = models / f".{name}.new"
+    shutil.copytree(source, staging)
+    (models / name).rename(models / f".{name}.old")
+    staging.rename(models / name)
+    shutil.rmtree(models / f".{name}.old")
+
+
+def served_version(url: str, name: str) -> str:
+    return requests.get(f"{url}/models", timeout=10).json()["models"][name]["version"]
+
+
+def wait_for_version(url: str, name: str, expected: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while served_version(url, name) != expected:
+        assert time.monotonic() < deadline, f"{name} still {served_version(url, name)}, expected {expected}"
+        time.sleep(0.2)
+
+
+class Traffic(threading.Thread):
+    """Clients calling the API without pause, as a front end would, counting what fails."""
+
+    def __init__(self, url: str, clients: int = 4) -> None:
+        super().__init__(daemon=True)
+        self.url, self.clients = url, clients
+        self.stopping = threading.Event()
+        self.answered, self.failures = 0, []
+
+    def run(self) -> None:
+        with ThreadPoolExecutor(self.clients) as pool:
+            for future in [pool.submit(self.client) for _ in range(self.clients)]:
+                future.result()
+
+    def client(self) -> None:
+        session = requests.Session()
+        while not self.stopping.is_set():
+            try:
+                response = session.get(self.url, params={"query": "a fine film"}, timeout=10)
+                if response.status_code == 200:
+                    self.answered += 1
+                else:
+                    self.failures.append(response.status_code)
+            except requests.RequestException as exc:
+                self.failures.append(repr(exc))
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join(timeout=30)
+
+
+def test_sighup_reloads_models_without_failing_a_request(reloadable_server: tuple[Server, Path], tiny_models: Path) -> None:
+    server, models = reloadable_server
+    old = served_version(server.url, "sentiment")
+    new = json.loads((tiny_models / "sentiment" / "manifest.json").read_text())["version"]
+    assert new != old
+    traffic = Traffic(server.url)
+    traffic.start()
+    try:
+        time.sleep(1)
+        replace_model(models, "sentiment", tiny_models / "sentiment")
+        os.kill(server.process.pid, signal.SIGHUP)
+        wait_for_version(server.url, "sentiment", new)
+        time.sleep(1)
+    finally:
+        traffic.stop()
+    assert traffic.failures == [] and traffic.answered > 50
+    metrics = requests.get(f"{server.url}/metrics", timeout=10).text
+    assert metric_value(metrics, "model_build_info", model="sentiment", version=new) == 1
+
+
+def test_bad_model_on_reload_is_refused_old_keeps_serving(reloadable_server: tuple[Server, Path], tiny_models: Path) -> None:
+    server, models = reloadable_server
+    old = served_version(server.url, "sentiment")
+    traffic = Traffic(server.url)
+    traffic.start()
+    try:
+        with open(models / "sentiment" / "classifier.pkl", "ab") as artifact:
+            artifact.write(b"tampered")
+        os.kill(server.process.pid, signal.SIGHUP)
+        deadline = time.monotonic() + 20
+        while "reload refused" not in server.stderr.read_text():
+            assert time.monotonic() < deadline, "the master never logged the refused reload"
+            time.sleep(0.2)
+        time.sleep(2)  # new workers have forked from the master by now, with the old models
+    finally:
+        traffic.stop()
+    assert served_version(server.url, "sentiment") == old
+    assert traffic.failures == [] and traffic.answered > 50
+    assert "SHA-256 does not match" in server.stderr.read_text()
+
+
+def test_tampered_model_refuses_to_start(tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    shutil.copytree(COMMITTED_MODELS, models)
+    (models / "ratings" / "vectorizer.pkl").write_bytes(b"not the file the manifest names")
+    env = {**os.environ, "MODELS_DIR": str(models), "PORT": str(free_port())}
+    result = subprocess.run([GUNICORN, "-c", "gunicorn.conf.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "vectorizer.pkl: SHA-256 does not match manifest.json" in result.stderr
+    assert "Rebuild the models with: python build_model.py" in result.stderr
+    assert "Traceback" not in result.stderr

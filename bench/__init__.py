@@ -1,0 +1,1 @@
+"""Load benchmarks for the service: ``.venv/bin/python bench/run.py --help``."""
