@@ -414,15 +414,20 @@ def run_wrk(wrk: str, server: Server, script: Path, connections: int, seconds: i
 
 def connections_per_worker(server: Server) -> list[int]:
     """Count each worker's established client connections: a keep-alive connection stays with the worker that accepted it."""
+    return sorted(connections_by_worker(server).values(), reverse=True)
+
+
+def connections_by_worker(server: Server) -> dict[int, int]:
+    """Map each worker pid to its established client connections, so a caller can pick a worker by its load."""
     inodes = established_inodes(server.port)
-    counts = []
+    counts = {}
     for pid in descendants(server.process.pid):
         links = []
         for fd in Path(f"/proc/{pid}/fd").glob("*"):
             with contextlib.suppress(OSError):  # descriptors come and go while we look
                 links.append(os.readlink(fd))
-        counts.append(sum(link.startswith("socket:[") and link[8:-1] in inodes for link in links))
-    return sorted(counts, reverse=True)
+        counts[pid] = sum(link.startswith("socket:[") and link[8:-1] in inodes for link in links)
+    return counts
 
 
 def established_inodes(port: int) -> set[str]:

@@ -2,6 +2,7 @@
 
 import json
 import os
+import runpy
 import shutil
 import signal
 import socket
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from app import create_app
 from tests.conftest import CLIENT_TIMEOUT, COMMITTED_MODELS, GUNICORN, ROOT, Server, free_port, start_server
 from tests.test_observability import metric_value
 
@@ -220,3 +222,19 @@ def test_tampered_model_refuses_to_start(tmp_path: Path) -> None:
     assert "vectorizer.pkl: SHA-256 does not match manifest.json" in result.stderr
     assert "Rebuild the models with: python build_model.py" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_production_defaults_are_safe(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for variable in ("HOST", "PORT", "BIND", "WEB_CONCURRENCY", "ACCESS_LOG"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    config = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    assert config["bind"] == "127.0.0.1:8000"
+    assert config["workers"] == (os.cpu_count() or 1)
+    assert config["preload_app"] is True and config["wsgi_app"] == "app:create_app()"
+    assert config["timeout"] > 0 and config["max_requests"] > 0 and config["max_requests_jitter"] > 0
+    assert "debug" not in config and "reload" not in config
+
+
+def test_debug_is_never_on_in_the_app(tiny_models: Path) -> None:
+    assert create_app({"MODELS_DIR": str(tiny_models), "DEBUG": "1"}).debug is False

@@ -1,0 +1,78 @@
+"""Where a request's time goes, in process: the WSGI app alone, without server or network.
+
+    .venv/bin/python bench/request_cost.py
+
+Prints the CPU time per request of the constant-JSON ceiling view, of the service's /health and
+of a prediction, what each layer of the prediction path adds, and a cProfile of the prediction.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import io
+import os
+import pstats
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as under gunicorn.conf.py
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from werkzeug.test import EnvironBuilder  # noqa: E402
+
+from app import create_app  # noqa: E402
+from bench.ceiling import app as ceiling  # noqa: E402
+
+QUERY = "/?query=" + "the%20film%20is%20a%20bit%20too%20long%20but%20the%20cast%20is%20wonderful"
+TEXT = "the film is a bit too long but the cast is wonderful"
+
+
+def per_call_us(function: Callable[[], object], count: int = 3000, rounds: int = 5) -> float:
+    """Best-of-rounds microseconds per call: the least disturbed measure on a shared machine."""
+    for _ in range(200):
+        function()
+    best = float("inf")
+    for _ in range(rounds):
+        started = time.perf_counter()
+        for _ in range(count):
+            function()
+        best = min(best, (time.perf_counter() - started) / count)
+    return best * 1e6
+
+
+def wsgi_call(app: Callable, path: str) -> Callable[[], bytes]:
+    """A function that runs one request through a WSGI app and reads the whole answer."""
+    environ = EnvironBuilder(path=path).get_environ()
+    return lambda: b"".join(app(dict(environ), lambda *_: None))
+
+
+def main() -> None:
+    """Print the per-layer costs and the profile."""
+    service = create_app()
+    model = service.extensions["models"].models["sentiment"]
+    rows = [
+        ("ceiling: Flask view returning a constant dict", per_call_us(wsgi_call(ceiling, "/"))),
+        ("service: GET /health (Flask-RESTful + hooks)", per_call_us(wsgi_call(service, "/health"))),
+        ("service: GET /?query=... (prediction)", per_call_us(wsgi_call(service, QUERY))),
+        ("  of which NLPModel.predict_one", per_call_us(lambda: model.predict_one(TEXT))),
+        ("  scikit-learn transform + predict_proba instead", per_call_us(lambda: model.predict_texts([TEXT]), count=500)),
+    ]
+    for label, microseconds in rows:
+        print(f"{label:<52} {microseconds:8.1f} us")
+    print(f"prediction / ceiling: {rows[2][1] / rows[0][1]:.2f}x the ceiling's in-process cost")
+    profiler = cProfile.Profile()
+    call = wsgi_call(service, QUERY)
+    profiler.enable()
+    for _ in range(2000):
+        call()
+    profiler.disable()
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(15)
+    print(out.getvalue())
+
+
+if __name__ == "__main__":
+    main()
