@@ -7,6 +7,7 @@
 -- the request it answers even though many connections interleave. done() prints one line:
 --   SOAK_COUNTS {"sent": {kind: n}, "statuses": {kind: {status: n}}}
 -- "sent" counts request() calls: one per request written, plus the one wrk builds to check the script.
+-- Counts are kept in flat tables keyed by strings ("get 200"): wrk 4.1's thread:get() crashes copying nested tables.
 
 local threads = {}
 
@@ -20,7 +21,7 @@ local plan = {}
 local kinds = {}
 local position = 0
 sent = {}
-statuses = {}
+answers = {}
 
 -- Runs in each thread's own Lua state: build every request once, so request() only hands out strings.
 function init(args)
@@ -37,7 +38,6 @@ function init(args)
     table.insert(plan, wrk.format(method, path, headers, body))
     table.insert(kinds, kind)
     sent[kind] = 0
-    statuses[kind] = {}
   end
   file:close()
   assert(#plan > 0, "empty plan file")
@@ -55,13 +55,8 @@ end
 -- The kind comes back in the echoed request id; an answer without one is counted under "unknown".
 function response(status, headers, body)
   local id = headers["X-Request-ID"] or headers["x-request-id"] or ""
-  local kind = id:match("^soak%.([%w_]+)$") or "unknown"
-  local counts = statuses[kind]
-  if counts == nil then
-    counts = {}
-    statuses[kind] = counts
-  end
-  counts[status] = (counts[status] or 0) + 1
+  local key = (id:match("^soak%.([%w_]+)$") or "unknown") .. " " .. status
+  answers[key] = (answers[key] or 0) + 1
 end
 
 -- Minimal JSON for tables of tables of numbers: keys become strings, as JSON requires.
@@ -77,23 +72,18 @@ local function to_json(value)
   return "{" .. table.concat(parts, ", ") .. "}"
 end
 
-local function add_into(total, counts)
-  for key, value in pairs(counts) do
-    if type(value) == "table" then
-      total[key] = total[key] or {}
-      add_into(total[key], value)
-    else
-      total[key] = (total[key] or 0) + value
-    end
-  end
-end
-
 -- Runs in the main state: each thread counted in its own Lua state, so fetch and add up their tables.
 function done(summary, latency, requests)
   local all_sent, all_statuses = {}, {}
   for _, thread in ipairs(threads) do
-    add_into(all_sent, thread:get("sent"))
-    add_into(all_statuses, thread:get("statuses"))
+    for kind, count in pairs(thread:get("sent")) do
+      all_sent[kind] = (all_sent[kind] or 0) + count
+    end
+    for key, count in pairs(thread:get("answers")) do
+      local kind, status = key:match("^(%S+) (%d+)$")
+      all_statuses[kind] = all_statuses[kind] or {}
+      all_statuses[kind][status] = (all_statuses[kind][status] or 0) + count
+    end
   end
   io.write("SOAK_COUNTS ", to_json({ sent = all_sent, statuses = all_statuses }), "\n")
 end

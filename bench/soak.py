@@ -1,0 +1,631 @@
+"""Soak test: sustained mixed load on the production server while a worker is killed and the models are reloaded.
+
+    .venv/bin/python bench/soak.py                    # 120 s of load, about 2.5 minutes in all
+    .venv/bin/python bench/soak.py --duration 30 --connections 64
+
+It copies lib/models to a temporary folder and starts ``gunicorn -c gunicorn.conf.py`` on a free loopback port
+(MODELS_DIR = that copy, 2 workers, no access log). wrk then drives a mix of valid, invalid, oversized and batch
+requests (bench/soak.lua counts every answer's status by request kind). A third of the way in one worker is
+SIGKILLed and the time until the master has a full set of workers and /health answers is measured; two thirds
+in, the sentiment model folder of the copy is swapped for a fresh copy and the master gets SIGHUP. It reports
+statuses per kind, wrk's socket errors, p50/p99 latency, recovery time, whether the reload took effect, and
+the PSS of all server processes after warm-up and at the end. The summary is also written to bench/results/soak.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: make the bench package importable
+
+from bench.run import (
+    DEFAULT_PHRASES,
+    RESULTS,
+    ROOT,
+    BenchError,
+    Server,
+    check_alive,
+    connections_by_worker,
+    descendants,
+    ensure_wrk,
+    handle_sigterm,
+    memory_snapshot,
+    note,
+    parse_wrk,
+    read_sentences,
+    running_server,
+    sample,
+    server_env,
+    tool_version,
+)
+
+LUA_SCRIPT = Path(__file__).resolve().parent / "soak.lua"
+MODELS = ROOT / "lib" / "models"
+POLL_S = 0.02  # how often the recovery and reload watchers look at /proc
+HEALTH_TIMEOUT_S = 1.0
+RECOVERY_TIMEOUT_S = 30.0
+BATCH_SIZE = 100
+OVERSIZED_CHARS = 25_000  # over the service's 20,000-character limit, far under its 2 MB body limit
+CYCLE_REPEAT = 4  # the plan is 100 * CYCLE_REPEAT requests, so GETs cycle through 280 different sentences
+MAX_PATH = 4000  # keep request lines well under gunicorn's 8,190-byte limit
+COUNTS_MARKER = "SOAK_COUNTS "
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of request in the mix, and the status the HTTP contract promises for it."""
+
+    name: str
+    share: int  # requests of this kind in every 100
+    expected: int
+    what: str
+
+
+KINDS = (
+    Kind("get", 70, 200, "GET /?query=<sentence>"),
+    Kind("ratings", 12, 200, "GET /ratings?query=<sentence>"),
+    Kind("missing_query", 6, 400, "GET / without query"),
+    Kind("malformed_json", 5, 400, "POST / with malformed JSON"),
+    Kind("oversized", 2, 413, f"POST / JSON with a {OVERSIZED_CHARS:,}-character query"),
+    Kind("batch", 5, 200, f"POST / JSON batch of {BATCH_SIZE} sentences"),
+)
+EXPECTED = {kind.name: kind.expected for kind in KINDS}
+
+
+# --- command line -----------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Read the options; the defaults give a 2-minute soak at 64 connections on 2 workers."""
+    parser = argparse.ArgumentParser(
+        description="Soak the production server with mixed wrk load while killing a worker and reloading the models.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--duration", type=int, default=120, help="seconds of load (the kill comes at 1/3, the reload at 2/3)")
+    parser.add_argument("--connections", type=int, default=64, help="wrk connections")
+    parser.add_argument("--threads", type=int, default=1, choices=(1, 2), help="wrk threads")
+    parser.add_argument("--workers", type=int, default=2, help="WEB_CONCURRENCY of the server")
+    parser.add_argument("--warmup", type=int, default=5, help="seconds of the same load before the first memory reading")
+    parser.add_argument("--phrases", type=Path, default=DEFAULT_PHRASES, help="Kaggle test.tsv to take sentences from")
+    parser.add_argument("--startup-timeout", type=float, default=60.0, help="seconds to wait for the server to answer")
+    parser.add_argument("--output", type=Path, default=RESULTS / "soak.json", help="where to write the JSON summary")
+    args = parser.parse_args(argv)
+    if args.duration < 10 or args.warmup < 1 or args.workers < 2 or args.connections < args.threads:
+        parser.error(
+            "--duration must be at least 10, --warmup at least 1, --workers at least 2 (one is killed), "
+            "--connections at least --threads"
+        )
+    return args
+
+
+# --- the request plan -------------------------------------------------------------------------
+
+
+def interleaved_kinds(repeat: int) -> list[Kind]:
+    """Spread each kind evenly over the cycle, so that no stretch of the run is all batches or all errors."""
+    slots = [
+        ((index + 0.5) / (kind.share * repeat), order, kind)
+        for order, kind in enumerate(KINDS)
+        for index in range(kind.share * repeat)
+    ]
+    return [kind for _, _, kind in sorted(slots, key=lambda slot: slot[:2])]
+
+
+def plan_line(kind: Kind, sentences: Iterator[str]) -> str:
+    """Render one request as ``kind TAB method TAB path TAB body`` for soak.lua (JSON bodies hold no raw tabs)."""
+    if kind.name in ("get", "ratings"):
+        path = ("/?query=" if kind.name == "get" else "/ratings?query=") + urllib.parse.quote(next(sentences), safe="")
+        return f"{kind.name}\tGET\t{path}\t"
+    if kind.name == "missing_query":
+        return f"{kind.name}\tGET\t/\t"
+    if kind.name == "malformed_json":
+        return f'{kind.name}\tPOST\t/\t{{"queries": ["unterminated'
+    if kind.name == "oversized":
+        text = next(sentences)
+        while len(text) < OVERSIZED_CHARS:
+            text += " " + next(sentences)
+        return f"{kind.name}\tPOST\t/\t{json.dumps({'query': text[:OVERSIZED_CHARS]})}"
+    return f"{kind.name}\tPOST\t/\t{json.dumps({'queries': [next(sentences) for _ in range(BATCH_SIZE)]})}"
+
+
+def write_plan(sentences: list[str], target: Path) -> Path:
+    """Write the cycle of requests soak.lua sends, with real sentences short enough for a URL."""
+    usable = [sentence for sentence in sentences if len(urllib.parse.quote(sentence, safe="")) < MAX_PATH]
+    stream = iter(sample(usable, 100_000))
+    lines = [plan_line(kind, stream) for kind in interleaved_kinds(CYCLE_REPEAT)]
+    target.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return target
+
+
+# --- processes --------------------------------------------------------------------------------
+
+
+def live_workers(master: int) -> list[int]:
+    """List the master's children that are alive: a killed worker stays a zombie child until the master reaps it."""
+    alive = []
+    for pid in descendants(master):
+        with contextlib.suppress(OSError):  # gone between the listing and the read
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            if state not in ("Z", "X"):
+                alive.append(pid)
+    return sorted(alive)
+
+
+def stable_memory(master: int, workers: int, timeout: float = 10.0) -> dict[str, Any]:
+    """Read PSS once exactly the expected workers are alive, retrying while processes come and go."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(OSError, BenchError):
+            if len(live_workers(master)) == workers and len(descendants(master)) == workers:
+                return memory_snapshot(master)
+        if time.monotonic() > deadline:
+            raise BenchError(f"could not read the memory of a steady set of {workers} workers within {timeout:.0f} s")
+        time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def running_wrk(command: list[str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """Run wrk in its own process group, output to a file, and always kill the group when leaving."""
+    process: subprocess.Popen[bytes] | None = None
+    try:
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        yield process
+    finally:
+        if process is not None and process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def wrk_command(wrk: str, server: Server, plan: Path, args: argparse.Namespace, seconds: int) -> list[str]:
+    """The wrk command: --latency for percentiles, soak.lua for the mix, the plan file after ``--``."""
+    return [
+        wrk,
+        f"-t{args.threads}",
+        f"-c{args.connections}",
+        f"-d{seconds}s",
+        "--latency",
+        "-s",
+        str(LUA_SCRIPT),
+        server.url,
+        "--",
+        str(plan),
+    ]
+
+
+def finish_wrk(process: subprocess.Popen[bytes], log_path: Path, seconds: int) -> str:
+    """Wait for wrk (bounded), and return its output; fail if it did not run cleanly."""
+    try:
+        process.wait(timeout=seconds + 30)
+    except subprocess.TimeoutExpired as exc:
+        raise BenchError(f"wrk did not finish within {seconds + 30} s") from exc
+    output = log_path.read_text(encoding="utf-8", errors="replace")
+    if process.returncode != 0 or COUNTS_MARKER not in output:
+        raise BenchError(f"wrk failed ({process.returncode}):\n{output[-2000:]}")
+    return output
+
+
+def wait_until(deadline: float, server: Server, wrk: subprocess.Popen[bytes]) -> None:
+    """Sleep until ``deadline``, but stop early with an error if the server or wrk died meanwhile."""
+    while time.monotonic() < deadline:
+        check_alive(server)
+        if wrk.poll() is not None:
+            raise BenchError(f"wrk exited early with status {wrk.returncode}")
+        time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+
+
+# --- the two disruptions ----------------------------------------------------------------------
+
+
+def kill_busiest_worker(server: Server, started: float) -> dict[str, Any]:
+    """SIGKILL the worker holding most connections: the worst case for requests in flight."""
+    load = connections_by_worker(server)
+    pid = max(live_workers(server.process.pid), key=lambda worker: load.get(worker, 0))
+    os.kill(pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+    note(f"SIGKILL worker {pid} at {killed_at - started:.1f} s (it held {load.get(pid, 0)} of the connections)")
+    return {
+        "pid": pid,
+        "connections_held": load.get(pid, 0),
+        "connections_by_worker": load,
+        "at_s": round(killed_at - started, 2),
+        "monotonic": killed_at,
+    }
+
+
+def health_ok(url: str) -> bool:
+    """Ask /health on a new connection, so the answer comes from whichever worker accepts it now."""
+    with contextlib.suppress(requests.RequestException):
+        return requests.get(url + "/health", headers={"Connection": "close"}, timeout=HEALTH_TIMEOUT_S).status_code == 200
+    return False
+
+
+def watch_recovery(server: Server, killed: int, killed_at: float, workers: int, stop: threading.Event) -> dict[str, Any]:
+    """Poll until the master has a full set of live workers again and a fresh /health succeeds; time both."""
+    full_at = None
+    while not stop.is_set() and time.monotonic() - killed_at < RECOVERY_TIMEOUT_S:
+        live = [pid for pid in live_workers(server.process.pid) if pid != killed]
+        if len(live) >= workers:
+            full_at = full_at or time.monotonic()
+            if health_ok(server.url):
+                done = time.monotonic()
+                return {
+                    "recovered": True,
+                    "recovery_ms": ms(done - killed_at),
+                    "workers_full_ms": ms(full_at - killed_at),
+                    "workers": live,
+                }
+        time.sleep(POLL_S)
+    return {"recovered": False, "recovery_ms": None, "workers_full_ms": ms(full_at - killed_at) if full_at else None}
+
+
+def swap_sentiment(models: Path) -> None:
+    """Replace the copy's sentiment folder by a fresh copy of the repo's (identical files: a reload of the same model)."""
+    fresh, previous, current = models / "sentiment.next", models / "sentiment.previous", models / "sentiment"
+    shutil.copytree(MODELS / "sentiment", fresh)
+    current.rename(previous)  # nothing reads the folder now: workers never load models, the master only on SIGHUP
+    fresh.rename(current)
+    shutil.rmtree(previous)
+
+
+def reload_models(server: Server, models: Path, workers: int, started: float, bound: float) -> dict[str, Any]:
+    """Swap the model folder, SIGHUP the master, and wait (up to ``bound``) until every worker has been replaced."""
+    master = server.process.pid
+    before = live_workers(master)
+    swap_sentiment(models)
+    os.kill(master, signal.SIGHUP)
+    sent_at = time.monotonic()
+    note(f"swapped models/sentiment and sent SIGHUP at {sent_at - started:.1f} s (workers {before})")
+    after: list[int] = before
+    while time.monotonic() < sent_at + bound:
+        after = live_workers(master)
+        if len(after) == workers and not set(after) & set(before):
+            return {
+                "at_s": round(sent_at - started, 2),
+                "workers_before": before,
+                "workers_after": after,
+                "workers_replaced": True,
+                "replaced_ms": ms(time.monotonic() - sent_at),
+            }
+        time.sleep(POLL_S)
+    return {
+        "at_s": round(sent_at - started, 2),
+        "workers_before": before,
+        "workers_after": after,
+        "workers_replaced": False,
+        "replaced_ms": None,
+    }
+
+
+def ms(seconds: float) -> float:
+    """Express a duration in milliseconds, rounded for reading."""
+    return round(seconds * 1000, 1)
+
+
+def sentiment_version(url: str) -> str:
+    """Read the served sentiment model's version from /models, on a new connection."""
+    response = requests.get(url + "/models", headers={"Connection": "close"}, timeout=5)
+    response.raise_for_status()
+    return str(response.json()["models"]["sentiment"]["version"])
+
+
+# --- reading the results ----------------------------------------------------------------------
+
+
+def lua_counts(output: str) -> dict[str, Any]:
+    """Pull soak.lua's one-line JSON (requests sent and statuses, per kind) out of wrk's output."""
+    line = next(line for line in output.splitlines() if line.startswith(COUNTS_MARKER))
+    counts = json.loads(line.removeprefix(COUNTS_MARKER))
+    return {
+        "sent": {kind: int(count) for kind, count in counts["sent"].items()},
+        "statuses": {kind: {int(status): int(n) for status, n in by.items()} for kind, by in counts["statuses"].items()},
+    }
+
+
+def per_kind(counts: dict[str, Any]) -> list[dict[str, Any]]:
+    """Tabulate each kind: sent, answered, answered as the contract says, and any other statuses."""
+    rows = []
+    for name in [kind.name for kind in KINDS] + sorted(set(counts["statuses"]) - set(EXPECTED)):
+        statuses = counts["statuses"].get(name, {})
+        expected = EXPECTED.get(name)  # "unknown" (no echoed request id) has no expected status
+        rows.append(
+            {
+                "kind": name,
+                "expected": expected,
+                "sent": counts["sent"].get(name, 0),
+                "answered": sum(statuses.values()),
+                "as_expected": statuses.get(expected, 0) if expected else 0,
+                "unexpected": {status: n for status, n in sorted(statuses.items()) if status != expected},
+            }
+        )
+    return rows
+
+
+def log_findings(log_path: Path, master: int, killed: int) -> dict[str, Any]:
+    """Read the server log: did the master log a reload and load the models again, and what errors were logged."""
+    records = []
+    for line in log_path.read_text(encoding="utf-8", errors="replace").splitlines():
+        with contextlib.suppress(json.JSONDecodeError):
+            record = json.loads(line)
+            if isinstance(record, dict):
+                records.append(record)
+    hup = next((i for i, r in enumerate(records) if "Hang up" in str(r.get("message", ""))), None)
+    reloaded = hup is not None and any(
+        r.get("pid") == master and str(r.get("message", "")).startswith("loaded sentiment") for r in records[hup:]
+    )
+    errors = [str(r.get("message")) for r in records if r.get("level") in ("ERROR", "CRITICAL")]
+    expected = [message for message in errors if f"pid:{killed})" in message]
+    return {
+        "hang_up_logged": hup is not None,
+        "master_loaded_models_after_hup": reloaded,
+        "error_lines": len(errors),
+        "error_lines_about_killed_worker": len(expected),
+        "other_error_lines": [message for message in errors if message not in expected][:20],
+    }
+
+
+def assess(report: dict[str, Any]) -> dict[str, Any]:
+    """Compare failures with what the kill explains: each of the killed worker's connections had one request in flight."""
+    load, kill = report["load"], report["kill"]
+    socket_failures = sum(load["socket_errors"].get(key, 0) for key in ("connect", "read", "write"))
+    unexpected = sum(sum(row["unexpected"].values()) for row in report["kinds"])
+    allowance = kill["connections_held"]
+    return {
+        "socket_failures": socket_failures,
+        "unexpected_answers": unexpected,
+        "timeouts": load["socket_errors"].get("timeout", 0),
+        "explained_by_kill_at_most": allowance,
+        "within_expectation": socket_failures + unexpected <= allowance and not load["socket_errors"].get("timeout", 0),
+    }
+
+
+# --- the run ----------------------------------------------------------------------------------
+
+
+def disrupt(
+    server: Server, wrk: subprocess.Popen[bytes], models: Path, started: float, args: argparse.Namespace
+) -> dict[str, Any]:
+    """Kill a worker at 1/3 of the run (timing its recovery in a thread), then reload the models at 2/3."""
+    stop = threading.Event()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="recovery") as pool:
+        try:
+            wait_until(started + args.duration / 3, server, wrk)
+            kill = kill_busiest_worker(server, started)
+            recovery: Future[dict[str, Any]] = pool.submit(
+                watch_recovery, server, kill["pid"], kill["monotonic"], args.workers, stop
+            )
+            wait_until(started + 2 * args.duration / 3, server, wrk)
+            memory_before_reload = stable_memory(server.process.pid, args.workers)
+            version_before = sentiment_version(server.url)
+            bound = started + args.duration - time.monotonic() + 10
+            reload = reload_models(server, models, args.workers, started, bound)
+            kill["recovery"] = recovery.result(timeout=RECOVERY_TIMEOUT_S + 5)
+        finally:
+            stop.set()
+    kill.pop("monotonic")
+    return {
+        "kill": kill,
+        "reload": {**reload, "sentiment_version_before": version_before},
+        "memory_before_reload": memory_before_reload,
+    }
+
+
+def soak(args: argparse.Namespace, command: str) -> dict[str, Any]:
+    """Start the server on a copy of the models, warm it up, run the disrupted load, and gather the report."""
+    sentences = read_sentences(args.phrases)
+    wrk = ensure_wrk()
+    (RESULTS / "logs").mkdir(parents=True, exist_ok=True)
+    plan = write_plan(sentences, RESULTS / "soak-plan.tsv")
+    wrk_log = RESULTS / "logs" / "wrk-soak.txt"
+    with tempfile.TemporaryDirectory(prefix="soak-models-") as temporary:
+        models = Path(temporary) / "models"
+        shutil.copytree(MODELS, models, ignore=shutil.ignore_patterns(".*"))
+        env = {**server_env("", args.workers), "MODELS_DIR": str(models)}
+        with running_server("soak", None, env, "/health", args.startup_timeout, args.workers) as server:
+            note(f"warm-up: {args.warmup} s of the same mix")
+            with running_wrk(wrk_command(wrk, server, plan, args, args.warmup), wrk_log) as warmup:
+                finish_wrk(warmup, wrk_log, args.warmup)
+            time.sleep(1)  # let the warm-up's connections close before reading memory
+            memory_start = stable_memory(server.process.pid, args.workers)
+            note(f"load: {args.duration} s, {args.connections} connections; kill at 1/3, reload at 2/3")
+            with running_wrk(wrk_command(wrk, server, plan, args, args.duration), wrk_log) as load:
+                started = time.monotonic()
+                events = disrupt(server, load, models, started, args)
+                output = finish_wrk(load, wrk_log, args.duration)
+            check_alive(server)
+            memory_end = stable_memory(server.process.pid, args.workers)
+            events["reload"]["sentiment_version_after"] = sentiment_version(server.url)
+            findings = log_findings(server.log_path, server.process.pid, events["kill"]["pid"])
+            server_command = server.command
+    counts = lua_counts(output)
+    memory_before_reload = events.pop("memory_before_reload")
+    report = {
+        "command": command,
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "settings": {
+            "server": server_command + "  (MODELS_DIR=<temporary copy of lib/models>)",
+            "duration_s": args.duration,
+            "warmup_s": args.warmup,
+            "connections": args.connections,
+            "wrk_threads": args.threads,
+            "workers": args.workers,
+            "phrases_file": str(args.phrases),
+            "mix_per_100": {kind.name: {"share": kind.share, "expected": kind.expected, "what": kind.what} for kind in KINDS},
+            "cpus": os.cpu_count(),
+            "wrk": tool_version([wrk, "-v"]),
+        },
+        "load": asdict(parse_wrk(output, "service", args.connections, [])),
+        "sent": sum(counts["sent"].values()),
+        "answered_by_status": answered_by_status(counts),
+        "kinds": per_kind(counts),
+        **events,
+        "server_log": findings,
+        "memory": {
+            "start": memory_start,
+            "before_reload": memory_before_reload,
+            "end": memory_end,
+            "growth_percent": growth(memory_start["total_mb"], memory_end["total_mb"]),
+            "anon_growth_percent": growth(memory_start["total_anon_mb"], memory_end["total_anon_mb"]),
+        },
+    }
+    report["assessment"] = assess(report)
+    return report
+
+
+def answered_by_status(counts: dict[str, Any]) -> dict[int, int]:
+    """Add up the answers of every kind by status."""
+    total: Counter[int] = Counter()
+    for statuses in counts["statuses"].values():
+        total.update(statuses)
+    return dict(sorted(total.items()))
+
+
+def growth(start: float, end: float) -> float:
+    """Percentage change from ``start`` to ``end``."""
+    return round(100 * (end - start) / start, 1)
+
+
+# --- output -----------------------------------------------------------------------------------
+
+
+def render(report: dict[str, Any]) -> str:
+    """Lay the report out for a terminal: setup, events, answers, errors and what explains them, latency, memory."""
+    settings, load, kill, reload = report["settings"], report["load"], report["kill"], report["reload"]
+    recovery, memory, verdict = kill["recovery"], report["memory"], report["assessment"]
+    answered = sum(report["answered_by_status"].values())
+    mix = ", ".join(f"{kind.share} {kind.name} ({kind.expected})" for kind in KINDS)
+    outcome = "as expected" if verdict["within_expectation"] else "MORE THAN THE KILL EXPLAINS"
+    lines = [
+        f"server: {settings['server']}",
+        f"load: wrk -t{settings['wrk_threads']} -c{settings['connections']} for {settings['duration_s']} s "
+        f"(after {settings['warmup_s']} s warm-up) on {settings['cpus']} cpus; {settings['wrk']}",
+        f"mix per 100 requests (expected status): {mix}",
+        "",
+        *event_lines(kill, recovery, reload, report["server_log"]),
+        "",
+        f"requests: {report['sent']:,} sent (soak.lua count), {answered:,} answered "
+        f"(wrk: {load['requests']:,} requests, {load['requests_per_s']:,.0f} req/s); "
+        f"{report['sent'] - answered:,} never answered",
+        "answered by status: " + ", ".join(f"{status}: {n:,}" for status, n in report["answered_by_status"].items()),
+        *kind_table(report["kinds"]),
+        f"unexpected statuses: {verdict['unexpected_answers']:,}"
+        + "".join(f"; {row['kind']}: {row['unexpected']}" for row in report["kinds"] if row["unexpected"]),
+        "socket errors: "
+        + ", ".join(f"{key} {load['socket_errors'].get(key, 0):,}" for key in ("connect", "read", "write", "timeout")),
+        f"  Socket errors and unexpected answers are expected only for requests in flight on the killed worker: it held "
+        f"{kill['connections_held']} connections, each with one request outstanding, so at most {kill['connections_held']} "
+        f"are explained; observed {verdict['socket_failures'] + verdict['unexpected_answers']:,} failures and "
+        f"{verdict['timeouts']:,} timeouts -> {outcome}",
+        "  (never answered = failed in flight + up to one request per connection still in flight when wrk stopped)",
+        f"latency, all kinds together: p50 {load['p50_ms']} ms, p99 {load['p99_ms']} ms",
+        *memory_lines(memory),
+    ]
+    return "\n".join(lines)
+
+
+def event_lines(kill: dict[str, Any], recovery: dict[str, Any], reload: dict[str, Any], log: dict[str, Any]) -> list[str]:
+    """Describe the kill and the reload, and what the watchers and the server log saw of each."""
+    recovered = (
+        f"recovered in {recovery['recovery_ms']} ms (full set of workers after {recovery['workers_full_ms']} ms, "
+        f"then a fresh /health answered 200)"
+        if recovery["recovered"]
+        else f"NOT recovered within {RECOVERY_TIMEOUT_S:.0f} s"
+    )
+    replaced = (
+        f"workers {reload['workers_before']} -> {reload['workers_after']} in {reload['replaced_ms']} ms"
+        if reload["workers_replaced"]
+        else f"workers NOT all replaced (before {reload['workers_before']}, last seen {reload['workers_after']})"
+    )
+    same = (
+        "same version: identical files"
+        if reload["sentiment_version_before"] == reload["sentiment_version_after"]
+        else "new version"
+    )
+    logged = (
+        "master logged 'Hang up' and loaded the models again"
+        if log["master_loaded_models_after_hup"]
+        else ("master log shows NO reload of the models")
+    )
+    other = log["other_error_lines"]
+    return [
+        f"kill: SIGKILL worker {kill['pid']} at {kill['at_s']} s (held {kill['connections_held']} of the connections, "
+        f"by worker {kill['connections_by_worker']}); {recovered}",
+        f"reload: swapped models/sentiment, SIGHUP at {reload['at_s']} s; {replaced}; {logged}",
+        f"  /models sentiment version {reload['sentiment_version_before']} -> {reload['sentiment_version_after']} ({same})",
+        f"server log: {log['error_lines']} error lines, {log['error_lines_about_killed_worker']} about the killed worker"
+        + (f"; others: {other}" if other else ""),
+    ]
+
+
+def kind_table(rows: list[dict[str, Any]]) -> list[str]:
+    """Tabulate the answers of each kind against the status it should get."""
+    header = f"  {'kind':<15} {'expected':>8} {'sent':>9} {'answered':>9} {'as expected':>11}  unexpected"
+    lines = [header]
+    for row in rows:
+        unexpected = ", ".join(f"{status}: {n}" for status, n in row["unexpected"].items()) or "-"
+        lines.append(
+            f"  {row['kind']:<15} {row['expected'] or '-':>8} {row['sent']:>9,} {row['answered']:>9,} "
+            f"{row['as_expected']:>11,}  {unexpected}"
+        )
+    return lines
+
+
+def memory_lines(memory: dict[str, Any]) -> list[str]:
+    """Show PSS after warm-up, before the reload and at the end, with the growth over the run, total and anonymous."""
+    start, before, end = memory["start"], memory["before_reload"], memory["end"]
+    warn = "  (over 10%!)" if memory["growth_percent"] > 10 else ""
+    return [
+        f"memory (PSS, master + workers): start {start['total_mb']} MB {start['workers_mb']}, "
+        f"before reload {before['total_mb']} MB {before['workers_mb']}, end {end['total_mb']} MB {end['workers_mb']} "
+        f"-> growth {memory['growth_percent']:+}%{warn}",
+        f"  anonymous part (private to the server, the stable measure): {start['total_anon_mb']} -> {end['total_anon_mb']} MB "
+        f"({memory['anon_growth_percent']:+}%); the rest is library pages, whose PSS share moves with how many other",
+        "  processes on the machine map the same files; the end reading is of workers forked at the reload",
+    ]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the soak; print the summary and write it as JSON, or say in one line why it could not run."""
+    args = parse_args(argv)
+    command = shlex.join([os.path.relpath(sys.executable, Path.cwd()), *sys.argv])
+    print(f"command: {command}", flush=True)
+    signal.signal(signal.SIGTERM, handle_sigterm)
+    try:
+        report = soak(args, command)
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: server and wrk stopped, no results written", file=sys.stderr)
+        return 130
+    print(render(report))
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    shown = os.path.relpath(args.output) if args.output.resolve().is_relative_to(Path.cwd()) else args.output
+    print(f"\nJSON: {shown}  server log and raw wrk output: {os.path.relpath(RESULTS / 'logs')}")
+    return 0 if report["assessment"]["within_expectation"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
