@@ -21,9 +21,12 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as under gunicorn.conf.py
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from flask import Flask  # noqa: E402
+from flask_restful import Api, Resource  # noqa: E402
 from werkzeug.test import EnvironBuilder  # noqa: E402
 
 from app import create_app  # noqa: E402
+from bench.ceiling import ANSWER  # noqa: E402
 from bench.ceiling import app as ceiling  # noqa: E402
 
 QUERY = "/?query=" + "the%20film%20is%20a%20bit%20too%20long%20but%20the%20cast%20is%20wonderful"
@@ -49,12 +52,25 @@ def wsgi_call(app: Callable, path: str) -> Callable[[], bytes]:
     return lambda: b"".join(app(dict(environ), lambda *_: None))
 
 
+def restful_ceiling() -> Flask:
+    """The ceiling's constant answer from a Flask-RESTful Resource: what the resource layer alone costs."""
+    app = Flask(__name__)
+
+    class Constant(Resource):
+        def get(self) -> dict:
+            return ANSWER
+
+    Api(app).add_resource(Constant, "/")
+    return app
+
+
 def main() -> None:
     """Print the per-layer costs and the profile."""
     service = create_app()
     model = service.extensions["models"].models["sentiment"]
     rows = [
         ("ceiling: Flask view returning a constant dict", per_call_us(wsgi_call(ceiling, "/"))),
+        ("same constant from a Flask-RESTful Resource", per_call_us(wsgi_call(restful_ceiling(), "/"))),
         ("service: GET /health (Flask-RESTful + hooks)", per_call_us(wsgi_call(service, "/health"))),
         ("service: GET /?query=... (prediction)", per_call_us(wsgi_call(service, QUERY))),
         ("  of which NLPModel.predict_one", per_call_us(lambda: model.predict_one(TEXT))),
@@ -62,7 +78,7 @@ def main() -> None:
     ]
     for label, microseconds in rows:
         print(f"{label:<52} {microseconds:8.1f} us")
-    print(f"prediction / ceiling: {rows[2][1] / rows[0][1]:.2f}x the ceiling's in-process cost")
+    print(f"prediction / ceiling: {rows[3][1] / rows[0][1]:.2f}x the ceiling's in-process cost")
     profiler = cProfile.Profile()
     call = wsgi_call(service, QUERY)
     profiler.enable()

@@ -386,11 +386,12 @@ def log_findings(log_path: Path, master: int, killed: int) -> dict[str, Any]:
 
 
 def assess(report: dict[str, Any]) -> dict[str, Any]:
-    """Compare failures with what the kill explains: each of the killed worker's connections had one request in flight."""
+    """Compare failures with what the kill explains: one request per connection the killed worker held, and at least
+    the one it was serving (a sync worker holds a connection only while it answers it)."""
     load, kill = report["load"], report["kill"]
     socket_failures = sum(load["socket_errors"].get(key, 0) for key in ("connect", "read", "write"))
     unexpected = sum(sum(row["unexpected"].values()) for row in report["kinds"])
-    allowance = kill["connections_held"]
+    allowance = max(kill["connections_held"], 1)
     return {
         "socket_failures": socket_failures,
         "unexpected_answers": unexpected,
@@ -534,8 +535,9 @@ def render(report: dict[str, Any]) -> str:
         "socket errors: "
         + ", ".join(f"{key} {load['socket_errors'].get(key, 0):,}" for key in ("connect", "read", "write", "timeout")),
         f"  Socket errors and unexpected answers are expected only for requests in flight on the killed worker: it held "
-        f"{kill['connections_held']} connections, each with one request outstanding, so at most {kill['connections_held']} "
-        f"are explained; observed {verdict['socket_failures'] + verdict['unexpected_answers']:,} failures and "
+        f"{kill['connections_held']} connections besides the request it was serving, so at most "
+        f"{verdict['explained_by_kill_at_most']} are explained; observed "
+        f"{verdict['socket_failures'] + verdict['unexpected_answers']:,} failures and "
         f"{verdict['timeouts']:,} timeouts -> {outcome}",
         "  (never answered = failed in flight + up to one request per connection still in flight when wrk stopped)",
         f"latency, all kinds together: p50 {load['p50_ms']} ms, p99 {load['p99_ms']} ms",

@@ -90,8 +90,8 @@ def test_stalled_header_client_is_cut_off(production_server: Server) -> None:
 
 def test_stalled_body_clients_are_cut_off_and_others_served(production_server: Server) -> None:
     body_started = True
-    """Three times as many stalled uploads as worker threads: each is answered 408 after CLIENT_TIMEOUT."""
-    slots = 2 * 4  # WEB_CONCURRENCY x THREADS
+    """Three times as many stalled uploads as workers: each is answered 408 after CLIENT_TIMEOUT."""
+    slots = 2  # WEB_CONCURRENCY sync workers, one request each
     slow = open_slow_clients(production_server.url, 3 * slots, body_started)
     try:
         started = time.monotonic()
@@ -230,7 +230,8 @@ def test_production_defaults_are_safe(monkeypatch: pytest.MonkeyPatch, tmp_path:
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
     config = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
     assert config["bind"] == "127.0.0.1:8000"
-    assert config["workers"] == (os.cpu_count() or 1)
+    assert config["workers"] == 2 * (os.cpu_count() or 1) + 1
+    assert config["worker_class"] == "sync"
     assert config["preload_app"] is True and config["wsgi_app"] == "app:create_app()"
     assert config["timeout"] > 0 and config["max_requests"] > 0 and config["max_requests_jitter"] > 0
     assert "debug" not in config and "reload" not in config
