@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 import urllib.parse
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -663,25 +663,36 @@ def uneven(spread: list[int]) -> bool:
     return len(spread) > 1 and sum(spread) > 0 and max(spread) > 0.75 * sum(spread)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the benchmark; print the summary and write it as JSON, or say in one line why it could not run."""
-    args = parse_args(argv)
+def report_run(
+    args: argparse.Namespace,
+    produce: Callable[[argparse.Namespace, str], dict[str, Any]],
+    render_report: Callable[[dict[str, Any]], str],
+) -> tuple[int, dict[str, Any] | None]:
+    """Run a measurement the way every bench command does: echo the command, stop cleanly on SIGTERM or Ctrl-C,
+    say in one line why it could not run, print the summary and write it as JSON. Return (exit status, report)."""
     command = shlex.join([os.path.relpath(sys.executable, Path.cwd()), *sys.argv])
     print(f"command: {command}", flush=True)
     signal.signal(signal.SIGTERM, handle_sigterm)
     try:
-        report = benchmark(args, command)
+        report = produce(args, command)
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return 2, None
     except KeyboardInterrupt:
-        print("interrupted: servers stopped, no results written", file=sys.stderr)
-        return 130
-    print(render(report))
+        print("interrupted: everything started was stopped, no results written", file=sys.stderr)
+        return 130, None
+    print(render_report(report))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print(f"\nJSON: {args.output}  logs and raw wrk output: {RESULTS / 'logs'}")
-    return 0
+    shown = os.path.relpath(args.output) if args.output.resolve().is_relative_to(Path.cwd()) else args.output
+    print(f"\nJSON: {shown}  logs and raw wrk output: {os.path.relpath(RESULTS / 'logs')}")
+    return 0, report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark; print the summary and write it as JSON, or say in one line why it could not run."""
+    status, _ = report_run(parse_args(argv), benchmark, render)
+    return status
 
 
 if __name__ == "__main__":

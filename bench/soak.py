@@ -18,7 +18,6 @@ import argparse
 import contextlib
 import json
 import os
-import shlex
 import shutil
 import signal
 import subprocess
@@ -48,11 +47,11 @@ from bench.run import (
     connections_by_worker,
     descendants,
     ensure_wrk,
-    handle_sigterm,
     memory_snapshot,
     note,
     parse_wrk,
     read_sentences,
+    report_run,
     running_server,
     sample,
     server_env,
@@ -608,24 +607,10 @@ def memory_lines(memory: dict[str, Any]) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the soak; print the summary and write it as JSON, or say in one line why it could not run."""
-    args = parse_args(argv)
-    command = shlex.join([os.path.relpath(sys.executable, Path.cwd()), *sys.argv])
-    print(f"command: {command}", flush=True)
-    signal.signal(signal.SIGTERM, handle_sigterm)
-    try:
-        report = soak(args, command)
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: server and wrk stopped, no results written", file=sys.stderr)
-        return 130
-    print(render(report))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    shown = os.path.relpath(args.output) if args.output.resolve().is_relative_to(Path.cwd()) else args.output
-    print(f"\nJSON: {shown}  server log and raw wrk output: {os.path.relpath(RESULTS / 'logs')}")
+    """Run the soak; print the summary and write it as JSON; exit 1 if more failed than the kill explains."""
+    status, report = report_run(parse_args(argv), soak, render)
+    if report is None:
+        return status
     return 0 if report["assessment"]["within_expectation"] else 1
 
 
