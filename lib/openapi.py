@@ -288,13 +288,17 @@ def responses(settings: Any) -> Schema:
     return {
         "BadRequest": response(
             "`query` missing or blank; not a string; malformed JSON; a JSON body that is not an object; "
-            "`queries` not a non-empty array of non-blank strings (the message names the index, e.g. `'queries[3]'`).",
+            "`queries` not a non-empty array of non-blank strings (the message names the index, e.g. `'queries[3]'`); "
+            "a URL or body that is not valid UTF-8.",
             error,
         ),
         "TooLarge": response(
             f"A query longer than {settings.max_query_chars:,} characters, a batch of more than {settings.max_batch:,} "
             f"queries, or a body larger than {settings.max_body_bytes:,} bytes; the message states the limit.",
             error,
+        ),
+        "Timeout": response(
+            "The request body stalled (no data for the server's CLIENT_TIMEOUT seconds) or the client went away.", error
         ),
         "NotFound": response("No such path (or asset).", error),
         "MethodNotAllowed": response(
@@ -334,7 +338,7 @@ def operation(summary: str, tag: str, operation_id: str, answers: Schema, **extr
 
 def prediction_path(name: str, single: str, batch: str, what: str, example: Schema) -> Schema:
     """GET and POST on one model's path: a single query, or (POST) a batch."""
-    errors = {"400": ref("responses", "BadRequest"), "413": ref("responses", "TooLarge")}
+    errors = {"400": ref("responses", "BadRequest"), "408": ref("responses", "Timeout"), "413": ref("responses", "TooLarge")}
     return {
         "get": operation(
             f"Classify one text {what}",
@@ -475,7 +479,7 @@ def description(settings: Any) -> str:
         f"Limits: {settings.max_query_chars:,} characters per query, {settings.max_batch:,} queries per batch, "
         f"{settings.max_body_bytes:,} bytes per body (413 beyond any of them).\n\n"
         'Errors are JSON everywhere, `{"message": "..."}`: 400 bad input, 404 unknown path, 405 method not '
-        "allowed (with an `Allow` header), 413 over a limit, 500 anything unexpected. Every response carries "
+        "allowed (with an `Allow` header), 408 stalled body, 413 over a limit, 500 anything unexpected. Every response carries "
         "`X-Request-ID`."
     )
 
