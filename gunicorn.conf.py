@@ -11,6 +11,7 @@ import shutil
 import tempfile
 
 import gunicorn.http.wsgi
+import gunicorn.util
 from gunicorn.glogging import Logger
 from gunicorn.workers import gthread
 from gunicorn.workers.sync import SyncWorker
@@ -23,6 +24,19 @@ for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 # No server name and version in every response: they only help an attacker pick an exploit.
 gunicorn.http.wsgi.SERVER = "sentiment-api"
+
+
+def _write_json_error(sock, status_int: int, reason: str, mesg: str) -> None:
+    """Answer what gunicorn refuses itself (URL too long, bad headers) in the API's error shape, not HTML."""
+    body = json.dumps({"message": f"{reason}: {mesg}" if mesg else reason}).encode()
+    head = (
+        f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+        f"X-Content-Type-Options: nosniff\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    gunicorn.util.write_nonblock(sock, head.encode("latin-1") + body)
+
+
+gunicorn.util.write_error = _write_json_error
 
 wsgi_app = "app:create_app()"
 bind = os.environ.get("BIND", f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}")

@@ -300,6 +300,9 @@ def responses(settings: Any) -> Schema:
         "Timeout": response(
             "The request body stalled (no data for the server's CLIENT_TIMEOUT seconds) or the client went away.", error
         ),
+        "UriTooLong": response(
+            "The request line is over the production server's 8,190-byte limit: send long texts in a body.", error
+        ),
         "NotFound": response("No such path (or asset).", error),
         "MethodNotAllowed": response(
             "A method not listed for this path; the Allow header lists those that are.",
@@ -338,7 +341,12 @@ def operation(summary: str, tag: str, operation_id: str, answers: Schema, **extr
 
 def prediction_path(name: str, single: str, batch: str, what: str, example: Schema) -> Schema:
     """GET and POST on one model's path: a single query, or (POST) a batch."""
-    errors = {"400": ref("responses", "BadRequest"), "408": ref("responses", "Timeout"), "413": ref("responses", "TooLarge")}
+    errors = {
+        "400": ref("responses", "BadRequest"),
+        "408": ref("responses", "Timeout"),
+        "413": ref("responses", "TooLarge"),
+        "414": ref("responses", "UriTooLong"),
+    }
     return {
         "get": operation(
             f"Classify one text {what}",

@@ -239,3 +239,12 @@ def test_production_defaults_are_safe(monkeypatch: pytest.MonkeyPatch, tmp_path:
 
 def test_debug_is_never_on_in_the_app(tiny_models: Path) -> None:
     assert create_app({"MODELS_DIR": str(tiny_models), "DEBUG": "1"}).debug is False
+
+
+def test_requests_gunicorn_refuses_are_answered_in_json(production_server: Server) -> None:
+    too_long = requests.get(production_server.url, params={"query": "a" * 9000}, timeout=10)
+    assert too_long.status_code == 414
+    assert too_long.headers["Content-Type"] == "application/json"
+    assert too_long.json()["message"].startswith("URI Too Long")
+    bad_header = requests.get(f"{production_server.url}/health", headers={"X-Big": "b" * 9000}, timeout=10)
+    assert bad_header.status_code in (400, 431) and "message" in bad_header.json()
