@@ -357,6 +357,7 @@ def secure_headers(response: Response) -> Response:
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the service: settings from the environment (then ``config``), models, resources."""
     settings = Settings.from_mapping({**os.environ, **(config or {})})
+    log.setLevel(settings.log_level)
     app = Flask(__name__, static_folder=None)
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_body_bytes,

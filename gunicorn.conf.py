@@ -16,7 +16,7 @@ from gunicorn.glogging import Logger
 from gunicorn.workers import gthread
 from gunicorn.workers.sync import SyncWorker
 
-# One single-threaded process per core. NumPy's BLAS would otherwise start a thread pool per
+# Single-threaded maths in every worker. NumPy's BLAS would otherwise start a thread pool per
 # worker whose spinning threads fight the workers for the cores: measured here, it halved
 # throughput (see README). Set before the app, and so NumPy, is imported.
 for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -42,8 +42,8 @@ wsgi_app = "app:create_app()"
 bind = os.environ.get("BIND", f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}")
 
 # Sync workers, one request at a time each: measured against gthread on this service, they
-# answered 2-2.5x the requests at 16 connections with a third of the p99, and share the load
-# evenly (a gthread worker can keep every keep-alive connection while another core idles).
+# matched gthread's best throughput at 16 connections (2.5x its worst) with a lower p99, and
+# share the load evenly (a gthread worker can keep every keep-alive connection while a core idles).
 # Gunicorn's 2 x cores + 1 keeps the cores busy while a worker waits on a client; each extra
 # worker costs ~11 MB (copy-on-write, see README).
 workers = int(os.environ.get("WEB_CONCURRENCY", 2 * (os.cpu_count() or 1) + 1))
@@ -57,7 +57,7 @@ reuse_port = os.environ.get("REUSE_PORT", "") == "1"
 
 timeout = int(os.environ.get("TIMEOUT", "30"))
 # A client that goes silent for this long mid-request (headers or body) is disconnected, so a
-# stalled or deliberately slow client holds a worker thread for seconds, not forever.
+# stalled or deliberately slow client holds a worker for seconds, not forever.
 CLIENT_TIMEOUT = float(os.environ.get("CLIENT_TIMEOUT", "5"))
 graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", "30"))
 keepalive = int(os.environ.get("KEEPALIVE", "5"))
