@@ -20,7 +20,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -185,7 +184,6 @@ def build(name: str, spec: ModelSpec, phrases: pd.DataFrame, data_path: Path, ou
                 staging,
                 name,
                 {
-                    "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
                     "data": {
                         "file": data_path.name,
                         "sha256": util.file_sha256(data_path),

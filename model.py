@@ -1,9 +1,11 @@
-"""NLPModel: a TF-IDF vectorizer and a multinomial naive Bayes classifier, saved with a manifest.
+"""NLPModel: a TF-IDF vectorizer and a multinomial naive Bayes classifier, saved as data.
 
 The method names follow the tutorial this project descends from (``vectorizer_fit``,
-``vectorizer_transform``, ``train``, ``predict``, ``predict_proba``). ``save``/``load`` add a
-manifest that pins every file by SHA-256 and the scikit-learn version, because unpickling runs
-code: only files named in a verified manifest are ever unpickled. ``predict_texts`` and
+``vectorizer_transform``, ``train``, ``predict``, ``predict_proba``). ``save``/``load`` keep a
+fitted model as plain data, never a pickle: the vectorizer's settings and vocabulary as JSON,
+the idf weights and the classifier's log-probabilities as ``.npy`` arrays read with
+``allow_pickle=False``. Whatever a model folder holds, loading it runs no code. A manifest pins
+every file by SHA-256, and the version is derived from what is loaded. ``predict_texts`` and
 ``predict_one`` are the serving paths. This module knows nothing of HTTP or plotting.
 """
 
@@ -13,8 +15,10 @@ import hashlib
 import io
 import json
 import math
-import pickle
+import os
 import platform
+import re
+import stat
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,34 +29,28 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.naive_bayes import MultinomialNB
 
 MANIFEST = "manifest.json"
-VECTORIZER_FILE = "vectorizer.pkl"
-CLASSIFIER_FILE = "classifier.pkl"
-MANIFEST_FORMAT = 1
+MANIFEST_FORMAT = 2
+VECTORIZER_FILE = "vectorizer.json"  # analyzer settings and the vocabulary in column order
+IDF_FILE = "idf.npy"  # one weight per vocabulary term
+FEATURE_LOG_PROB_FILE = "feature_log_prob.npy"  # log P(term | class), one row per label
+CLASS_LOG_PRIOR_FILE = "class_log_prior.npy"  # log P(class), one per label
+ARTIFACT_FILES = (VECTORIZER_FILE, IDF_FILE, FEATURE_LOG_PROB_FILE, CLASS_LOG_PRIOR_FILE)
+REBUILD_HINT = "Rebuild the models with: python build_model.py --data PATH/TO/train.tsv"
 
-#: Modules a fitted vectorizer or classifier may reference when unpickled.
-_TRUSTED_MODULES = ("sklearn.", "numpy", "scipy.", "copyreg", "_codecs")
-_TRUSTED_BUILTINS = frozenset(
-    {
-        "dict",
-        "list",
-        "set",
-        "frozenset",
-        "tuple",
-        "slice",
-        "str",
-        "float",
-        "int",
-        "bool",
-        "complex",
-        "bytearray",
-        "type",
-        "getattr",
-    }
-)
+#: The vectorizer settings that shape ``transform``, with the values a saved model may hold.
+#: Everything else is fixed (text input, no custom callables), so a model folder is pure data.
+ANALYZER_CHOICES: dict[str, tuple[Any, ...]] = {
+    "analyzer": ("word", "char", "char_wb"),
+    "norm": ("l1", "l2", None),
+    "strip_accents": (None, "ascii", "unicode"),
+}
+FLAG_PARAMS = ("binary", "lowercase", "sublinear_tf")
+FIXED_PARAMS: dict[str, Any] = {"input": "content", "preprocessor": None, "tokenizer": None, "vocabulary": None, "use_idf": True}
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 class ModelLoadError(RuntimeError):
-    """A model folder cannot be trusted or read; the message says how to rebuild it."""
+    """A model folder cannot be trusted or read; the message names the file and says how to rebuild."""
 
 
 class NLPModel:
@@ -81,25 +79,24 @@ class NLPModel:
     def vectorizer_fit(self, texts: Iterable[str]) -> NLPModel:
         """Fit the vocabulary and idf weights on training texts."""
         self.vectorizer.fit(texts)
-        # Plain ints pickle smaller than NumPy scalars and look up faster.
         self.vectorizer.vocabulary_ = {term: int(index) for term, index in self.vectorizer.vocabulary_.items()}
         return self
 
-    def vectorizer_transform(self, texts: Iterable[str]):
+    def vectorizer_transform(self, texts: Iterable[str]) -> Any:
         """Turn texts into the TF-IDF matrix the classifier reads."""
         return self.vectorizer.transform(texts)
 
-    def train(self, features, y: Sequence[int]) -> NLPModel:
+    def train(self, features: Any, y: Sequence[int]) -> NLPModel:
         """Fit the classifier on vectorized texts and integer class indices."""
         self.clf.fit(features, y)
         self._fast = None
         return self
 
-    def predict(self, features) -> np.ndarray:
+    def predict(self, features: Any) -> np.ndarray:
         """Return the class index of each vectorized text."""
         return self.clf.predict(features)
 
-    def predict_proba(self, features) -> np.ndarray:
+    def predict_proba(self, features: Any) -> np.ndarray:
         """Return class probabilities (columns in label order) of vectorized texts."""
         return self.clf.predict_proba(features)
 
@@ -123,22 +120,14 @@ class NLPModel:
         return str(self.manifest.get("version", "unsaved"))
 
     def save(self, directory: str | Path, name: str, metadata: Mapping[str, Any]) -> dict[str, Any]:
-        """Pickle the vectorizer and classifier into ``directory`` and write the manifest."""
+        """Write the fitted model into ``directory`` as JSON and arrays, then the manifest."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        # transform() caches id(stop_words), which differs per process: drop it so that the same
-        # model always pickles to the same bytes (and so the same version).
-        self.vectorizer.__dict__.pop("_stop_words_id", None)
-        files = {}
-        for filename, obj in ((VECTORIZER_FILE, self.vectorizer), (CLASSIFIER_FILE, self.clf)):
-            payload = pickle.dumps(obj, protocol=5)
-            (directory / filename).write_bytes(payload)
-            files[filename] = hashlib.sha256(payload).hexdigest()
-        version_digest = hashlib.sha256("".join(sorted(files.values())).encode()).hexdigest()
+        files = {filename: _write(directory / filename, payload) for filename, payload in self._artifacts().items()}
         self.manifest = {
             "format": MANIFEST_FORMAT,
             "name": name,
-            "version": f"{name}-{version_digest[:12]}",
+            "version": content_version(name, self.labels, files),
             "labels": list(self.labels),
             "files": files,
             "sklearn_version": sklearn.__version__,
@@ -148,9 +137,20 @@ class NLPModel:
         (directory / MANIFEST).write_text(json.dumps(self.manifest, indent=2) + "\n")
         return self.manifest
 
+    def _artifacts(self) -> dict[str, bytes]:
+        """Serialize the fitted state: what ``transform`` and ``predict_proba`` read, nothing else."""
+        params = analyzer_params(self.vectorizer)
+        terms = self.vectorizer.get_feature_names_out().tolist()
+        return {
+            VECTORIZER_FILE: (json.dumps({"params": params, "vocabulary": terms}, sort_keys=True) + "\n").encode(),
+            IDF_FILE: _npy(self.vectorizer.idf_),
+            FEATURE_LOG_PROB_FILE: _npy(self.clf.feature_log_prob_),
+            CLASS_LOG_PRIOR_FILE: _npy(self.clf.class_log_prior_),
+        }
+
     @classmethod
     def load(cls, directory: str | Path) -> NLPModel:
-        """Load a saved model after verifying its manifest; raise ModelLoadError otherwise."""
+        """Load a saved model after verifying every file; raise ModelLoadError naming the file otherwise."""
         directory = Path(directory)
         manifest = read_manifest(directory)
         payloads = {name: _verified_bytes(directory, name, digest) for name, digest in manifest["files"].items()}
@@ -161,73 +161,203 @@ class NLPModel:
                 f"{installed} is installed. {REBUILD_HINT}"
             )
         model = cls(manifest["labels"])
-        model.vectorizer = _trusted_unpickle(directory / VECTORIZER_FILE, payloads[VECTORIZER_FILE], TfidfVectorizer)
-        model.clf = _trusted_unpickle(directory / CLASSIFIER_FILE, payloads[CLASSIFIER_FILE], MultinomialNB)
-        if len(model.clf.classes_) != len(model.labels):
-            raise ModelLoadError(
-                f"{directory}: classifier has {len(model.clf.classes_)} classes but the manifest "
-                f"names {len(model.labels)} labels. {REBUILD_HINT}"
-            )
+        model.vectorizer = _vectorizer_from(directory, payloads)
+        model.clf = _classifier_from(directory, payloads, len(model.labels), len(model.vectorizer.vocabulary_))
         model.manifest = manifest
         model._fast = _FastPath(model.vectorizer, model.clf)
         return model
 
 
-REBUILD_HINT = "Rebuild the models with: python build_model.py --data PATH/TO/train.tsv"
+def analyzer_params(vectorizer: TfidfVectorizer) -> dict[str, Any]:
+    """Return the settings that shape ``transform`` as JSON data; refuse what data cannot hold."""
+    params = vectorizer.get_params()
+    for key, fixed in FIXED_PARAMS.items():
+        if params[key] != fixed:
+            raise ValueError(f"TfidfVectorizer {key}={params[key]!r} cannot be saved as data; use {key}={fixed!r}.")
+    stop_words = params["stop_words"]
+    return {
+        **{key: params[key] for key in (*ANALYZER_CHOICES, *FLAG_PARAMS, "token_pattern")},
+        "ngram_range": list(params["ngram_range"]),
+        "stop_words": sorted(stop_words) if isinstance(stop_words, (list, set, frozenset, tuple)) else stop_words,
+    }
+
+
+def content_version(name: str, labels: Sequence[str], files: Mapping[str, str]) -> str:
+    """Derive a model's version from its name, labels and every file's digest: new content, new version."""
+    canonical = json.dumps({"name": name, "labels": list(labels), "files": dict(files)}, sort_keys=True)
+    return f"{name}-{hashlib.sha256(canonical.encode()).hexdigest()[:12]}"
 
 
 def read_manifest(directory: Path) -> dict[str, Any]:
-    """Read and shape-check ``manifest.json``: it is JSON, so reading it runs no code."""
+    """Read ``manifest.json`` and check its whole shape: it is JSON, so reading it runs no code."""
     path = directory / MANIFEST
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ModelLoadError(f"{path}: not found. {REBUILD_HINT}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelLoadError(f"{path}: unreadable ({exc}). {REBUILD_HINT}") from None
-    expected = {"format", "name", "version", "labels", "files", "sklearn_version"}
-    if not isinstance(manifest, dict) or not expected <= manifest.keys():
-        raise ModelLoadError(f"{path}: not a model manifest (needs {', '.join(sorted(expected))}). {REBUILD_HINT}")
-    if manifest["format"] != MANIFEST_FORMAT:
-        raise ModelLoadError(f"{path}: manifest format {manifest['format']!r}, expected {MANIFEST_FORMAT}. {REBUILD_HINT}")
-    files = manifest["files"]
-    if not isinstance(files, dict) or set(files) != {VECTORIZER_FILE, CLASSIFIER_FILE}:
-        raise ModelLoadError(f"{path}: files must be exactly {VECTORIZER_FILE} and {CLASSIFIER_FILE}. {REBUILD_HINT}")
+    manifest = _json(path, _regular_file_bytes(directory, MANIFEST))
+    fault = _manifest_fault(manifest)
+    if fault:
+        raise ModelLoadError(f"{path}: {fault}. {REBUILD_HINT}")
+    expected = content_version(manifest["name"], manifest["labels"], manifest["files"])
+    if manifest["version"] != expected:
+        raise ModelLoadError(
+            f"{path}: version {manifest['version']!r} does not match the content it names ({expected}); "
+            f"the manifest was edited. {REBUILD_HINT}"
+        )
     return manifest
 
 
-def _verified_bytes(directory: Path, filename: str, expected_sha256: str) -> bytes:
-    """Read an artifact and check it against the manifest's digest before anyone unpickles it."""
+def _manifest_fault(manifest: Any) -> str | None:
+    """Say what is wrong with a manifest's shape, or None when every field is usable."""
+    if not isinstance(manifest, dict):
+        return "not a model manifest (expected a JSON object)"
+    if "format" in manifest and manifest["format"] != MANIFEST_FORMAT:
+        found = manifest["format"]
+        return f"manifest format {found!r}, expected {MANIFEST_FORMAT} (older formats held pickles, which are never loaded)"
+    required = {"format", "name", "version", "labels", "files", "sklearn_version"}
+    if not required <= manifest.keys():
+        return f"not a model manifest (needs {', '.join(sorted(required))})"
+    if not all(isinstance(manifest[key], str) and manifest[key] for key in ("name", "version", "sklearn_version")):
+        return "name, version and sklearn_version must be non-empty strings"
+    labels = manifest["labels"]
+    if not isinstance(labels, list) or len(labels) < 2 or not all(isinstance(label, str) and label.strip() for label in labels):
+        return "labels must be a list of at least two non-empty strings"
+    if len(set(labels)) != len(labels):
+        return "labels must be distinct"
+    files = manifest["files"]
+    if not isinstance(files, dict) or set(files) != set(ARTIFACT_FILES):
+        return f"files must be exactly {', '.join(ARTIFACT_FILES)}"
+    if not all(isinstance(digest, str) and _SHA256.fullmatch(digest) for digest in files.values()):
+        return "every file's digest must be 64 lower-case hex digits (SHA-256)"
+    return None
+
+
+def _regular_file_bytes(directory: Path, filename: str) -> bytes:
+    """Read a file of the model folder, refusing (without blocking) anything but a regular file inside it."""
     path = directory / filename
     try:
-        payload = path.read_bytes()
+        real = path.resolve(strict=True)
+        if not real.is_relative_to(directory.resolve(strict=True)):
+            raise ModelLoadError(f"{path}: links outside the model folder (to {real}). {REBUILD_HINT}")
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; fstat then refuses it.
+        descriptor = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        raise ModelLoadError(f"{path}: not found. {REBUILD_HINT}") from None
     except OSError as exc:
         raise ModelLoadError(f"{path}: unreadable ({exc.strerror}). {REBUILD_HINT}") from None
+    with os.fdopen(descriptor, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise ModelLoadError(f"{path}: not a regular file. {REBUILD_HINT}")
+        try:
+            return handle.read()
+        except OSError as exc:
+            raise ModelLoadError(f"{path}: unreadable ({exc.strerror}). {REBUILD_HINT}") from None
+
+
+def _verified_bytes(directory: Path, filename: str, expected_sha256: str) -> bytes:
+    """Read an artifact and check it against the manifest's digest before anything parses it."""
+    payload = _regular_file_bytes(directory, filename)
     if hashlib.sha256(payload).hexdigest() != expected_sha256:
-        raise ModelLoadError(f"{path}: SHA-256 does not match {MANIFEST} (file changed, truncated or replaced). {REBUILD_HINT}")
+        raise ModelLoadError(
+            f"{directory / filename}: SHA-256 does not match {MANIFEST} (file changed, truncated or replaced). {REBUILD_HINT}"
+        )
     return payload
 
 
-class _TrustedUnpickler(pickle.Unpickler):
-    """Resolve only scikit-learn, NumPy and SciPy classes: a second lock behind the digest."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        if module == "builtins" and name in _TRUSTED_BUILTINS:
-            return super().find_class(module, name)
-        if module.startswith(_TRUSTED_MODULES):
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
-
-
-def _trusted_unpickle(path: Path, payload: bytes, expected_type: type) -> Any:
-    """Unpickle verified bytes and check that they hold the expected estimator."""
+def _json(path: Path, payload: bytes) -> Any:
+    """Parse JSON bytes, turning every way they can be bad into one line naming the file."""
     try:
-        obj = _TrustedUnpickler(io.BytesIO(payload)).load()
-    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, TypeError, ValueError) as exc:
-        raise ModelLoadError(f"{path}: cannot be unpickled safely ({exc}). {REBUILD_HINT}") from None
-    if not isinstance(obj, expected_type):
-        raise ModelLoadError(f"{path}: holds {type(obj).__name__}, expected {expected_type.__name__}. {REBUILD_HINT}")
-    return obj
+        return json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise ModelLoadError(f"{path}: not valid JSON ({reason[:200]}). {REBUILD_HINT}") from None
+
+
+def _array(path: Path, payload: bytes, shape: tuple[int, ...]) -> np.ndarray:
+    """Read a float64 ``.npy`` array of the given shape; object arrays and pickles are refused."""
+    try:
+        array = np.lib.format.read_array(io.BytesIO(payload), allow_pickle=False)
+    except (ValueError, OSError, EOFError, SyntaxError, TypeError) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise ModelLoadError(f"{path}: not a plain .npy array ({reason[:200]}). {REBUILD_HINT}") from None
+    if array.dtype != np.float64 or array.shape != shape:
+        raise ModelLoadError(f"{path}: holds {array.dtype} {array.shape}, expected float64 {shape}. {REBUILD_HINT}")
+    if not np.isfinite(array).all():
+        raise ModelLoadError(f"{path}: holds values that are not finite. {REBUILD_HINT}")
+    return array
+
+
+def _vectorizer_from(directory: Path, payloads: Mapping[str, bytes]) -> TfidfVectorizer:
+    """Rebuild the fitted vectorizer from its settings, vocabulary and idf weights."""
+    path = directory / VECTORIZER_FILE
+    saved = _json(path, payloads[VECTORIZER_FILE])
+    params, vocabulary = _vectorizer_data(path, saved)
+    vectorizer = TfidfVectorizer(**{**params, "ngram_range": tuple(params["ngram_range"])})
+    try:
+        vectorizer.build_analyzer()  # compiles token_pattern, checks stop_words
+    except (ValueError, re.error) as exc:
+        raise ModelLoadError(f"{path}: unusable settings ({' '.join(str(exc).split())[:200]}). {REBUILD_HINT}") from None
+    vectorizer.vocabulary_ = {term: index for index, term in enumerate(vocabulary)}
+    vectorizer.idf_ = _array(directory / IDF_FILE, payloads[IDF_FILE], (len(vocabulary),))
+    return vectorizer
+
+
+def _vectorizer_data(path: Path, saved: Any) -> tuple[dict[str, Any], list[str]]:
+    """Check ``vectorizer.json``: exactly the known settings with allowed values, and distinct terms."""
+
+    def fail(fault: str) -> ModelLoadError:
+        return ModelLoadError(f"{path}: {fault}. {REBUILD_HINT}")
+
+    if not isinstance(saved, dict) or set(saved) != {"params", "vocabulary"}:
+        raise fail('expected an object with "params" and "vocabulary"')
+    params, vocabulary = saved["params"], saved["vocabulary"]
+    known = {*ANALYZER_CHOICES, *FLAG_PARAMS, "token_pattern", "ngram_range", "stop_words"}
+    if not isinstance(params, dict) or set(params) != known:
+        raise fail(f"params must hold exactly {', '.join(sorted(known))}")
+    for key, choices in ANALYZER_CHOICES.items():
+        if params[key] not in choices:
+            raise fail(f"{key} is {params[key]!r}, expected one of {choices}")
+    for key in FLAG_PARAMS:
+        if not isinstance(params[key], bool):
+            raise fail(f"{key} must be true or false")
+    low_high = params["ngram_range"]
+    if not (
+        isinstance(low_high, list)
+        and len(low_high) == 2
+        and all(type(n) is int for n in low_high)
+        and 1 <= low_high[0] <= low_high[1] <= 10
+    ):
+        raise fail("ngram_range must be [low, high] with 1 <= low <= high <= 10")
+    if not (params["token_pattern"] is None or isinstance(params["token_pattern"], str)):
+        raise fail("token_pattern must be a string or null")
+    stop_words = params["stop_words"]
+    if not (stop_words in (None, "english") or (isinstance(stop_words, list) and all(isinstance(w, str) for w in stop_words))):
+        raise fail('stop_words must be null, "english" or a list of strings')
+    if not isinstance(vocabulary, list) or not vocabulary or not all(isinstance(term, str) and term for term in vocabulary):
+        raise fail("vocabulary must be a non-empty list of non-empty strings")
+    if len(set(vocabulary)) != len(vocabulary):
+        raise fail("vocabulary terms must be distinct")
+    return params, vocabulary
+
+
+def _classifier_from(directory: Path, payloads: Mapping[str, bytes], n_labels: int, n_terms: int) -> MultinomialNB:
+    """Rebuild the fitted naive Bayes from its log-probabilities; their shapes must match labels and vocabulary."""
+    clf = MultinomialNB()
+    clf.feature_log_prob_ = _array(directory / FEATURE_LOG_PROB_FILE, payloads[FEATURE_LOG_PROB_FILE], (n_labels, n_terms))
+    clf.class_log_prior_ = _array(directory / CLASS_LOG_PRIOR_FILE, payloads[CLASS_LOG_PRIOR_FILE], (n_labels,))
+    clf.classes_ = np.arange(n_labels)
+    clf.n_features_in_ = n_terms
+    return clf
+
+
+def _npy(array: np.ndarray) -> bytes:
+    """Serialize an array as ``.npy`` bytes: float64, C order, no pickle, same bytes every time."""
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(array, dtype=np.float64), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _write(path: Path, payload: bytes) -> str:
+    """Write a file and return its SHA-256."""
+    path.write_bytes(payload)
+    return hashlib.sha256(payload).hexdigest()
 
 
 class _FastPath:

@@ -29,6 +29,10 @@ def test_build_reproduces_committed_models(rebuilt: Path, name: str) -> None:
     assert fresh["params"] == committed["params"]
     assert fresh["metrics"] == committed["metrics"]
     assert fresh["version"] == committed["version"], "same data and code must give byte-identical artifacts"
+    files = sorted(path.name for path in (COMMITTED_MODELS / name).iterdir())
+    assert files == sorted(path.name for path in (rebuilt / name).iterdir())
+    for filename in files:  # the manifest and report too: a rebuild leaves git clean
+        assert (rebuilt / name / filename).read_bytes() == (COMMITTED_MODELS / name / filename).read_bytes(), filename
     phrases = util.whole_sentences(util.load_phrases(KAGGLE_TRAIN))["Phrase"].head(500).tolist()
     np.testing.assert_array_equal(
         NLPModel.load(rebuilt / name).predict_texts(phrases), NLPModel.load(COMMITTED_MODELS / name).predict_texts(phrases)

@@ -18,6 +18,7 @@ import requests
 
 from app import create_app
 from tests.conftest import CLIENT_TIMEOUT, COMMITTED_MODELS, GUNICORN, ROOT, Server, free_port, start_server
+from tests.helpers import gadgets, plant
 from tests.test_observability import metric_value
 
 
@@ -191,14 +192,21 @@ def test_sighup_reloads_models_without_failing_a_request(reloadable_server: tupl
     assert metric_value(metrics, "model_build_info", model="sentiment", version=new) == 1
 
 
-def test_bad_model_on_reload_is_refused_old_keeps_serving(reloadable_server: tuple[Server, Path], tiny_models: Path) -> None:
+@pytest.mark.parametrize("attack", ["appended bytes", "code-running pickle with matching digest"])
+def test_bad_model_on_reload_is_refused_old_keeps_serving(
+    reloadable_server: tuple[Server, Path], tmp_path: Path, attack: str
+) -> None:
     server, models = reloadable_server
     old = served_version(server.url, "sentiment")
+    marker = tmp_path / "pwned"
     traffic = Traffic(server.url)
     traffic.start()
     try:
-        with open(models / "sentiment" / "classifier.pkl", "ab") as artifact:
-            artifact.write(b"tampered")
+        if attack == "appended bytes":
+            with open(models / "sentiment" / "feature_log_prob.npy", "ab") as artifact:
+                artifact.write(b"tampered")
+        else:
+            plant(models / "sentiment", "feature_log_prob.npy", gadgets(marker)["os.system"])
         os.kill(server.process.pid, signal.SIGHUP)
         deadline = time.monotonic() + 20
         while "reload refused" not in server.stderr.read_text():
@@ -209,19 +217,28 @@ def test_bad_model_on_reload_is_refused_old_keeps_serving(reloadable_server: tup
         traffic.stop()
     assert served_version(server.url, "sentiment") == old
     assert traffic.failures == [] and traffic.answered > 50
-    assert "SHA-256 does not match" in server.stderr.read_text()
+    assert "feature_log_prob.npy: " in server.stderr.read_text()
+    assert not marker.exists()
 
 
-def test_tampered_model_refuses_to_start(tmp_path: Path) -> None:
+@pytest.mark.parametrize("attack", ["replaced file", "code-running pickle with matching digest"])
+def test_tampered_model_refuses_to_start(tmp_path: Path, attack: str) -> None:
     models = tmp_path / "models"
     shutil.copytree(COMMITTED_MODELS, models)
-    (models / "ratings" / "vectorizer.pkl").write_bytes(b"not the file the manifest names")
+    marker = tmp_path / "pwned"
+    if attack == "replaced file":
+        (models / "ratings" / "vectorizer.json").write_bytes(b"not the file the manifest names")
+        expected = "vectorizer.json: SHA-256 does not match manifest.json"
+    else:
+        plant(models / "ratings", "vectorizer.json", gadgets(marker)["numpy-module-os"])
+        expected = "vectorizer.json: not valid JSON"
     env = {**os.environ, "MODELS_DIR": str(models), "PORT": str(free_port())}
     result = subprocess.run([GUNICORN, "-c", "gunicorn.conf.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
-    assert "vectorizer.pkl: SHA-256 does not match manifest.json" in result.stderr
+    assert expected in result.stderr
     assert "Rebuild the models with: python build_model.py" in result.stderr
     assert "Traceback" not in result.stderr
+    assert not marker.exists()
 
 
 def test_production_defaults_are_safe(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -1,16 +1,21 @@
 """NLPModel: the tutorial's methods, the fast path, and save/load with a verified manifest."""
 
 import hashlib
+import io
 import json
+import os
 import pickle
+import re
 import shutil
+import stat
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-import model as model_module
-from model import ModelLoadError, NLPModel
+from model import ARTIFACT_FILES, ModelLoadError, NLPModel
+from tests.helpers import gadgets, plant, rewrite_manifest
 
 TEXTS = ["good fun film", "bad dull film", "great fun", "awful boring mess", "fun and good", "dull bad"]
 LABELS = [1, 0, 1, 0, 1, 0]
@@ -47,18 +52,38 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
     model = fitted()
     manifest = model.save(tmp_path, "sentiment", {"metrics": {"accuracy": 1.0}})
     assert manifest["version"].startswith("sentiment-")
-    assert set(manifest["files"]) == {"vectorizer.pkl", "classifier.pkl"}
+    assert set(manifest["files"]) == set(ARTIFACT_FILES)
     loaded = NLPModel.load(tmp_path)
     assert loaded.labels == ("Negative", "Positive")
     assert loaded.version == manifest["version"]
     assert loaded.manifest["metrics"] == {"accuracy": 1.0}
-    np.testing.assert_array_equal(loaded.predict_texts(TEXTS), model.predict_texts(TEXTS))
+    texts = [*TEXTS, "", "unknown", "good good bad"]
+    np.testing.assert_array_equal(loaded.predict_texts(texts), model.predict_texts(texts))
+    np.testing.assert_allclose([loaded.predict_one(text) for text in texts], model.predict_texts(texts), rtol=0, atol=1e-12)
+    assert loaded.predict(loaded.vectorizer_transform(["good fun"])).tolist() == [1]
 
 
-def test_same_model_saves_same_version(tmp_path: Path) -> None:
+def test_saved_folder_holds_no_pickle(tmp_path: Path) -> None:
+    fitted(ngram_range=(1, 2), sublinear_tf=True).save(tmp_path, "m", {})
+    for path in tmp_path.iterdir():
+        payload = path.read_bytes()
+        assert not payload.startswith(b"\x80"), f"{path.name} is a pickle"
+        if path.suffix == ".npy":
+            assert np.lib.format.read_array(io.BytesIO(payload), allow_pickle=False).dtype == np.float64
+
+
+def test_same_model_saves_same_bytes(tmp_path: Path) -> None:
     first = fitted().save(tmp_path / "a", "m", {})
     second = fitted().save(tmp_path / "b", "m", {})
     assert first["files"] == second["files"] and first["version"] == second["version"]
+    assert (tmp_path / "a" / "manifest.json").read_bytes() == (tmp_path / "b" / "manifest.json").read_bytes()
+
+
+def test_callables_cannot_be_saved(tmp_path: Path) -> None:
+    model = NLPModel(("a", "b"), {"tokenizer": str.split, "token_pattern": None})
+    model.vectorizer_fit(TEXTS).train(model.vectorizer_transform(TEXTS), LABELS)
+    with pytest.raises(ValueError, match=r"tokenizer=.* cannot be saved as data"):
+        model.save(tmp_path, "m", {})
 
 
 @pytest.fixture
@@ -67,79 +92,226 @@ def saved(tmp_path: Path) -> Path:
     return tmp_path / "m"
 
 
+def refused(folder: Path, match: str) -> str:
+    """Load a folder that must be refused; return the one-line message."""
+    with pytest.raises(ModelLoadError, match=match) as caught:
+        NLPModel.load(folder)
+    message = str(caught.value)
+    assert "\n" not in message and "Rebuild the models with" in message
+    return message
+
+
 def test_missing_manifest_says_how_to_rebuild(saved: Path) -> None:
     (saved / "manifest.json").unlink()
-    with pytest.raises(ModelLoadError, match=r"manifest.json: not found\. Rebuild the models with: python build_model.py"):
-        NLPModel.load(saved)
+    refused(saved, r"manifest.json: not found\. Rebuild the models with: python build_model.py")
 
 
+@pytest.mark.parametrize("filename", ARTIFACT_FILES)
 @pytest.mark.parametrize("damage", ["truncate", "flip", "replace"])
-def test_tampered_artifact_is_refused(saved: Path, damage: str) -> None:
-    path = saved / "classifier.pkl"
+def test_tampered_artifact_is_refused(saved: Path, filename: str, damage: str) -> None:
+    path = saved / filename
     payload = path.read_bytes()
     if damage == "truncate":
         path.write_bytes(payload[: len(payload) // 2])
     elif damage == "flip":
         path.write_bytes(payload[:-10] + bytes([payload[-10] ^ 1]) + payload[-9:])
     else:
-        shutil.copy(saved / "vectorizer.pkl", path)
-    with pytest.raises(ModelLoadError, match=r"classifier\.pkl: SHA-256 does not match manifest\.json"):
-        NLPModel.load(saved)
+        other = next(name for name in ARTIFACT_FILES if name != filename)
+        shutil.copy(saved / other, path)
+    refused(saved, rf"{re.escape(filename)}: SHA-256 does not match manifest\.json")
 
 
 def test_other_scikit_learn_version_is_refused(saved: Path) -> None:
+    rewrite_manifest(saved, sklearn_version="0.24.2")
+    refused(saved, r"built with scikit-learn 0\.24\.2, but .* is installed")
+
+
+def test_edited_version_is_refused(saved: Path) -> None:
     manifest = json.loads((saved / "manifest.json").read_text())
-    manifest["sklearn_version"] = "0.24.2"
+    manifest["version"] = "sentiment-000000000000"
     (saved / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(ModelLoadError, match=r"built with scikit-learn 0\.24\.2, but .* is installed"):
-        NLPModel.load(saved)
+    refused(saved, r"version 'sentiment-000000000000' does not match the content")
 
 
-class _Exploit:
-    """A pickle payload that would create a marker file if it were ever unpickled."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple:
-        return (Path.touch, (self.marker,))
+def test_version_follows_the_labels(saved: Path) -> None:
+    before = NLPModel.load(saved).version
+    rewrite_manifest(saved, labels=["bad", "good"])
+    after = NLPModel.load(saved)
+    assert after.labels == ("bad", "good") and after.version != before
 
 
-def test_pickle_outside_manifest_is_never_loaded(saved: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("labels", "match"),
+    [
+        ([["Negative"], ["Positive"]], "labels must be a list of at least two non-empty strings"),
+        (["Negative", ""], "labels must be a list of at least two non-empty strings"),
+        (["Negative", "   "], "labels must be a list of at least two non-empty strings"),
+        (["Negative"], "labels must be a list of at least two non-empty strings"),
+        ("Negative,Positive", "labels must be a list of at least two non-empty strings"),
+        (["Same", "Same"], "labels must be distinct"),
+        (["a", "b", "c"], r"feature_log_prob\.npy: holds float64 \(2, \d+\), expected float64 \(3, \d+\)"),
+    ],
+)
+def test_bad_labels_are_refused(saved: Path, labels: object, match: str) -> None:
+    rewrite_manifest(saved, labels=labels)
+    refused(saved, match)
+
+
+@pytest.mark.parametrize(
+    "manifest",
+    [[], "x", {"format": 2}, {"format": 1, "files": {"vectorizer.pkl": "0" * 64}}, {"format": 2, "name": "", "version": "v"}],
+)
+def test_malformed_manifest_is_refused(saved: Path, manifest: object) -> None:
+    (saved / "manifest.json").write_text(json.dumps(manifest))
+    refused(saved, r"manifest\.json: ")
+
+
+def test_pickle_era_manifest_says_to_rebuild(saved: Path) -> None:
+    rewrite_manifest(saved, format=1)
+    assert "pickles, which are never loaded" in refused(saved, "manifest format 1, expected 2")
+
+
+def test_deeply_nested_json_is_refused(saved: Path) -> None:
+    plant(saved, "vectorizer.json", b"[" * 100_000 + b"]" * 100_000)
+    refused(saved, r"vectorizer\.json: ")
+    (saved / "manifest.json").write_bytes(b"[" * 100_000 + b"]" * 100_000)
+    refused(saved, r"manifest\.json: not valid JSON")
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"analyzer": "evil"}, "analyzer is 'evil'"),
+        ({"input": "filename"}, "params must hold exactly"),
+        ({"binary": "yes"}, "binary must be true or false"),
+        ({"ngram_range": [1, 1000]}, "ngram_range must be"),
+        ({"token_pattern": "(a)(b)"}, "unusable settings"),
+        ({"token_pattern": "("}, "unusable settings"),
+        ({"stop_words": {"a": 1}}, "stop_words must be"),
+    ],
+)
+def test_bad_vectorizer_settings_are_refused(saved: Path, change: dict, match: str) -> None:
+    saved_vectorizer = json.loads((saved / "vectorizer.json").read_text())
+    saved_vectorizer["params"].update(change)
+    plant(saved, "vectorizer.json", json.dumps(saved_vectorizer).encode())
+    refused(saved, rf"vectorizer\.json: .*{match}")
+
+
+def test_duplicate_vocabulary_is_refused(saved: Path) -> None:
+    saved_vectorizer = json.loads((saved / "vectorizer.json").read_text())
+    saved_vectorizer["vocabulary"][1] = saved_vectorizer["vocabulary"][0]
+    plant(saved, "vectorizer.json", json.dumps(saved_vectorizer).encode())
+    refused(saved, "vocabulary terms must be distinct")
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_non_finite_arrays_are_refused(saved: Path, value: float) -> None:
+    prior = np.lib.format.read_array(io.BytesIO((saved / "class_log_prior.npy").read_bytes()))
+    prior[0] = value
+    buffer = io.BytesIO()
+    np.save(buffer, prior)
+    plant(saved, "class_log_prior.npy", buffer.getvalue())
+    refused(saved, r"class_log_prior\.npy: holds values that are not finite")
+
+
+# --- payloads that would run code if anything in the load path unpickled them -------------------
+
+GADGET_NAMES = sorted(gadgets(Path("/nonexistent")))
+
+
+@pytest.mark.parametrize("gadget", GADGET_NAMES)
+def test_gadgets_really_run_code_when_unpickled(tmp_path: Path, gadget: str) -> None:
+    """The payloads below are live: a plain unpickler runs them (so refusing them means something)."""
     marker = tmp_path / "pwned"
-    (saved / "extra.pkl").write_bytes(pickle.dumps(_Exploit(marker)))
+    payload = gadgets(marker)[gadget]
+    if gadget == "object-npy":
+        np.load(io.BytesIO(payload), allow_pickle=True)
+    else:
+        pickle.loads(payload)
+    assert marker.exists()
+
+
+@pytest.mark.parametrize("gadget", GADGET_NAMES)
+@pytest.mark.parametrize("filename", ARTIFACT_FILES)
+def test_code_running_artifact_is_refused_without_running(saved: Path, tmp_path: Path, filename: str, gadget: str) -> None:
+    marker = tmp_path / "pwned"
+    plant(saved, filename, gadgets(marker)[gadget])
+    refused(saved, re.escape(str(saved / filename)))
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("gadget", GADGET_NAMES)
+def test_code_running_manifest_is_refused_without_running(saved: Path, tmp_path: Path, gadget: str) -> None:
+    marker = tmp_path / "pwned"
+    (saved / "manifest.json").write_bytes(gadgets(marker)[gadget])
+    refused(saved, re.escape(str(saved / "manifest.json")))
+    assert not marker.exists()
+
+
+def test_files_outside_the_manifest_are_never_read(saved: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    (saved / "extra.pkl").write_bytes(gadgets(marker)["os.system"])
     NLPModel.load(saved)
+    manifest = json.loads((saved / "manifest.json").read_text())
+    rewrite_manifest(saved, files={**manifest["files"], "extra.pkl": hashlib.sha256(b"x").hexdigest()})
+    refused(saved, "files must be exactly")
     assert not marker.exists()
 
 
-def test_manifest_naming_extra_file_is_refused(saved: Path, tmp_path: Path) -> None:
-    marker = tmp_path / "pwned"
-    payload = pickle.dumps(_Exploit(marker))
-    (saved / "extra.pkl").write_bytes(payload)
-    manifest = json.loads((saved / "manifest.json").read_text())
-    manifest["files"]["extra.pkl"] = hashlib.sha256(payload).hexdigest()
-    (saved / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(ModelLoadError, match="files must be exactly"):
-        NLPModel.load(saved)
-    assert not marker.exists()
+# --- files that are not plain files -------------------------------------------------------------
 
 
-def test_code_running_pickle_with_matching_hash_is_refused(saved: Path, tmp_path: Path) -> None:
-    """Even a hash-consistent manifest cannot smuggle in code: the unpickler resolves no os/Path."""
-    marker = tmp_path / "pwned"
-    payload = pickle.dumps(_Exploit(marker))
-    (saved / "classifier.pkl").write_bytes(payload)
-    manifest = json.loads((saved / "manifest.json").read_text())
-    manifest["files"]["classifier.pkl"] = hashlib.sha256(payload).hexdigest()
-    (saved / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(ModelLoadError, match="cannot be unpickled safely"):
-        NLPModel.load(saved)
-    assert not marker.exists()
+def load_within(folder: Path, seconds: float = 10) -> BaseException | None:
+    """Load in a thread and return what it raised; fail if it blocks."""
+    outcome: list[BaseException | None] = []
+
+    def attempt() -> None:
+        try:
+            NLPModel.load(folder)
+            outcome.append(None)
+        except BaseException as exc:  # handed back to the test thread
+            outcome.append(exc)
+
+    worker = threading.Thread(target=attempt, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    assert outcome, f"loading {folder} blocked for {seconds}s"
+    return outcome[0]
 
 
-def test_unknown_manifest_format_is_refused(saved: Path) -> None:
-    manifest = json.loads((saved / "manifest.json").read_text())
-    manifest["format"] = model_module.MANIFEST_FORMAT + 1
-    (saved / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(ModelLoadError, match="manifest format"):
-        NLPModel.load(saved)
+@pytest.mark.parametrize("filename", ["manifest.json", *ARTIFACT_FILES])
+def test_fifo_is_refused_without_blocking(saved: Path, filename: str) -> None:
+    (saved / filename).unlink()
+    os.mkfifo(saved / filename)
+    error = load_within(saved)
+    assert isinstance(error, ModelLoadError) and f"{filename}: not a regular file" in str(error)
+
+
+def test_device_is_refused(saved: Path) -> None:
+    (saved / "idf.npy").unlink()
+    try:
+        os.mknod(saved / "idf.npy", stat.S_IFCHR | 0o600, os.makedev(1, 5))  # like /dev/zero: endless bytes
+    except PermissionError:
+        pytest.skip("creating a device node needs privileges this user does not have")
+    error = load_within(saved)
+    assert isinstance(error, ModelLoadError) and "idf.npy: not a regular file" in str(error)
+
+
+def test_link_out_of_the_folder_is_refused(saved: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside.npy"
+    shutil.move(saved / "idf.npy", outside)
+    (saved / "idf.npy").symlink_to(outside)
+    refused(saved, r"idf\.npy: links outside the model folder")
+    (saved / "idf.npy").unlink()
+    (saved / "idf.npy").symlink_to("/dev/zero")
+    refused(saved, r"idf\.npy: links outside the model folder")
+
+
+def test_links_inside_the_folder_are_followed(saved: Path) -> None:
+    """Mounted volumes (a Kubernetes ConfigMap, say) present files as links within the folder."""
+    data = saved / "..data"
+    data.mkdir()
+    for filename in ARTIFACT_FILES:
+        shutil.move(saved / filename, data / filename)
+        (saved / filename).symlink_to(Path("..data") / filename)
+    assert NLPModel.load(saved).labels == ("Negative", "Positive")
