@@ -43,17 +43,20 @@ class ModelSpec:
     """What one served model learns: which Kaggle ratings, mapped to which classes, and how."""
 
     labels: tuple[str, ...]
+    endpoint: str  # URL path that serves the model
     classes: dict[int, int]  # Kaggle rating -> class index, for training and evaluation
     train_ratings: tuple[int, ...]  # the ratings whose phrases the model is fitted on
     vectorizer: dict[str, Any] = field(default_factory=dict)
     classifier: dict[str, Any] = field(default_factory=dict)
     sentence_accuracy_floor: float = 0.0
+    index_field: str | None = None  # also answer the class index under this name
 
 
 # Chosen by `python build_model.py --tune` (grouped 5-fold CV on the training part); see README.
 MODEL_SPECS: dict[str, ModelSpec] = {
     "sentiment": ModelSpec(
         labels=util.SENTIMENT_NAMES,
+        endpoint="/",
         classes={0: 0, 1: 0, 3: 1, 4: 1},
         train_ratings=(0, 1, 3, 4),
         vectorizer={"ngram_range": (1, 2), "sublinear_tf": True, "max_features": 20_000},
@@ -62,6 +65,8 @@ MODEL_SPECS: dict[str, ModelSpec] = {
     ),
     "ratings": ModelSpec(
         labels=util.RATING_NAMES,
+        endpoint="/ratings",
+        index_field="rating",
         classes={rating: rating for rating in range(5)},
         train_ratings=(0, 1, 2, 3, 4),
         vectorizer={"ngram_range": (1, 2), "sublinear_tf": True, "max_features": 20_000},
@@ -184,6 +189,8 @@ def build(name: str, spec: ModelSpec, phrases: pd.DataFrame, data_path: Path, ou
                 staging,
                 name,
                 {
+                    "endpoint": spec.endpoint,
+                    **({"index_field": spec.index_field} if spec.index_field else {}),
                     "data": {
                         "file": data_path.name,
                         "sha256": util.file_sha256(data_path),
@@ -255,7 +262,7 @@ def tune(name: str, phrases: pd.DataFrame, folds: int = 5) -> list[tuple[float, 
     for ratings, vectorizer_params in itertools.product(grid["train_ratings"], vectorizer_options):
         with step(f"{name}: train_ratings={ratings} {vectorizer_params}"):
             for fit_rows, held_rows in splits:
-                spec = ModelSpec(base.labels, base.classes, ratings, {**base.vectorizer, **vectorizer_params})
+                spec = ModelSpec(base.labels, base.endpoint, base.classes, ratings, {**base.vectorizer, **vectorizer_params})
                 texts, y = training_rows(spec, train.iloc[fit_rows])
                 model = NLPModel(spec.labels, spec.vectorizer).vectorizer_fit(texts)
                 features = model.vectorizer_transform(texts)

@@ -16,6 +16,8 @@ from gunicorn.glogging import Logger
 from gunicorn.workers import gthread
 from gunicorn.workers.sync import SyncWorker
 
+from lib.settings import MAX_URL_BYTES
+
 # Single-threaded maths in every worker. NumPy's BLAS would otherwise start a thread pool per
 # worker whose spinning threads fight the workers for the cores: measured here, it halved
 # throughput (see README). Set before the app, and so NumPy, is imported.
@@ -68,9 +70,9 @@ max_requests = int(os.environ.get("MAX_REQUESTS", "100000"))
 max_requests_jitter = int(os.environ.get("MAX_REQUESTS_JITTER", str(max(1, max_requests // 10))))
 
 # Requests reach the app with a bounded request line and headers (the body is bounded by the app).
-limit_request_line = 8190
+limit_request_line = MAX_URL_BYTES
 limit_request_fields = 100
-limit_request_field_size = 8190
+limit_request_field_size = MAX_URL_BYTES
 
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 errorlog = "-"

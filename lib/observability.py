@@ -19,7 +19,9 @@ from flask import Flask, Response, g, has_request_context, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
 REQUEST_ID_HEADER = "X-Request-ID"
-_SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+#: An incoming X-Request-ID is kept only if it matches; otherwise one is generated.
+REQUEST_ID_PATTERN = "^[A-Za-z0-9._:-]{1,128}$"
+_SAFE_REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
 # Milliseconds matter here: a prediction takes well under one.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 

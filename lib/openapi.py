@@ -1,25 +1,40 @@
-"""OpenAPI 3 description of the whole service, and Swagger UI served from this machine.
+"""OpenAPI 3 description of the whole service, built from the served models, and Swagger UI served locally.
 
-``document(settings)`` builds the description in Python, so the documented limits (maxLength,
-maxItems, body size) are the configured ones. ``register(app, settings)`` serves it at
+``document(settings, models)`` writes the description from the registry's manifests (each model's path,
+labels and an example answer computed by the model itself) and the configured limits, so it is rebuilt
+whenever a reload changes the models. ``register(app, settings, registry)`` serves it at
 ``/openapi.json`` and a Swagger UI page at ``/docs`` whose assets come from the installed
 ``swagger_ui_bundle`` package, never a CDN: users' networks may be closed.
+
+Why hand-written: no maintained library lets one definition drive both validation and this document
+under Flask-RESTful while keeping the contract. flask-smorest, flask-openapi3 and flask-restx need their
+own routing (resources added with ``Api.add_resource`` never reach their documents; flask-restx writes
+only Swagger 2.0); spectree and flask-pydantic-spec validate query, form and JSON as separate models, so
+"``query`` in the URL, a form or a JSON body" cannot be said; all of them fix their models at import and
+answer 422 in their own error shape, while our labels and limits are known only at run time and errors
+must name ``queries[i]`` with 400 or 413. So the validators in ``lib/parsing.py`` stay the definition, and
+this module states their contract once, in the fewest schemas that keep it.
 """
 
 from __future__ import annotations
 
 import html
 import json
+import re
+from collections.abc import Iterable
 from typing import Any
 
 from flask import Flask, Response, send_from_directory, url_for
 from swagger_ui_bundle import swagger_ui_path
 from werkzeug.exceptions import NotFound
 
+from lib.observability import REQUEST_ID_PATTERN
+from lib.registry import ModelRegistry, ServedModel
+from lib.resources import describe
+from lib.settings import MAX_URL_BYTES, Settings
+
 OPENAPI_VERSION = "3.0.3"  # Swagger UI 4 (the bundled version) renders 3.0, not 3.1
-SENTIMENT_LABELS = ("Negative", "Positive")
-RATING_LABELS = ("negative", "somewhat negative", "neutral", "somewhat positive", "positive")
-REQUEST_ID_PATTERN = "^[A-Za-z0-9._:-]{1,128}$"  # lib.observability._SAFE_REQUEST_ID, anchored
+EXAMPLE_TEXT = "that movie was boring"  # each model's example answer is its real answer to this
 ASSET_MAX_AGE = 3600  # seconds; the bundle's files only change with the package version
 #: The bundle files /docs needs, with their types (not guessed: Python's guess for .js varies by platform).
 #: The bundle's own index.html and initializer are left out: they load the petstore example from the internet.
@@ -73,15 +88,16 @@ def probabilities_schema(labels: tuple[str, ...]) -> Schema:
     }
 
 
-def prediction_schema(labels: tuple[str, ...], with_rating: bool) -> Schema:
-    """One prediction as ``describe()`` in app.py shapes it."""
+def prediction_schema(served: ServedModel) -> Schema:
+    """One prediction as ``lib.resources.describe`` shapes it, with this model's labels."""
+    labels = served.labels
     properties: Schema = {"prediction": {"type": "string", "enum": list(labels), "description": "The most probable label."}}
-    if with_rating:
-        properties["rating"] = {
+    if served.index_field:
+        properties[served.index_field] = {
             "type": "integer",
             "minimum": 0,
             "maximum": len(labels) - 1,
-            "description": "Index of the predicted label, 0 (negative) to 4 (positive).",
+            "description": f"Index of the predicted label: 0 ({labels[0]}) to {len(labels) - 1} ({labels[-1]}).",
         }
     properties["confidence"] = {
         "type": "number",
@@ -137,14 +153,14 @@ def form_body_schema(max_chars: int) -> Schema:
     return {"type": "object", "properties": {"query": text_schema(max_chars, "The text to classify.")}, "required": ["query"]}
 
 
-def manifest_schema() -> Schema:
+def manifest_schema(endpoints: list[str]) -> Schema:
     """A model's manifest as /models serves it; open-ended, since the build may add fields."""
     string = {"type": "string"}
     return {
         "type": "object",
         "description": "The model's manifest.json, plus the URL path that serves the model.",
         "properties": {
-            "endpoint": {"type": "string", "enum": ["/", "/ratings"], "description": "URL path serving this model."},
+            "endpoint": {"type": "string", "enum": endpoints, "description": "URL path serving this model."},
             "format": {"type": "integer", "description": "Manifest format number."},
             "name": string,
             "version": {"type": "string", "description": "Content-derived version, e.g. sentiment-3f2a9c1b7d4e."},
@@ -152,7 +168,6 @@ def manifest_schema() -> Schema:
             "files": {"type": "object", "additionalProperties": string, "description": "SHA-256 of each artifact file."},
             "sklearn_version": string,
             "python_version": string,
-            "built_at": {"type": "string", "format": "date-time"},
             "data": {"type": "object", "description": "Training data: file name, SHA-256, row counts."},
             "params": {"type": "object", "description": "Vectorizer and classifier parameters."},
             "metrics": {"type": "object", "description": "Validation metrics on held-out phrases and sentences."},
@@ -167,8 +182,18 @@ def versions_schema() -> Schema:
     return {"type": "object", "additionalProperties": {"type": "string"}, "example": {"sentiment": "sentiment-8e574b0832e6"}}
 
 
-def schemas(settings: Any) -> Schema:
-    """Every component schema, with the configured limits."""
+def component(name: str) -> str:
+    """A model name as a component name: ``sentiment`` -> ``Sentiment``, ``movie-ratings`` -> ``MovieRatings``."""
+    return "".join(part.capitalize() for part in re.split(r"[^A-Za-z0-9]+", name) if part)
+
+
+def schemas(settings: Settings, models: list[ServedModel]) -> Schema:
+    """Every component schema, with the configured limits and each model's labels."""
+    per_model: Schema = {}
+    for served in models:
+        name = component(served.name)
+        per_model[f"{name}Prediction"] = prediction_schema(served)
+        per_model[f"{name}Batch"] = batch_answer_schema(f"{name}Prediction", settings.max_batch)
     return {
         "Error": {
             "type": "object",
@@ -177,10 +202,7 @@ def schemas(settings: Any) -> Schema:
             "required": ["message"],
             "additionalProperties": False,
         },
-        "SentimentPrediction": prediction_schema(SENTIMENT_LABELS, with_rating=False),
-        "SentimentBatch": batch_answer_schema("SentimentPrediction", settings.max_batch),
-        "RatingPrediction": prediction_schema(RATING_LABELS, with_rating=True),
-        "RatingBatch": batch_answer_schema("RatingPrediction", settings.max_batch),
+        **per_model,
         "QueryBody": query_body_schema(settings.max_query_chars),
         "BatchBody": batch_body_schema(settings.max_query_chars, settings.max_batch),
         "QueryForm": form_body_schema(settings.max_query_chars),
@@ -192,21 +214,11 @@ def schemas(settings: Any) -> Schema:
         },
         "Ready": {
             "type": "object",
-            "properties": {"status": {"type": "string", "enum": ["ready"]}, "models": versions_schema()},
+            "properties": {"status": {"type": "string", "enum": ["ready", "draining"]}, "models": versions_schema()},
             "required": ["status", "models"],
             "additionalProperties": False,
         },
-        "Loading": {
-            "type": "object",
-            "properties": {
-                "status": {"type": "string", "enum": ["loading"]},
-                "missing": {"type": "array", "items": {"type": "string"}, "minItems": 1, "description": "Models not loaded yet."},
-                "models": versions_schema(),
-            },
-            "required": ["status", "missing", "models"],
-            "additionalProperties": False,
-        },
-        "Manifest": manifest_schema(),
+        "Manifest": manifest_schema([served.endpoint for served in models]),
         "Models": {
             "type": "object",
             "properties": {"models": {"type": "object", "additionalProperties": ref("schemas", "Manifest")}},
@@ -219,7 +231,7 @@ def schemas(settings: Any) -> Schema:
 # --- parameters, bodies, responses ------------------------------------------------------------
 
 
-def parameters(settings: Any) -> Schema:
+def parameters(settings: Settings) -> Schema:
     """The URL ``query`` and the optional X-Request-ID header."""
     return {
         "Query": {
@@ -247,20 +259,12 @@ def parameters(settings: Any) -> Schema:
     }
 
 
-def request_bodies(settings: Any) -> Schema:
-    """Single-query bodies (GET, POST) and the POST body that also accepts a batch."""
+def request_bodies(settings: Settings) -> Schema:
+    """The POST body: a batch, or one query in a JSON or form body."""
     limit = f"Bodies over {settings.max_body_bytes:,} bytes get 413."
     form = {"schema": ref("schemas", "QueryForm")}
     forms = {"application/x-www-form-urlencoded": form, "multipart/form-data": form}
     return {
-        "SingleQuery": {
-            "required": False,
-            "description": (
-                "`query` in a form or JSON body, as an alternative to the URL parameter (which wins when both are sent); "
-                f"`curl -X GET URL -d query=text` sends this form body. {limit}"
-            ),
-            "content": {"application/json": {"schema": ref("schemas", "QueryBody")}, **forms},
-        },
         "QueryOrBatch": {
             "required": False,
             "description": (
@@ -282,7 +286,7 @@ def request_bodies(settings: Any) -> Schema:
     }
 
 
-def responses(settings: Any) -> Schema:
+def responses(settings: Settings) -> Schema:
     """Error responses shared by the operations; all are the Error shape."""
     error = json_content(ref("schemas", "Error"))
     return {
@@ -301,7 +305,7 @@ def responses(settings: Any) -> Schema:
             "The request body stalled (no data for the server's CLIENT_TIMEOUT seconds) or the client went away.", error
         ),
         "UriTooLong": response(
-            "The request line is over the production server's 8,190-byte limit: send long texts in a body.", error
+            f"The request line is over the production server's {MAX_URL_BYTES:,}-byte limit: send long texts in a body.", error
         ),
         "NotFound": response("No such path (or asset).", error),
         "MethodNotAllowed": response(
@@ -339,8 +343,12 @@ def operation(summary: str, tag: str, operation_id: str, answers: Schema, **extr
     }
 
 
-def prediction_path(name: str, single: str, batch: str, what: str, example: Schema) -> Schema:
+def prediction_path(served: ServedModel, settings: Settings) -> Schema:
     """GET and POST on one model's path: a single query, or (POST) a batch."""
+    name, labels = component(served.name), served.labels
+    single, batch = f"{name}Prediction", f"{name}Batch"
+    what = f"as {' or '.join(labels)}" if len(labels) == 2 else f"as one of: {', '.join(labels)}"
+    example = describe(served, served.model.predict_one(EXAMPLE_TEXT))[0]
     errors = {
         "400": ref("responses", "BadRequest"),
         "408": ref("responses", "Timeout"),
@@ -351,19 +359,19 @@ def prediction_path(name: str, single: str, batch: str, what: str, example: Sche
         "get": operation(
             f"Classify one text {what}",
             "predictions",
-            f"{name}_get",
+            f"{served.name}_get",
             {"200": response("The prediction.", json_content(ref("schemas", single), example)), **errors},
             parameters=[ref("parameters", "Query")],
-            requestBody=ref("requestBodies", "SingleQuery"),
             description=(
-                "`query` in the URL, or in a form or JSON body (GET with a body is what `curl -X GET -d` sends). "
-                "Browsers cannot send a body with GET, so from a browser (and Swagger UI) use the URL parameter or POST."
+                "`query` in the URL. The same `query` is also read from a form or JSON body, which is what "
+                "`curl -X GET URL -d query=text` sends; browsers cannot send a body with GET, so use POST for bodies. "
+                f"Bodies over {settings.max_body_bytes:,} bytes get 413."
             ),
         ),
         "post": operation(
             f"Classify one text or a batch {what}",
             "predictions",
-            f"{name}_post",
+            f"{served.name}_post",
             {
                 "200": response(
                     "A single prediction for `query`, or `predictions` for a batch.",
@@ -383,24 +391,10 @@ def simple_get(summary: str, tag: str, operation_id: str, answers: Schema, descr
     return {"get": operation(summary, tag, operation_id, answers, **extra)}
 
 
-def paths() -> Schema:
+def paths(settings: Settings, models: list[ServedModel]) -> Schema:
     """Every route the app serves (besides HEAD and OPTIONS, which Flask adds)."""
-    sentiment_example = {"prediction": "Negative", "confidence": 0.944, "probabilities": {"Negative": 0.944, "Positive": 0.056}}
-    rating_example = {
-        "prediction": "positive",
-        "rating": 4,
-        "confidence": 0.265,
-        "probabilities": {
-            "negative": 0.161,
-            "somewhat negative": 0.183,
-            "neutral": 0.178,
-            "somewhat positive": 0.213,
-            "positive": 0.265,
-        },
-    }
     return {
-        "/": prediction_path("sentiment", "SentimentPrediction", "SentimentBatch", "as Negative or Positive", sentiment_example),
-        "/ratings": prediction_path("ratings", "RatingPrediction", "RatingBatch", "on the five-point scale", rating_example),
+        **{served.endpoint: prediction_path(served, settings) for served in models},
         "/health": simple_get(
             "Liveness: the process answers",
             "operations",
@@ -408,12 +402,12 @@ def paths() -> Schema:
             {"200": response("Alive.", json_content(ref("schemas", "Health")))},
         ),
         "/ready": simple_get(
-            "Readiness: every served model is loaded",
+            "Readiness: whether to send traffic here",
             "operations",
             "ready",
             {
-                "200": response("Every model is loaded; their versions.", json_content(ref("schemas", "Ready"))),
-                "503": response("Some models are not loaded yet.", json_content(ref("schemas", "Loading"))),
+                "200": response("Serving; the versions of the loaded models.", json_content(ref("schemas", "Ready"))),
+                "503": response("Draining for a graceful shutdown: send no new traffic.", json_content(ref("schemas", "Ready"))),
             },
         ),
         "/models": simple_get(
@@ -478,10 +472,11 @@ def paths() -> Schema:
     }
 
 
-def description(settings: Any) -> str:
-    """The human summary at the top of the document: inputs, limits, errors."""
+def description(settings: Settings, models: list[ServedModel]) -> str:
+    """The human summary at the top of the document: models, inputs, limits, errors."""
+    served = "; ".join(f"`{model.endpoint}` {model.name} ({', '.join(model.labels)})" for model in models)
     return (
-        "Classify movie-review text as **Negative**/**Positive** (`/`) or on a five-point scale (`/ratings`).\n\n"
+        f"Classify movie-review text. Models: {served}.\n\n"
         '`query` may come in the URL, a form body or a JSON body `{"query": "..."}`; the URL wins if several are '
         'present. `POST` also takes a batch `{"queries": [...]}`.\n\n'
         f"Limits: {settings.max_query_chars:,} characters per query, {settings.max_batch:,} queries per batch, "
@@ -492,14 +487,15 @@ def description(settings: Any) -> str:
     )
 
 
-def document(settings: Any) -> Schema:
-    """The OpenAPI description of the whole service, with ``settings``' limits."""
+def document(settings: Settings, models: Iterable[ServedModel]) -> Schema:
+    """The OpenAPI description of the whole service, for these models and ``settings``' limits."""
+    served = list(models)
     return {
         "openapi": OPENAPI_VERSION,
         "info": {
             "title": "Sentiment API",
             "version": "1.0.0",
-            "description": description(settings),
+            "description": description(settings, served),
             "x-limits": {
                 "max_query_chars": settings.max_query_chars,
                 "max_batch": settings.max_batch,
@@ -511,9 +507,9 @@ def document(settings: Any) -> Schema:
             {"name": "operations", "description": "Health, readiness, models and metrics."},
             {"name": "documentation", "description": "This document and its Swagger UI."},
         ],
-        "paths": paths(),
+        "paths": paths(settings, served),
         "components": {
-            "schemas": schemas(settings),
+            "schemas": schemas(settings, served),
             "parameters": parameters(settings),
             "requestBodies": request_bodies(settings),
             "responses": responses(settings),
@@ -543,12 +539,16 @@ DOCS_PAGE = """<!DOCTYPE html>
 """
 
 
-def register(app: Flask, settings: Any) -> None:
-    """Serve /openapi.json (built once, here), /docs and its assets from the swagger_ui_bundle package."""
-    spec = json.dumps(document(settings), indent=2)
+def register(app: Flask, settings: Settings, registry: ModelRegistry) -> None:
+    """Serve /openapi.json (rebuilt only when the served versions change), /docs and its assets."""
+    built: dict[tuple[str, ...], str] = {}
 
     def openapi_json() -> Response:
-        return Response(spec, mimetype="application/json")
+        versions = tuple(model.version for model in registry.models.values())
+        if versions not in built:
+            built.clear()
+            built[versions] = json.dumps(document(settings, registry.models.values()), indent=2)
+        return Response(built[versions], mimetype="application/json")
 
     def docs() -> Response:
         page = DOCS_PAGE.format(

@@ -5,8 +5,9 @@ from pathlib import Path
 import pytest
 from flask.testing import FlaskClient
 
-import app as app_module
-from app import ConfigError, Settings, create_app
+from app import create_app
+from lib import resources
+from lib.settings import ConfigError, Settings
 from model import ModelLoadError
 
 
@@ -149,7 +150,7 @@ def test_unexpected_error_is_json_500_without_traceback(app, monkeypatch: pytest
     def explode(*_: object) -> None:
         raise RuntimeError("secret internal detail /etc/passwd")
 
-    monkeypatch.setattr(app_module, "describe", explode)
+    monkeypatch.setattr(resources, "describe", explode)
     response = app.test_client().get("/?query=fine")
     assert response.status_code == 500
     assert response.json["message"].startswith("Internal server error")
@@ -174,7 +175,7 @@ def test_tutorial_examples_on_committed_models(committed_client: FlaskClient) ->
 
 
 def test_missing_models_refuse_to_start(tmp_path: Path) -> None:
-    with pytest.raises(ModelLoadError, match=r"manifest\.json: not found"):
+    with pytest.raises(ModelLoadError, match=r"no model folder \(a folder holding manifest\.json\)"):
         create_app({"MODELS_DIR": str(tmp_path)})
 
 

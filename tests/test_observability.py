@@ -3,7 +3,8 @@
 import pytest
 from flask.testing import FlaskClient
 
-from app import LOCAL_ORIGINS, ConfigError, Settings, create_app
+from app import create_app
+from lib.settings import LOCAL_ORIGINS, ConfigError, Settings
 
 
 def metric_value(text: str, name: str, **labels: str) -> float:

@@ -1,0 +1,70 @@
+"""The one error shape: every failure, whatever raised it, leaves as ``{"message": ...}`` with its status."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from contextlib import suppress
+
+from flask import Response, current_app, jsonify, request
+from flask_restful import Api
+from werkzeug.exceptions import ClientDisconnected, HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
+
+from lib.observability import request_id
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(HTTPException):
+    """An error this service raises on purpose, with its status and a message for the client."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(description=message)
+        self.code = code
+
+
+def error_response(exc: Exception) -> Response:
+    """Turn any exception into the one error shape: ``{"message": ...}`` with its status."""
+    code, message = status_and_message(exc)
+    response = jsonify(message=message)
+    response.status_code = code
+    if isinstance(exc, MethodNotAllowed):
+        response.headers["Allow"] = ", ".join(exc.valid_methods or ())
+    return response
+
+
+def status_and_message(exc: Exception) -> tuple[int, str]:
+    """Say what went wrong in words for the caller; log (never send) what was not the caller's fault."""
+    if isinstance(exc, ApiError):
+        return exc.code or 400, exc.description or exc.name
+    if isinstance(exc, RequestEntityTooLarge):
+        return 413, f"Request body is larger than the limit of {current_app.config['MAX_CONTENT_LENGTH']:,} bytes."
+    if isinstance(exc, UnicodeDecodeError):
+        return 400, "The request holds bytes that are not valid UTF-8; percent-encode the query as UTF-8."
+    if isinstance(exc, (ClientDisconnected, TimeoutError)):
+        stop_reading_client()
+        return 408, "The request body did not arrive in time (the client stalled or disconnected)."
+    if isinstance(exc, NotFound):
+        return 404, f"No endpoint at {request.path}. See /docs for the API."
+    if isinstance(exc, MethodNotAllowed):
+        return 405, f"Method {request.method} is not allowed on {request.path}; allowed: {', '.join(exc.valid_methods or ())}."
+    if isinstance(exc, HTTPException):
+        return exc.code or 500, exc.description or exc.name
+    log.exception("unhandled error on %s %s", request.method, request.path)
+    return 500, f"Internal server error. It has been logged with request id {request_id()}; please retry or report it."
+
+
+def stop_reading_client() -> None:
+    """Close the read side of a stalled client's socket, so the server drops it instead of waiting for the rest."""
+    client = request.environ.get("gunicorn.socket")
+    if client is not None:
+        with suppress(OSError):
+            client.shutdown(socket.SHUT_RD)
+
+
+class JsonErrorsApi(Api):
+    """Flask-RESTful's Api, with every error answered by ``error_response``."""
+
+    def handle_error(self, e: Exception) -> Response:
+        """Answer any error a resource raised in the one error shape."""
+        return error_response(e)

@@ -1,0 +1,83 @@
+"""Reading a request: where ``query`` or ``queries`` come from, and what makes them acceptable.
+
+``query`` may come in the URL, a form body or a JSON body; ``{"queries": [...]}`` in a JSON body is a
+batch. Each function raises ``ApiError`` with a message naming the field and what was wrong.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import request
+from werkzeug.exceptions import BadRequest, ClientDisconnected
+
+from lib.errors import ApiError
+from lib.settings import Settings
+
+
+def json_type(value: Any) -> str:
+    """Name a decoded JSON value's type as JSON does, for messages to any client."""
+    names = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+def json_object() -> dict[str, Any]:
+    """Return the request's JSON body, which must be an object."""
+    try:
+        body = request.get_json()
+    except ClientDisconnected:
+        raise
+    except BadRequest:
+        raise ApiError(400, 'Malformed JSON body. Send a JSON object such as {"query": "text"}.') from None
+    if not isinstance(body, dict):
+        raise ApiError(400, f'JSON body must be an object such as {{"query": "text"}}, got {json_type(body)}.')
+    return body
+
+
+def read_batch_body() -> dict[str, Any] | None:
+    """Return a JSON body that holds ``queries`` (a batch), or None when the request is a single query."""
+    if request.is_json:
+        body = json_object()
+        if "queries" in body:
+            return body
+    return None
+
+
+def read_query(settings: Settings) -> str:
+    """Find ``query`` in the URL, a JSON body or a form body, and check it."""
+    if "query" in request.args:
+        value: Any = request.args["query"]
+    elif request.is_json:
+        value = json_object().get("query")
+    else:
+        value = request.form.get("query")
+    return checked_text(value, "query", settings)
+
+
+def read_batch(body: dict[str, Any], settings: Settings) -> list[str]:
+    """Check a batch ``{"queries": [...]}``: a list of non-blank strings within the limits."""
+    queries = body["queries"]
+    if not isinstance(queries, list):
+        raise ApiError(400, f"'queries' must be an array of strings, got {json_type(queries)}.")
+    if not queries:
+        raise ApiError(400, "'queries' is empty. Send at least one string.")
+    if len(queries) > settings.max_batch:
+        raise ApiError(413, f"'queries' holds {len(queries):,} items; the limit is {settings.max_batch:,} per request.")
+    return [checked_text(query, f"queries[{index}]", settings) for index, query in enumerate(queries)]
+
+
+def checked_text(value: Any, name: str, settings: Settings) -> str:
+    """Return a text to classify, or raise naming the field and what was wrong with it."""
+    if value is None:
+        raise ApiError(
+            400,
+            f"Missing required parameter '{name}'. Send it in the URL (?query=...), "
+            'a form body (query=...) or a JSON body ({"query": "..."}).',
+        )
+    if not isinstance(value, str):
+        raise ApiError(400, f"'{name}' must be a string, got {json_type(value)}.")
+    if not value.strip():
+        raise ApiError(400, f"'{name}' is blank. Send some text to classify.")
+    if len(value) > settings.max_query_chars:
+        raise ApiError(413, f"'{name}' is {len(value):,} characters long; the limit is {settings.max_query_chars:,}.")
+    return value

@@ -1,0 +1,129 @@
+"""The served models: every folder under MODELS_DIR with a manifest is one, loaded and reloaded as a set.
+
+A model's name and labels come from its manifest; its URL path from the manifest's ``endpoint`` (the
+build writes ``/`` for sentiment) or else ``/<name>``; ``index_field`` (``rating`` for ratings) adds the
+class index to each answer. Adding a model is adding a folder: routes, ``/models``, ``/ready``, the
+OpenAPI document and the metrics follow from this registry.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lib.observability import Metrics
+from model import MANIFEST, REBUILD_HINT, ModelLoadError, NLPModel
+
+log = logging.getLogger(__name__)
+
+#: Paths the service itself answers; no model may be served there.
+RESERVED_PATHS = frozenset({"/health", "/ready", "/models", "/metrics", "/openapi.json", "/docs", "/demo"})
+ENDPOINT = re.compile(r"/([a-z0-9][a-z0-9_-]{0,63})?")
+INDEX_FIELD = re.compile(r"[a-z][a-z0-9_]{0,31}")
+ANSWER_FIELDS = frozenset({"prediction", "confidence", "probabilities"})
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """One loaded model and where and how the service answers with it."""
+
+    name: str
+    endpoint: str
+    index_field: str | None
+    model: NLPModel
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """Label names in class order, from the manifest."""
+        return self.model.labels
+
+    @property
+    def version(self) -> str:
+        """The content-derived version of the loaded files."""
+        return self.model.version
+
+    def describe(self) -> dict[str, Any]:
+        """The manifest as /models shows it, with the URL path that serves it."""
+        return {"endpoint": self.endpoint, **self.model.manifest}
+
+
+def model_folders(models_dir: Path) -> list[Path]:
+    """Return the folders holding a manifest (hidden ones are the build's staging), sorted by name."""
+    if not models_dir.is_dir():
+        raise ModelLoadError(f"{models_dir}: no such folder (set MODELS_DIR). {REBUILD_HINT}")
+    folders = sorted(path for path in models_dir.iterdir() if not path.name.startswith(".") and (path / MANIFEST).exists())
+    if not folders:
+        raise ModelLoadError(f"{models_dir}: no model folder (a folder holding {MANIFEST}) in it. {REBUILD_HINT}")
+    return folders
+
+
+def serve(folder: Path, model: NLPModel) -> ServedModel:
+    """Read where and how to serve a loaded model from its manifest, refusing what would clash."""
+    manifest = model.manifest
+    name = manifest["name"]
+    endpoint = manifest.get("endpoint", f"/{name}")
+    if not isinstance(endpoint, str) or not ENDPOINT.fullmatch(endpoint) or endpoint in RESERVED_PATHS:
+        raise ModelLoadError(
+            f"{folder / MANIFEST}: endpoint {endpoint!r} is not a path like /ratings (lower-case letters, digits, - and _), "
+            f"or is one the service uses ({', '.join(sorted(RESERVED_PATHS))})."
+        )
+    index_field = manifest.get("index_field")
+    if index_field is not None and (
+        not isinstance(index_field, str) or not INDEX_FIELD.fullmatch(index_field) or index_field in ANSWER_FIELDS
+    ):
+        raise ModelLoadError(f"{folder / MANIFEST}: index_field {index_field!r} must be a lower-case name like 'rating'.")
+    return ServedModel(name, endpoint, index_field, model)
+
+
+def load_all(models_dir: Path) -> tuple[dict[str, ServedModel], dict[str, float]]:
+    """Load and verify every model folder; raise ModelLoadError, naming the file, if one fails or two clash."""
+    served: dict[str, ServedModel] = {}
+    seconds: dict[str, float] = {}
+    endpoints: dict[str, str] = {}
+    for folder in model_folders(models_dir):
+        started = time.perf_counter()
+        model = serve(folder, NLPModel.load(folder))
+        if model.name in served or model.endpoint in endpoints:
+            clash = model.name if model.name in served else endpoints[model.endpoint]
+            raise ModelLoadError(f"{folder / MANIFEST}: model {model.name!r} at {model.endpoint} clashes with {clash!r}.")
+        served[model.name], endpoints[model.endpoint] = model, model.name
+        seconds[model.name] = time.perf_counter() - started
+        log.info("loaded %s from %s in %.3fs", model.version, folder, seconds[model.name])
+    return served, seconds
+
+
+class ModelRegistry:
+    """The served models, replaced as a whole on reload so that a request sees one consistent set."""
+
+    def __init__(self, models_dir: Path, metrics: Metrics) -> None:
+        self.models_dir = models_dir
+        self.metrics = metrics
+        self.models: Mapping[str, ServedModel] = {}
+
+    def load(self) -> None:
+        """Load every model folder; on a reload, refuse a set whose names or paths differ (routes are fixed)."""
+        models, seconds = load_all(self.models_dir)
+        routes = {(model.name, model.endpoint) for model in models.values()}
+        served = {(model.name, model.endpoint) for model in self.models.values()}
+        if self.models and routes != served:
+            raise ModelLoadError(
+                f"{self.models_dir}: the served models changed from {sorted(served)} to {sorted(routes)}; "
+                "restart the server to add, remove or move a model."
+            )
+        replaced = {name: model.model.manifest for name, model in self.models.items() if models[name].version != model.version}
+        self.models = models
+        self.metrics.models_loaded({name: model.model.manifest for name, model in models.items()}, seconds, replaced)
+
+    def reload(self) -> bool:
+        """Load the models again; if the new set fails verification, keep serving the old one."""
+        try:
+            self.load()
+        except ModelLoadError as exc:
+            log.error("reload refused, still serving %s: %s", ", ".join(m.version for m in self.models.values()), exc)
+            return False
+        return True

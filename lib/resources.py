@@ -1,0 +1,123 @@
+"""The Flask-RESTful resources: predictions, health, readiness, models and metrics.
+
+Each resource receives what it needs through ``resource_class_kwargs``; none reads global state.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from typing import Any
+
+import numpy as np
+from flask import Response
+from flask_restful import Resource
+
+from lib.observability import Metrics
+from lib.parsing import read_batch, read_batch_body, read_query
+from lib.registry import ModelRegistry, ServedModel
+from lib.settings import Settings
+
+
+def describe(served: ServedModel, probabilities: np.ndarray) -> list[dict[str, Any]]:
+    """Shape predictions, one per row: the label, its probability as ``confidence``, and all probabilities.
+
+    Rounds in one vectorised call, so a batch of a thousand costs about what a few single answers do.
+    """
+    rows = np.atleast_2d(probabilities)
+    labels, index_field = served.labels, served.index_field
+    answers = []
+    for best, rounded in zip(rows.argmax(axis=1).tolist(), rows.round(3).tolist(), strict=True):
+        answer: dict[str, Any] = {"prediction": labels[best]}
+        if index_field:
+            answer[index_field] = best
+        answer["confidence"] = rounded[best]
+        answer["probabilities"] = dict(zip(labels, rounded, strict=True))
+        answers.append(answer)
+    return answers
+
+
+class Prediction(Resource):
+    """Classify one text (GET, or POST with ``query``) or a batch (POST with ``queries``)."""
+
+    def __init__(self, model_name: str, registry: ModelRegistry, settings: Settings, metrics: Metrics) -> None:
+        self.served = registry.models[model_name]  # one model for the whole request, even across a reload
+        self.settings = settings
+        self.metrics = metrics
+
+    def get(self) -> dict[str, Any]:
+        """Classify the one text in ``query``."""
+        [answer] = describe(self.served, self.served.model.predict_one(read_query(self.settings)))
+        self.metrics.count_prediction(self.served.name, answer["prediction"])
+        return answer
+
+    def post(self) -> dict[str, Any]:
+        """Classify a batch ``{"queries": [...]}``, or else one ``query`` as GET does."""
+        body = read_batch_body()
+        if body is None:
+            return self.get()
+        answers = describe(self.served, self.served.model.predict_texts(read_batch(body, self.settings)))
+        for label, count in Counter(answer["prediction"] for answer in answers).items():
+            self.metrics.count_prediction(self.served.name, label, count)
+        return {"predictions": answers}
+
+
+class Health(Resource):
+    """Liveness: the process answers."""
+
+    def get(self) -> dict[str, str]:
+        """Answer while the process can."""
+        return {"status": "ok"}
+
+
+class Lifecycle:
+    """Whether this process should still receive traffic: not once a graceful shutdown has begun."""
+
+    def __init__(self) -> None:
+        self._draining = threading.Event()
+
+    @property
+    def draining(self) -> bool:
+        """True once ``begin_drain`` was called."""
+        return self._draining.is_set()
+
+    def begin_drain(self) -> None:
+        """Say "not ready" from now on, while requests already routed here are still answered."""
+        self._draining.set()
+
+
+class Ready(Resource):
+    """Readiness: 200 with the served versions while taking traffic, 503 once draining for shutdown."""
+
+    def __init__(self, registry: ModelRegistry, lifecycle: Lifecycle) -> None:
+        self.registry = registry
+        self.lifecycle = lifecycle
+
+    def get(self) -> tuple[dict[str, Any], int]:
+        """Tell a load balancer or orchestrator whether to send traffic here."""
+        versions = {name: model.version for name, model in self.registry.models.items()}
+        if self.lifecycle.draining:
+            return {"status": "draining", "models": versions}, 503
+        return {"status": "ready", "models": versions}, 200
+
+
+class Models(Resource):
+    """Each served model's manifest (versions, labels, parameters, validation metrics)."""
+
+    def __init__(self, registry: ModelRegistry) -> None:
+        self.registry = registry
+
+    def get(self) -> dict[str, Any]:
+        """List the served models."""
+        return {"models": {name: model.describe() for name, model in self.registry.models.items()}}
+
+
+class MetricsResource(Resource):
+    """Prometheus text exposition of the service's metrics."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def get(self) -> Response:
+        """Render every metric, merged across workers."""
+        return self.metrics.exposition()

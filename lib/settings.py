@@ -1,0 +1,83 @@
+"""Service settings: the one place that reads configuration, from environment variables or a mapping.
+
+Everything else receives a ``Settings`` object. A bad value stops the service with one line naming
+the key and the value: ``Config 'MAX_BATCH' has value 'lots'. Not a positive integer.``
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: Longest request line and header the production server accepts (gunicorn's own maximum).
+MAX_URL_BYTES = 8190
+
+#: Browser pages served from this machine may call the API unless CORS_ORIGINS says otherwise.
+LOCAL_ORIGINS = r"^https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$"
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class ConfigError(ValueError):
+    """A configuration value cannot be used; the message names the key and the value."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Service configuration, read from environment variables (or a mapping in tests)."""
+
+    models_dir: Path = ROOT / "lib" / "models"
+    max_query_chars: int = 20_000
+    max_batch: int = 1_000
+    max_body_bytes: int = 2 * 1024 * 1024
+    log_level: str = "INFO"
+    cors_origins: tuple[str, ...] = (LOCAL_ORIGINS,)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> Settings:
+        """Build settings from upper-case keys (MODELS_DIR, MAX_BATCH, ...); unknown keys are ignored."""
+        defaults = cls()
+        models_dir = Path(values.get("MODELS_DIR", defaults.models_dir))
+        return cls(
+            models_dir=models_dir if models_dir.is_absolute() else ROOT / models_dir,
+            max_query_chars=positive_int(values, "MAX_QUERY_CHARS", defaults.max_query_chars),
+            max_batch=positive_int(values, "MAX_BATCH", defaults.max_batch),
+            max_body_bytes=positive_int(values, "MAX_BODY_BYTES", defaults.max_body_bytes),
+            log_level=log_level(values, defaults.log_level),
+            cors_origins=origins(values, defaults.cors_origins),
+        )
+
+
+def positive_int(values: Mapping[str, Any], key: str, default: int) -> int:
+    """Read a positive integer setting, naming the key and the value when it is not one."""
+    raw = values.get(key, default)
+    try:
+        number = int(raw)
+    except (TypeError, ValueError):
+        number = 0
+    if number < 1 or isinstance(raw, bool):
+        raise ConfigError(f"Config {key!r} has value {raw!r}. Not a positive integer.")
+    return number
+
+
+def origins(values: Mapping[str, Any], default: tuple[str, ...]) -> tuple[str, ...]:
+    """Read CORS_ORIGINS: comma-separated origins, "*" for any, "" for none."""
+    if "CORS_ORIGINS" not in values:
+        return default
+    found = tuple(origin.strip() for origin in str(values["CORS_ORIGINS"]).split(",") if origin.strip())
+    for origin in found:
+        if origin != "*" and not origin.startswith(("http://", "https://", "^")):
+            raise ConfigError(f"Config 'CORS_ORIGINS' has value {origin!r}. Expected origins like https://app.example.com, or *.")
+    return found
+
+
+def log_level(values: Mapping[str, Any], default: str) -> str:
+    """Read LOG_LEVEL as one of logging's level names."""
+    level = str(values.get("LOG_LEVEL", default)).upper()
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"Config 'LOG_LEVEL' has value {level!r}. Expected {', '.join(LOG_LEVELS[:-1])} or {LOG_LEVELS[-1]}.")
+    return level

@@ -1,0 +1,98 @@
+"""Model discovery: a folder with a manifest is a served model; names and paths come from the manifests."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from app import create_app
+from model import ModelLoadError
+from tests.helpers import rewrite_manifest
+
+
+@pytest.fixture
+def models(tiny_models: Path, tmp_path: Path) -> Path:
+    """A writable copy of the tiny models."""
+    return Path(shutil.copytree(tiny_models, tmp_path / "models"))
+
+
+def add_model(models: Path, name: str, **manifest: object) -> Path:
+    """Drop in a new model folder (a copy of sentiment under another name), as a data scientist would."""
+    folder = Path(shutil.copytree(models / "sentiment", models / name))
+    rewrite_manifest(folder, name=name, **manifest)
+    return folder
+
+
+def test_a_new_folder_is_served_everywhere(models: Path) -> None:
+    add_model(models, "reviews", endpoint="/reviews", labels=["thumbs down", "thumbs up"])
+    client = create_app({"MODELS_DIR": str(models)}).test_client()
+    answer = client.get("/reviews?query=a brilliant film").json
+    assert answer["prediction"] in ("thumbs down", "thumbs up") and "rating" not in answer
+    assert client.get("/models").json["models"]["reviews"]["endpoint"] == "/reviews"
+    assert "reviews" in client.get("/ready").json["models"]
+    spec = client.get("/openapi.json").json
+    assert spec["paths"]["/reviews"]["get"]["operationId"] == "reviews_get"
+    assert spec["components"]["schemas"]["ReviewsPrediction"]["properties"]["prediction"]["enum"] == ["thumbs down", "thumbs up"]
+    assert 'model="reviews"' in client.get("/metrics").get_data(as_text=True)
+
+
+def test_endpoint_defaults_to_the_name(models: Path) -> None:
+    folder = add_model(models, "critics")
+    manifest_without_endpoint = (folder / "manifest.json").read_text().replace('"endpoint": "/", ', "")
+    (folder / "manifest.json").write_text(manifest_without_endpoint)
+    assert create_app({"MODELS_DIR": str(models)}).test_client().get("/critics?query=fine").status_code == 200
+
+
+def test_hidden_and_manifestless_folders_are_ignored(models: Path) -> None:
+    (models / ".staging").mkdir()
+    (models / "notes").mkdir()
+    assert set(create_app({"MODELS_DIR": str(models)}).extensions["models"].models) == {"sentiment", "ratings"}
+
+
+@pytest.mark.parametrize(
+    ("manifest", "match"),
+    [
+        ({"endpoint": "/"}, r"at / clashes with 'extra'"),
+        ({"endpoint": "/health"}, "is one the service uses"),
+        ({"endpoint": "/../etc"}, "is not a path like /ratings"),
+        ({"endpoint": 7}, "is not a path like /ratings"),
+        ({"endpoint": "/x", "index_field": "confidence"}, "index_field 'confidence' must be"),
+    ],
+)
+def test_clashing_or_bad_serving_fields_are_refused(models: Path, manifest: dict, match: str) -> None:
+    add_model(models, "extra", **manifest)
+    with pytest.raises(ModelLoadError, match=match):
+        create_app({"MODELS_DIR": str(models)})
+
+
+def test_two_folders_with_one_name_are_refused(models: Path) -> None:
+    add_model(models, "copy", endpoint="/copy")
+    rewrite_manifest(models / "copy", name="sentiment")
+    with pytest.raises(ModelLoadError, match=r"sentiment/manifest.json: model 'sentiment' at / clashes with 'sentiment'"):
+        create_app({"MODELS_DIR": str(models)})
+
+
+def test_no_model_folder_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match="no model folder"):
+        create_app({"MODELS_DIR": str(tmp_path)})
+    with pytest.raises(ModelLoadError, match="no such folder"):
+        create_app({"MODELS_DIR": str(tmp_path / "missing")})
+
+
+def test_reload_that_changes_the_routes_is_refused(models: Path, caplog: pytest.LogCaptureFixture) -> None:
+    app = create_app({"MODELS_DIR": str(models)})
+    registry = app.extensions["models"]
+    add_model(models, "late", endpoint="/late")
+    assert registry.reload() is False
+    assert "restart the server to add, remove or move a model" in caplog.text
+    assert set(registry.models) == {"sentiment", "ratings"}
+    assert app.test_client().get("/?query=fine").status_code == 200
+
+
+def test_ready_says_draining_once_shutdown_begins(client) -> None:
+    assert client.get("/ready").status_code == 200
+    client.application.extensions["lifecycle"].begin_drain()
+    draining = client.get("/ready")
+    assert draining.status_code == 503 and draining.json["status"] == "draining"
+    assert set(draining.json["models"]) == {"sentiment", "ratings"}
+    assert client.get("/?query=fine").status_code == 200, "requests already routed here are still answered"
