@@ -8,6 +8,7 @@ import gc
 import json
 import os
 import shutil
+import signal
 import tempfile
 
 import gunicorn.http.wsgi
@@ -62,6 +63,10 @@ timeout = int(os.environ.get("TIMEOUT", "30"))
 # stalled or deliberately slow client holds a worker for seconds, not forever.
 CLIENT_TIMEOUT = float(os.environ.get("CLIENT_TIMEOUT", "5"))
 graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", "30"))
+# On SIGTERM, keep answering for this long while /ready says 503 "draining", so a load balancer
+# stops routing here before the workers stop (set it to the balancer's readiness-check interval
+# and keep it below GRACEFUL_TIMEOUT). 0: stop as soon as in-flight requests finish.
+DRAIN_SECONDS = float(os.environ.get("DRAIN_SECONDS", "0"))
 keepalive = int(os.environ.get("KEEPALIVE", "5"))
 
 # Load the models once in the master; workers share their pages copy-on-write.
@@ -172,6 +177,20 @@ def on_reload(server) -> None:
     """On SIGHUP, load the models again in the master before new workers fork from it."""
     server.app.wsgi().extensions["models"].reload()
     gc.freeze()
+
+
+def post_worker_init(worker) -> None:
+    """Make SIGTERM drain first: /ready answers 503 for DRAIN_SECONDS, then the worker stops as usual."""
+    if DRAIN_SECONDS <= 0:
+        return
+    stop = worker.handle_exit
+
+    def drain_then_stop(signum, frame) -> None:
+        worker.wsgi.extensions["lifecycle"].begin_drain()
+        signal.signal(signal.SIGALRM, lambda *_: stop(signum, frame))
+        signal.setitimer(signal.ITIMER_REAL, DRAIN_SECONDS)
+
+    signal.signal(signal.SIGTERM, drain_then_stop)
 
 
 def child_exit(server, worker) -> None:

@@ -265,3 +265,21 @@ def test_requests_gunicorn_refuses_are_answered_in_json(production_server: Serve
     assert too_long.json()["message"].startswith("URI Too Long")
     bad_header = requests.get(f"{production_server.url}/health", headers={"X-Big": "b" * 9000}, timeout=10)
     assert bad_header.status_code in (400, 431) and "message" in bad_header.json()
+
+
+def test_sigterm_drains_before_stopping(tmp_path: Path) -> None:
+    """With DRAIN_SECONDS, /ready turns 503 at SIGTERM while predictions are still answered, then the server exits."""
+    port = free_port()
+    env = {"HOST": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": "2", "DRAIN_SECONDS": "3", "ACCESS_LOG": ""}
+    for server in start_server([GUNICORN, "-c", "gunicorn.conf.py"], env, port, tmp_path):
+        assert requests.get(f"{server.url}/ready", timeout=10).status_code == 200
+        time.sleep(1)  # both workers past their start-up, so both have the drain handler
+        os.kill(server.process.pid, signal.SIGTERM)
+        time.sleep(0.5)
+        ready = requests.get(f"{server.url}/ready", timeout=10)
+        assert ready.status_code == 503 and ready.json()["status"] == "draining"
+        assert requests.get(server.url, {"query": "a fine film"}, timeout=10).status_code == 200
+        started = time.monotonic()
+        server.process.wait(timeout=20)
+        assert server.process.returncode == 0
+        assert 1.5 < time.monotonic() - started < 10, "workers stop once the drain period is over"
