@@ -27,5 +27,5 @@ test: $(VENV)/.dev  ## run the whole test suite
 models: $(VENV)/.runtime  ## rebuild lib/models from the Kaggle train.tsv (DATA=path)
 	$(BIN)/python build_model.py --data $(DATA)
 
-lint: $(VENV)/.dev
-	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+lint: $(VENV)/.dev  ## ruff (style, imports, bugbear) and mypy over the product's modules (see pyproject.toml)
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy

@@ -76,7 +76,7 @@ MODEL_SPECS: dict[str, ModelSpec] = {
     ),
 }
 
-TUNING_GRID = {
+TUNING_GRID: dict[str, dict[str, Any]] = {
     "sentiment": {
         "train_ratings": [(0, 4), (0, 1, 3, 4)],
         "vectorizer": {"ngram_range": [(1, 1), (1, 2)], "max_features": [20_000, 50_000, None]},
@@ -258,7 +258,7 @@ def tune(name: str, phrases: pd.DataFrame, folds: int = 5) -> list[tuple[float, 
     classifier_options = [
         dict(zip(grid["classifier"], values, strict=False)) for values in itertools.product(*grid["classifier"].values())
     ]
-    scores: dict[tuple, list[float]] = {}
+    scores: dict[tuple[Any, ...], list[float]] = {}
     for ratings, vectorizer_params in itertools.product(grid["train_ratings"], vectorizer_options):
         with step(f"{name}: train_ratings={ratings} {vectorizer_params}"):
             for fit_rows, held_rows in splits:

@@ -86,7 +86,7 @@ class NLPModel:
         """Turn texts into the TF-IDF matrix the classifier reads."""
         return self.vectorizer.transform(texts)
 
-    def train(self, features: Any, y: Sequence[int]) -> NLPModel:
+    def train(self, features: Any, y: Sequence[int] | np.ndarray) -> NLPModel:
         """Fit the classifier on vectorized texts and integer class indices."""
         self.clf.fit(features, y)
         self._fast = None

@@ -10,6 +10,7 @@ import csv
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pandas as pd
@@ -121,7 +122,7 @@ def plot_roc(y_true: np.ndarray, probabilities: np.ndarray, labels: Sequence[str
     plt.close(figure)
 
 
-def _pyplot():
+def _pyplot() -> ModuleType:
     """Import pyplot on the non-interactive backend, so the build never opens a window."""
     import matplotlib
 
