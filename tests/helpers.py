@@ -1,4 +1,4 @@
-"""Helpers shared by the tests: tampering with model folders the way an attacker would."""
+"""Helpers shared by the tests: reading answers, and tampering with model folders the way an attacker would."""
 
 from __future__ import annotations
 
@@ -11,8 +11,22 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+from flask.testing import FlaskClient
 
 from model import content_version
+
+
+def served_labels(client: FlaskClient, name: str) -> list[str]:
+    """The labels a served model answers with, as its manifest gives them."""
+    return list(client.application.extensions["models"].models[name].labels)
+
+
+def assert_prediction(body: dict, labels: list[str]) -> None:
+    """A prediction answer: one of the labels, every label's probability, confidence that of the prediction."""
+    assert body["prediction"] in labels
+    assert list(body["probabilities"]) == labels
+    assert body["confidence"] == body["probabilities"][body["prediction"]] == max(body["probabilities"].values())
+    assert abs(sum(body["probabilities"].values()) - 1) < 0.01
 
 
 def rewrite_manifest(folder: Path, **changes: object) -> None:

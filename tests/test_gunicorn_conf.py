@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 import requests
 
-from app import create_app
 from tests.conftest import CLIENT_TIMEOUT, COMMITTED_MODELS, GUNICORN, ROOT, Server, free_port, start_server
 from tests.helpers import gadgets, plant
 from tests.test_observability import metric_value
@@ -252,10 +251,6 @@ def test_production_defaults_are_safe(monkeypatch: pytest.MonkeyPatch, tmp_path:
     assert config["preload_app"] is True and config["wsgi_app"] == "app:create_app()"
     assert config["timeout"] > 0 and config["max_requests"] > 0 and config["max_requests_jitter"] > 0
     assert "debug" not in config and "reload" not in config
-
-
-def test_debug_is_never_on_in_the_app(tiny_models: Path) -> None:
-    assert create_app({"MODELS_DIR": str(tiny_models), "DEBUG": "1"}).debug is False
 
 
 def test_requests_gunicorn_refuses_are_answered_in_json(production_server: Server) -> None:

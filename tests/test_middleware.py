@@ -1,0 +1,57 @@
+"""What wraps every request (lib/middleware.py): the body-size gate, security headers, CORS."""
+
+from flask.testing import FlaskClient
+
+from app import create_app
+
+
+def test_body_over_limit_is_413_with_the_limit(client: FlaskClient) -> None:
+    response = client.post("/", json={"queries": ["x" * 5000]})
+    assert response.status_code == 413
+    assert response.json == {"message": "Request body is larger than the limit of 4,096 bytes."}
+
+
+def test_body_over_limit_is_refused_even_when_query_is_in_url(client: FlaskClient) -> None:
+    response = client.get("/?query=good", data="x" * 5000, content_type="text/plain")
+    assert response.status_code == 413
+
+
+def test_api_responses_are_not_sniffed_or_cached(client: FlaskClient) -> None:
+    for response in (client.get("/?query=good"), client.get("/"), client.get("/nowhere")):
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_cors_allows_local_pages_by_default(client: FlaskClient) -> None:
+    response = client.get("/?query=good", headers={"Origin": "http://localhost:3000"})
+    assert response.headers["Access-Control-Allow-Origin"] == "http://localhost:3000"
+    assert "X-Request-ID" in response.headers["Access-Control-Expose-Headers"]
+    preflight = client.options(
+        "/",
+        headers={
+            "Origin": "http://127.0.0.1:5173",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "Content-Type",
+        },
+    )
+    assert preflight.status_code == 200
+    assert preflight.headers["Access-Control-Allow-Origin"] == "http://127.0.0.1:5173"
+    assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
+
+
+def test_cors_refuses_other_origins_by_default(client: FlaskClient) -> None:
+    response = client.get("/?query=good", headers={"Origin": "https://evil.example"})
+    assert response.status_code == 200
+    assert "Access-Control-Allow-Origin" not in response.headers
+
+
+def test_cors_origins_from_configuration(tiny_models) -> None:
+    app = create_app({"MODELS_DIR": str(tiny_models), "CORS_ORIGINS": "https://app.example.com"})
+    client = app.test_client()
+    assert (
+        client.get("/health", headers={"Origin": "https://app.example.com"}).headers["Access-Control-Allow-Origin"]
+        == "https://app.example.com"
+    )
+    assert "Access-Control-Allow-Origin" not in client.get("/health", headers={"Origin": "http://localhost:3000"}).headers
+    closed = create_app({"MODELS_DIR": str(tiny_models), "CORS_ORIGINS": ""}).test_client()
+    assert "Access-Control-Allow-Origin" not in closed.get("/health", headers={"Origin": "http://localhost:3000"}).headers

@@ -1,0 +1,45 @@
+"""The resources (lib/resources.py): prediction answers, batches, health, readiness, models."""
+
+from flask.testing import FlaskClient
+
+from tests.helpers import assert_prediction, served_labels
+
+
+def test_confidence_is_probability_of_the_predicted_label(client: FlaskClient) -> None:
+    body = client.get("/?query=boring awful dull").json
+    assert body["prediction"] == "Negative"
+    assert body["confidence"] == body["probabilities"]["Negative"] > 0.5
+
+
+def test_batch_keeps_input_order(client: FlaskClient) -> None:
+    response = client.post("/", json={"queries": ["brilliant wonderful", "boring awful dull", "brilliant"]})
+    assert response.status_code == 200
+    predictions = response.json["predictions"]
+    assert [p["prediction"] for p in predictions] == ["Positive", "Negative", "Positive"]
+    single = client.get("/?query=boring awful dull").json
+    assert predictions[1] == single
+
+
+def test_ratings_endpoint(client: FlaskClient) -> None:
+    body = client.get("/ratings?query=a brilliant , moving and wonderful masterpiece").json
+    labels = served_labels(client, "ratings")
+    assert_prediction(body, labels)
+    assert body["rating"] == labels.index(body["prediction"])
+    batch = client.post("/ratings", json={"queries": ["wonderful", "awful"]}).json["predictions"]
+    assert all("rating" in p for p in batch)
+
+
+def test_health_ready_models(client: FlaskClient) -> None:
+    assert client.get("/health").json == {"status": "ok"}
+    ready = client.get("/ready")
+    assert ready.status_code == 200 and ready.json["status"] == "ready"
+    models = client.get("/models").json["models"]
+    assert set(models) == {"sentiment", "ratings"}
+    assert models["sentiment"]["endpoint"] == "/" and models["ratings"]["endpoint"] == "/ratings"
+    assert models["sentiment"]["version"] == ready.json["models"]["sentiment"]
+    assert "metrics" in models["ratings"] and "sklearn_version" in models["ratings"]
+
+
+def test_tutorial_examples_on_committed_models(committed_client: FlaskClient) -> None:
+    assert committed_client.get("/?query=that movie was boring").json["prediction"] == "Negative"
+    assert committed_client.get("/?query=That was pretty entertaining").json["prediction"] == "Positive"
