@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DATA ?= ../shared/data/kaggle/train.tsv
 
-.PHONY: serve test models lint bench
+.PHONY: serve test test-fast test-e2e models lint
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +21,15 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
 serve: $(VENV)/.runtime  ## serve predictions on http://127.0.0.1:5000 (development server)
 	$(BIN)/python app.py
 
-test: $(VENV)/.dev  ## run the whole test suite
-	$(BIN)/python -m pytest
+test: $(VENV)/.dev  ## the whole suite but the heavy end-to-end checks (about 2 minutes): the README's test command
+	$(BIN)/python -m pytest -m "not e2e"
+
+test-fast: $(VENV)/.dev  ## the in-process tests only, in seconds (no live servers, full-data rebuild or fuzzing)
+	$(BIN)/python -m pytest -m "not slow and not e2e"
+
+test-e2e: $(VENV)/.dev  ## heavy end-to-end checks (browser, container, replicas); each skips with its reason where its tool is missing
+	@if grep -rqs "pytest.mark.e2e" tests; then $(BIN)/python -m pytest -m e2e; \
+	else echo "test-e2e: no end-to-end test is defined yet"; fi
 
 models: $(VENV)/.runtime  ## rebuild lib/models from the Kaggle train.tsv (DATA=path)
 	$(BIN)/python build_model.py --data $(DATA)

@@ -1,6 +1,6 @@
 """Where a request's time goes, in process: the WSGI app alone, without server or network.
 
-    .venv/bin/python bench/request_cost.py
+    .venv/bin/python -m bench.request_cost
 
 Prints the CPU time per request of the constant-JSON ceiling view, of the service's /health and
 of a prediction, what each layer of the prediction path adds, and a cProfile of the prediction.
@@ -12,22 +12,17 @@ import cProfile
 import io
 import os
 import pstats
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as under gunicorn.conf.py
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from flask import Flask
+from flask_restful import Api, Resource
+from werkzeug.test import EnvironBuilder
 
-from flask import Flask  # noqa: E402
-from flask_restful import Api, Resource  # noqa: E402
-from werkzeug.test import EnvironBuilder  # noqa: E402
+from bench.ceiling import ANSWER
+from bench.ceiling import app as ceiling
 
-from app import create_app  # noqa: E402
-from bench.ceiling import ANSWER  # noqa: E402
-from bench.ceiling import app as ceiling  # noqa: E402
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as under gunicorn.conf.py; set before app imports NumPy
 
 QUERY = "/?query=" + "the%20film%20is%20a%20bit%20too%20long%20but%20the%20cast%20is%20wonderful"
 TEXT = "the film is a bit too long but the cast is wonderful"
@@ -66,8 +61,10 @@ def restful_ceiling() -> Flask:
 
 def main() -> None:
     """Print the per-layer costs and the profile."""
+    from app import create_app  # imported here, after OPENBLAS_NUM_THREADS is set
+
     service = create_app()
-    model = service.extensions["models"].models["sentiment"]
+    model = service.extensions["models"].models["sentiment"].model  # the NLPModel a ServedModel wraps
     rows = [
         ("ceiling: Flask view returning a constant dict", per_call_us(wsgi_call(ceiling, "/"))),
         ("same constant from a Flask-RESTful Resource", per_call_us(wsgi_call(restful_ceiling(), "/"))),

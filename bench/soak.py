@@ -1,15 +1,11 @@
 """Soak test: sustained mixed load on the production server while a worker is killed and the models are reloaded.
 
-    .venv/bin/python bench/soak.py                    # 120 s of load, about 2.5 minutes in all
-    .venv/bin/python bench/soak.py --duration 30 --connections 64
+    .venv/bin/python -m bench.soak [--duration 120] [--connections 64]     # about 2.5 minutes in all
 
-It copies lib/models to a temporary folder and starts ``gunicorn -c gunicorn.conf.py`` on a free loopback port
-(MODELS_DIR = that copy, 2 workers, no access log). wrk then drives a mix of valid, invalid, oversized and batch
-requests (bench/soak.lua counts every answer's status by request kind). A third of the way in one worker is
-SIGKILLed and the time until the master has a full set of workers and /health answers is measured; two thirds
-in, the sentiment model folder of the copy is swapped for a fresh copy and the master gets SIGHUP. It reports
-statuses per kind, wrk's socket errors, p50/p99 latency, recovery time, whether the reload took effect, and
-the PSS of all server processes after warm-up and at the end. The summary is also written to bench/results/soak.json.
+The production command serves a temporary copy of lib/models (2 workers, no access log) while wrk sends a mix of valid,
+invalid, oversized and batch requests (bench/soak.lua counts each answer's status by kind). At 1/3 of the run the busiest
+worker is SIGKILLed and the recovery timed; at 2/3 the copy's sentiment folder is swapped and the master gets SIGHUP.
+The report (statuses per kind, socket errors, latency, recovery, reload, PSS) is also written to bench/results/soak.json.
 """
 
 from __future__ import annotations
@@ -28,39 +24,34 @@ import time
 import urllib.parse
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 import requests
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: make the bench package importable
-
-from bench.run import (
-    DEFAULT_PHRASES,
+from bench import wrk
+from bench.common import (
+    PHRASES_HELP,
     RESULTS,
-    ROOT,
     BenchError,
-    Server,
-    check_alive,
-    connections_by_worker,
-    descendants,
-    ensure_wrk,
-    memory_snapshot,
+    Report,
+    growth,
+    load_result,
     note,
-    parse_wrk,
-    read_sentences,
     report_run,
-    running_server,
     sample,
-    server_env,
+    shown_command,
+    started,
     tool_version,
 )
+from bench.harness import ROOT, Server, connections_by_worker, descendants, live_descendants, memory_snapshot
 
 LUA_SCRIPT = Path(__file__).resolve().parent / "soak.lua"
 MODELS = ROOT / "lib" / "models"
-POLL_S = 0.02  # how often the recovery and reload watchers look at /proc
+POLL_S = 0.02  # how often the recovery and reload watchers look at the process tree
 HEALTH_TIMEOUT_S = 1.0
 RECOVERY_TIMEOUT_S = 30.0
 BATCH_SIZE = 100
@@ -91,9 +82,6 @@ KINDS = (
 EXPECTED = {kind.name: kind.expected for kind in KINDS}
 
 
-# --- command line -----------------------------------------------------------------------------
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """Read the options; the defaults give a 2-minute soak at 64 connections on 2 workers."""
     parser = argparse.ArgumentParser(
@@ -105,27 +93,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1, choices=(1, 2), help="wrk threads")
     parser.add_argument("--workers", type=int, default=2, help="WEB_CONCURRENCY of the server")
     parser.add_argument("--warmup", type=int, default=5, help="seconds of the same load before the first memory reading")
-    parser.add_argument("--phrases", type=Path, default=DEFAULT_PHRASES, help="Kaggle test.tsv to take sentences from")
+    parser.add_argument("--phrases", type=Path, help=PHRASES_HELP)
     parser.add_argument("--startup-timeout", type=float, default=60.0, help="seconds to wait for the server to answer")
     parser.add_argument("--output", type=Path, default=RESULTS / "soak.json", help="where to write the JSON summary")
     args = parser.parse_args(argv)
     if args.duration < 10 or args.warmup < 1 or args.workers < 2 or args.connections < args.threads:
-        parser.error(
-            "--duration must be at least 10, --warmup at least 1, --workers at least 2 (one is killed), "
-            "--connections at least --threads"
-        )
+        parser.error("--duration must be at least 10, --warmup 1, --workers 2 (one is killed), --connections --threads")
     return args
-
-
-# --- the request plan -------------------------------------------------------------------------
 
 
 def interleaved_kinds(repeat: int) -> list[Kind]:
     """Spread each kind evenly over the cycle, so that no stretch of the run is all batches or all errors."""
     slots = [
-        ((index + 0.5) / (kind.share * repeat), order, kind)
-        for order, kind in enumerate(KINDS)
-        for index in range(kind.share * repeat)
+        ((i + 0.5) / (kind.share * repeat), order, kind) for order, kind in enumerate(KINDS) for i in range(kind.share * repeat)
     ]
     return [kind for _, _, kind in sorted(slots, key=lambda slot: slot[:2])]
 
@@ -147,110 +127,58 @@ def plan_line(kind: Kind, sentences: Iterator[str]) -> str:
     return f"{kind.name}\tPOST\t/\t{json.dumps({'queries': [next(sentences) for _ in range(BATCH_SIZE)]})}"
 
 
-def write_plan(sentences: list[str], target: Path) -> Path:
-    """Write the cycle of requests soak.lua sends, with real sentences short enough for a URL."""
+def plan(sentences: list[str]) -> str:
+    """The cycle of requests soak.lua sends, with real sentences short enough for a URL."""
     usable = [sentence for sentence in sentences if len(urllib.parse.quote(sentence, safe="")) < MAX_PATH]
     stream = iter(sample(usable, 100_000))
-    lines = [plan_line(kind, stream) for kind in interleaved_kinds(CYCLE_REPEAT)]
-    target.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return target
+    return "".join(plan_line(kind, stream) + "\n" for kind in interleaved_kinds(CYCLE_REPEAT))
 
 
-# --- processes --------------------------------------------------------------------------------
-
-
-def live_workers(master: int) -> list[int]:
-    """List the master's children that are alive: a killed worker stays a zombie child until the master reaps it."""
-    alive = []
-    for pid in descendants(master):
-        with contextlib.suppress(OSError):  # gone between the listing and the read
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-            if state not in ("Z", "X"):
-                alive.append(pid)
-    return sorted(alive)
+def mix_command(binary: str, server: Server, plan_path: Path, args: argparse.Namespace, seconds: int) -> list[str]:
+    """wrk sending the plan's mix through soak.lua for ``seconds``."""
+    return wrk.command(binary, server.url, args.connections, seconds, LUA_SCRIPT, args.threads, str(plan_path))
 
 
 def stable_memory(master: int, workers: int, timeout: float = 10.0) -> dict[str, Any]:
     """Read PSS once exactly the expected workers are alive, retrying while processes come and go."""
     deadline = time.monotonic() + timeout
     while True:
-        with contextlib.suppress(OSError, BenchError):
-            if len(live_workers(master)) == workers and len(descendants(master)) == workers:
+        with contextlib.suppress(psutil.Error):
+            if len(live_descendants(master)) == workers and len(descendants(master)) == workers:
                 return memory_snapshot(master)
         if time.monotonic() > deadline:
             raise BenchError(f"could not read the memory of a steady set of {workers} workers within {timeout:.0f} s")
         time.sleep(0.1)
 
 
-@contextlib.contextmanager
-def running_wrk(command: list[str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """Run wrk in its own process group, output to a file, and always kill the group when leaving."""
-    process: subprocess.Popen[bytes] | None = None
-    try:
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        yield process
-    finally:
-        if process is not None and process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
-def wrk_command(wrk: str, server: Server, plan: Path, args: argparse.Namespace, seconds: int) -> list[str]:
-    """The wrk command: --latency for percentiles, soak.lua for the mix, the plan file after ``--``."""
-    return [
-        wrk,
-        f"-t{args.threads}",
-        f"-c{args.connections}",
-        f"-d{seconds}s",
-        "--latency",
-        "-s",
-        str(LUA_SCRIPT),
-        server.url,
-        "--",
-        str(plan),
-    ]
-
-
-def finish_wrk(process: subprocess.Popen[bytes], log_path: Path, seconds: int) -> str:
-    """Wait for wrk (bounded), and return its output; fail if it did not run cleanly."""
-    try:
-        process.wait(timeout=seconds + 30)
-    except subprocess.TimeoutExpired as exc:
-        raise BenchError(f"wrk did not finish within {seconds + 30} s") from exc
-    output = log_path.read_text(encoding="utf-8", errors="replace")
-    if process.returncode != 0 or COUNTS_MARKER not in output:
-        raise BenchError(f"wrk failed ({process.returncode}):\n{output[-2000:]}")
-    return output
-
-
-def wait_until(deadline: float, server: Server, wrk: subprocess.Popen[bytes]) -> None:
+def wait_until(deadline: float, server: Server, load: subprocess.Popen[bytes]) -> None:
     """Sleep until ``deadline``, but stop early with an error if the server or wrk died meanwhile."""
     while time.monotonic() < deadline:
-        check_alive(server)
-        if wrk.poll() is not None:
-            raise BenchError(f"wrk exited early with status {wrk.returncode}")
+        server.check_alive()
+        if load.poll() is not None:
+            raise BenchError(f"wrk exited early with status {load.returncode}")
         time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
 
 
-# --- the two disruptions ----------------------------------------------------------------------
+def ms(seconds: float) -> float:
+    """Express a duration in milliseconds, rounded for reading."""
+    return round(seconds * 1000, 1)
 
 
-def kill_busiest_worker(server: Server, started: float) -> dict[str, Any]:
+def kill_busiest_worker(server: Server, started_at: float) -> tuple[dict[str, Any], float]:
     """SIGKILL the worker holding most connections: the worst case for requests in flight."""
     load = connections_by_worker(server)
-    pid = max(live_workers(server.process.pid), key=lambda worker: load.get(worker, 0))
+    pid = max(live_descendants(server.process.pid), key=lambda worker: load.get(worker, 0))
     os.kill(pid, signal.SIGKILL)
     killed_at = time.monotonic()
-    note(f"SIGKILL worker {pid} at {killed_at - started:.1f} s (it held {load.get(pid, 0)} of the connections)")
+    held = load.get(pid, 0)
+    note(f"SIGKILL worker {pid} at {killed_at - started_at:.1f} s (it held {held} of the connections)")
     return {
         "pid": pid,
-        "connections_held": load.get(pid, 0),
+        "connections_held": held,
         "connections_by_worker": load,
-        "at_s": round(killed_at - started, 2),
-        "monotonic": killed_at,
-    }
+        "at_s": round(killed_at - started_at, 2),
+    }, killed_at
 
 
 def health_ok(url: str) -> bool:
@@ -264,17 +192,12 @@ def watch_recovery(server: Server, killed: int, killed_at: float, workers: int, 
     """Poll until the master has a full set of live workers again and a fresh /health succeeds; time both."""
     full_at = None
     while not stop.is_set() and time.monotonic() - killed_at < RECOVERY_TIMEOUT_S:
-        live = [pid for pid in live_workers(server.process.pid) if pid != killed]
+        live = [pid for pid in live_descendants(server.process.pid) if pid != killed]
         if len(live) >= workers:
             full_at = full_at or time.monotonic()
             if health_ok(server.url):
-                done = time.monotonic()
-                return {
-                    "recovered": True,
-                    "recovery_ms": ms(done - killed_at),
-                    "workers_full_ms": ms(full_at - killed_at),
-                    "workers": live,
-                }
+                full_ms, done_ms = ms(full_at - killed_at), ms(time.monotonic() - killed_at)
+                return {"recovered": True, "recovery_ms": done_ms, "workers_full_ms": full_ms, "workers": live}
         time.sleep(POLL_S)
     return {"recovered": False, "recovery_ms": None, "workers_full_ms": ms(full_at - killed_at) if full_at else None}
 
@@ -288,38 +211,27 @@ def swap_sentiment(models: Path) -> None:
     shutil.rmtree(previous)
 
 
-def reload_models(server: Server, models: Path, workers: int, started: float, bound: float) -> dict[str, Any]:
+def reload_models(server: Server, models: Path, workers: int, started_at: float, bound: float) -> dict[str, Any]:
     """Swap the model folder, SIGHUP the master, and wait (up to ``bound``) until every worker has been replaced."""
     master = server.process.pid
-    before = live_workers(master)
+    before = after = live_descendants(master)
     swap_sentiment(models)
     os.kill(master, signal.SIGHUP)
     sent_at = time.monotonic()
-    note(f"swapped models/sentiment and sent SIGHUP at {sent_at - started:.1f} s (workers {before})")
-    after: list[int] = before
-    while time.monotonic() < sent_at + bound:
-        after = live_workers(master)
+    note(f"swapped models/sentiment and sent SIGHUP at {sent_at - started_at:.1f} s (workers {before})")
+    replaced_ms = None
+    while replaced_ms is None and time.monotonic() < sent_at + bound:
+        after = live_descendants(master)
         if len(after) == workers and not set(after) & set(before):
-            return {
-                "at_s": round(sent_at - started, 2),
-                "workers_before": before,
-                "workers_after": after,
-                "workers_replaced": True,
-                "replaced_ms": ms(time.monotonic() - sent_at),
-            }
+            replaced_ms = ms(time.monotonic() - sent_at)
         time.sleep(POLL_S)
     return {
-        "at_s": round(sent_at - started, 2),
+        "at_s": round(sent_at - started_at, 2),
         "workers_before": before,
         "workers_after": after,
-        "workers_replaced": False,
-        "replaced_ms": None,
+        "workers_replaced": replaced_ms is not None,
+        "replaced_ms": replaced_ms,
     }
-
-
-def ms(seconds: float) -> float:
-    """Express a duration in milliseconds, rounded for reading."""
-    return round(seconds * 1000, 1)
 
 
 def sentiment_version(url: str) -> str:
@@ -329,12 +241,31 @@ def sentiment_version(url: str) -> str:
     return str(response.json()["models"]["sentiment"]["version"])
 
 
-# --- reading the results ----------------------------------------------------------------------
+def disrupt(server: Server, load: subprocess.Popen[bytes], models: Path, started_at: float, args: argparse.Namespace) -> Report:
+    """Kill a worker at 1/3 of the run (timing its recovery in a thread), then reload the models at 2/3."""
+    stop = threading.Event()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="recovery") as pool:
+        try:
+            wait_until(started_at + args.duration / 3, server, load)
+            kill, killed_at = kill_busiest_worker(server, started_at)
+            recovery = pool.submit(watch_recovery, server, kill["pid"], killed_at, args.workers, stop)
+            wait_until(started_at + 2 * args.duration / 3, server, load)
+            memory_before_reload = stable_memory(server.process.pid, args.workers)
+            version_before = sentiment_version(server.url)
+            bound = started_at + args.duration - time.monotonic() + 10
+            reload = reload_models(server, models, args.workers, started_at, bound)
+            kill["recovery"] = recovery.result(timeout=RECOVERY_TIMEOUT_S + 5)
+        finally:
+            stop.set()
+    reload["sentiment_version_before"] = version_before
+    return {"kill": kill, "reload": reload, "memory_before_reload": memory_before_reload}
 
 
 def lua_counts(output: str) -> dict[str, Any]:
     """Pull soak.lua's one-line JSON (requests sent and statuses, per kind) out of wrk's output."""
-    line = next(line for line in output.splitlines() if line.startswith(COUNTS_MARKER))
+    line = next((line for line in output.splitlines() if line.startswith(COUNTS_MARKER)), None)
+    if line is None:
+        raise BenchError(f"no {COUNTS_MARKER.strip()} line in wrk's output:\n{output[-2000:]}")
     counts = json.loads(line.removeprefix(COUNTS_MARKER))
     return {
         "sent": {kind: int(count) for kind, count in counts["sent"].items()},
@@ -361,14 +292,18 @@ def per_kind(counts: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def log_findings(log_path: Path, master: int, killed: int) -> dict[str, Any]:
-    """Read the server log: did the master log a reload and load the models again, and what errors were logged."""
+def answered_by_status(counts: dict[str, Any]) -> dict[int, int]:
+    """Add up the answers of every kind by status."""
+    return dict(sorted(sum((Counter(statuses) for statuses in counts["statuses"].values()), Counter()).items()))
+
+
+def log_findings(text: str, master: int, killed: int) -> dict[str, Any]:
+    """Read the server's JSON error log: did the master log a reload and load the models again, and what errors."""
     records = []
-    for line in log_path.read_text(encoding="utf-8", errors="replace").splitlines():
+    for line in text.splitlines():
         with contextlib.suppress(json.JSONDecodeError):
-            record = json.loads(line)
-            if isinstance(record, dict):
-                records.append(record)
+            records.append(json.loads(line))
+    records = [record for record in records if isinstance(record, dict)]
     hup = next((i for i, r in enumerate(records) if "Hang up" in str(r.get("message", ""))), None)
     reloaded = hup is not None and any(
         r.get("pid") == master and str(r.get("message", "")).startswith("loaded sentiment") for r in records[hup:]
@@ -384,80 +319,46 @@ def log_findings(log_path: Path, master: int, killed: int) -> dict[str, Any]:
     }
 
 
-def assess(report: dict[str, Any]) -> dict[str, Any]:
-    """Compare failures with what the kill explains: one request per connection the killed worker held, and at least
-    the one it was serving (a sync worker holds a connection only while it answers it)."""
-    load, kill = report["load"], report["kill"]
-    socket_failures = sum(load["socket_errors"].get(key, 0) for key in ("connect", "read", "write"))
+def assess(report: Report) -> dict[str, Any]:
+    """Compare failures with what the kill explains: a request per connection the killed worker held, at least one."""
+    errors, kill = report["load"]["socket_errors"], report["kill"]
+    socket_failures = errors["connect"] + errors["read"] + errors["write"]
     unexpected = sum(sum(row["unexpected"].values()) for row in report["kinds"])
     allowance = max(kill["connections_held"], 1)
     return {
         "socket_failures": socket_failures,
         "unexpected_answers": unexpected,
-        "timeouts": load["socket_errors"].get("timeout", 0),
+        "timeouts": errors["timeout"],
         "explained_by_kill_at_most": allowance,
-        "within_expectation": socket_failures + unexpected <= allowance and not load["socket_errors"].get("timeout", 0),
+        "within_expectation": socket_failures + unexpected <= allowance and not errors["timeout"],
     }
 
 
-# --- the run ----------------------------------------------------------------------------------
-
-
-def disrupt(
-    server: Server, wrk: subprocess.Popen[bytes], models: Path, started: float, args: argparse.Namespace
-) -> dict[str, Any]:
-    """Kill a worker at 1/3 of the run (timing its recovery in a thread), then reload the models at 2/3."""
-    stop = threading.Event()
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="recovery") as pool:
-        try:
-            wait_until(started + args.duration / 3, server, wrk)
-            kill = kill_busiest_worker(server, started)
-            recovery: Future[dict[str, Any]] = pool.submit(
-                watch_recovery, server, kill["pid"], kill["monotonic"], args.workers, stop
-            )
-            wait_until(started + 2 * args.duration / 3, server, wrk)
-            memory_before_reload = stable_memory(server.process.pid, args.workers)
-            version_before = sentiment_version(server.url)
-            bound = started + args.duration - time.monotonic() + 10
-            reload = reload_models(server, models, args.workers, started, bound)
-            kill["recovery"] = recovery.result(timeout=RECOVERY_TIMEOUT_S + 5)
-        finally:
-            stop.set()
-    kill.pop("monotonic")
-    return {
-        "kill": kill,
-        "reload": {**reload, "sentiment_version_before": version_before},
-        "memory_before_reload": memory_before_reload,
-    }
-
-
-def soak(args: argparse.Namespace, command: str) -> dict[str, Any]:
+def soak(args: argparse.Namespace, command: str, sentences: list[str]) -> Report:
     """Start the server on a copy of the models, warm it up, run the disrupted load, and gather the report."""
-    sentences = read_sentences(args.phrases)
-    wrk = ensure_wrk()
+    binary = wrk.ensure_wrk(note)
     (RESULTS / "logs").mkdir(parents=True, exist_ok=True)
-    plan = write_plan(sentences, RESULTS / "soak-plan.tsv")
-    wrk_log = RESULTS / "logs" / "wrk-soak.txt"
+    plan_path, wrk_log = RESULTS / "soak-plan.tsv", RESULTS / "logs" / "wrk-soak.txt"
+    plan_path.write_text(plan(sentences), encoding="utf-8")
     with tempfile.TemporaryDirectory(prefix="soak-models-") as temporary:
         models = Path(temporary) / "models"
         shutil.copytree(MODELS, models, ignore=shutil.ignore_patterns(".*"))
-        env = {**server_env("", args.workers), "MODELS_DIR": str(models)}
-        with running_server("soak", None, env, "/health", args.startup_timeout, args.workers) as server:
+        env = {"ACCESS_LOG": "", "WEB_CONCURRENCY": str(args.workers), "MODELS_DIR": str(models)}
+        with started("soak", env, args.startup_timeout, workers=args.workers) as server:
             note(f"warm-up: {args.warmup} s of the same mix")
-            with running_wrk(wrk_command(wrk, server, plan, args, args.warmup), wrk_log) as warmup:
-                finish_wrk(warmup, wrk_log, args.warmup)
+            with wrk.running(mix_command(binary, server, plan_path, args, args.warmup), wrk_log) as warmup:
+                wrk.finish(warmup, wrk_log, args.warmup)
             time.sleep(1)  # let the warm-up's connections close before reading memory
             memory_start = stable_memory(server.process.pid, args.workers)
             note(f"load: {args.duration} s, {args.connections} connections; kill at 1/3, reload at 2/3")
-            with running_wrk(wrk_command(wrk, server, plan, args, args.duration), wrk_log) as load:
-                started = time.monotonic()
-                events = disrupt(server, load, models, started, args)
-                output = finish_wrk(load, wrk_log, args.duration)
-            check_alive(server)
+            with wrk.running(mix_command(binary, server, plan_path, args, args.duration), wrk_log) as load:
+                events = disrupt(server, load, models, time.monotonic(), args)
+                output = wrk.finish(load, wrk_log, args.duration)
+            server.check_alive()
             memory_end = stable_memory(server.process.pid, args.workers)
             events["reload"]["sentiment_version_after"] = sentiment_version(server.url)
-            findings = log_findings(server.log_path, server.process.pid, events["kill"]["pid"])
-            server_command = server.command
+            findings = log_findings(server.stderr.read_text(errors="replace"), server.process.pid, events["kill"]["pid"])
+            server_command = shown_command(env, server.port)
     counts = lua_counts(output)
     memory_before_reload = events.pop("memory_before_reload")
     report = {
@@ -473,9 +374,9 @@ def soak(args: argparse.Namespace, command: str) -> dict[str, Any]:
             "phrases_file": str(args.phrases),
             "mix_per_100": {kind.name: {"share": kind.share, "expected": kind.expected, "what": kind.what} for kind in KINDS},
             "cpus": os.cpu_count(),
-            "wrk": tool_version([wrk, "-v"]),
+            "wrk": tool_version([binary, "-v"]),
         },
-        "load": asdict(parse_wrk(output, "service", args.connections, [])),
+        "load": load_result("service", args.connections, wrk.parse(output), []),
         "sent": sum(counts["sent"].values()),
         "answered_by_status": answered_by_status(counts),
         "kinds": per_kind(counts),
@@ -493,26 +394,10 @@ def soak(args: argparse.Namespace, command: str) -> dict[str, Any]:
     return report
 
 
-def answered_by_status(counts: dict[str, Any]) -> dict[int, int]:
-    """Add up the answers of every kind by status."""
-    total: Counter[int] = Counter()
-    for statuses in counts["statuses"].values():
-        total.update(statuses)
-    return dict(sorted(total.items()))
-
-
-def growth(start: float, end: float) -> float:
-    """Percentage change from ``start`` to ``end``."""
-    return round(100 * (end - start) / start, 1)
-
-
-# --- output -----------------------------------------------------------------------------------
-
-
-def render(report: dict[str, Any]) -> str:
+def render(report: Report) -> str:
     """Lay the report out for a terminal: setup, events, answers, errors and what explains them, latency, memory."""
     settings, load, kill, reload = report["settings"], report["load"], report["kill"], report["reload"]
-    recovery, memory, verdict = kill["recovery"], report["memory"], report["assessment"]
+    verdict, errors = report["assessment"], report["load"]["socket_errors"]
     answered = sum(report["answered_by_status"].values())
     mix = ", ".join(f"{kind.share} {kind.name} ({kind.expected})" for kind in KINDS)
     outcome = "as expected" if verdict["within_expectation"] else "MORE THAN THE KILL EXPLAINS"
@@ -522,7 +407,7 @@ def render(report: dict[str, Any]) -> str:
         f"(after {settings['warmup_s']} s warm-up) on {settings['cpus']} cpus; {settings['wrk']}",
         f"mix per 100 requests (expected status): {mix}",
         "",
-        *event_lines(kill, recovery, reload, report["server_log"]),
+        *event_lines(kill, kill["recovery"], reload, report["server_log"]),
         "",
         f"requests: {report['sent']:,} sent (soak.lua count), {answered:,} answered "
         f"(wrk: {load['requests']:,} requests, {load['requests_per_s']:,.0f} req/s); "
@@ -531,8 +416,7 @@ def render(report: dict[str, Any]) -> str:
         *kind_table(report["kinds"]),
         f"unexpected statuses: {verdict['unexpected_answers']:,}"
         + "".join(f"; {row['kind']}: {row['unexpected']}" for row in report["kinds"] if row["unexpected"]),
-        "socket errors: "
-        + ", ".join(f"{key} {load['socket_errors'].get(key, 0):,}" for key in ("connect", "read", "write", "timeout")),
+        "socket errors: " + ", ".join(f"{key} {n:,}" for key, n in errors.items()),
         f"  Socket errors and unexpected answers are expected only for requests in flight on the killed worker: it held "
         f"{kill['connections_held']} connections besides the request it was serving, so at most "
         f"{verdict['explained_by_kill_at_most']} are explained; observed "
@@ -540,7 +424,7 @@ def render(report: dict[str, Any]) -> str:
         f"{verdict['timeouts']:,} timeouts -> {outcome}",
         "  (never answered = failed in flight + up to one request per connection still in flight when wrk stopped)",
         f"latency, all kinds together: p50 {load['p50_ms']} ms, p99 {load['p99_ms']} ms",
-        *memory_lines(memory),
+        *memory_lines(report["memory"]),
     ]
     return "\n".join(lines)
 
@@ -549,7 +433,7 @@ def event_lines(kill: dict[str, Any], recovery: dict[str, Any], reload: dict[str
     """Describe the kill and the reload, and what the watchers and the server log saw of each."""
     recovered = (
         f"recovered in {recovery['recovery_ms']} ms (full set of workers after {recovery['workers_full_ms']} ms, "
-        f"then a fresh /health answered 200)"
+        "then a fresh /health answered 200)"
         if recovery["recovered"]
         else f"NOT recovered within {RECOVERY_TIMEOUT_S:.0f} s"
     )
@@ -558,22 +442,16 @@ def event_lines(kill: dict[str, Any], recovery: dict[str, Any], reload: dict[str
         if reload["workers_replaced"]
         else f"workers NOT all replaced (before {reload['workers_before']}, last seen {reload['workers_after']})"
     )
-    same = (
-        "same version: identical files"
-        if reload["sentiment_version_before"] == reload["sentiment_version_after"]
-        else "new version"
-    )
-    logged = (
-        "master logged 'Hang up' and loaded the models again"
-        if log["master_loaded_models_after_hup"]
-        else ("master log shows NO reload of the models")
-    )
+    versions = reload["sentiment_version_before"], reload["sentiment_version_after"]
+    same = "same version: identical files" if versions[0] == versions[1] else "new version"
+    reloaded = log["master_loaded_models_after_hup"]
+    logged = "master logged 'Hang up' and loaded the models again" if reloaded else "master log shows NO reload of the models"
     other = log["other_error_lines"]
     return [
         f"kill: SIGKILL worker {kill['pid']} at {kill['at_s']} s (held {kill['connections_held']} of the connections, "
         f"by worker {kill['connections_by_worker']}); {recovered}",
         f"reload: swapped models/sentiment, SIGHUP at {reload['at_s']} s; {replaced}; {logged}",
-        f"  /models sentiment version {reload['sentiment_version_before']} -> {reload['sentiment_version_after']} ({same})",
+        f"  /models sentiment version {versions[0]} -> {versions[1]} ({same})",
         f"server log: {log['error_lines']} error lines, {log['error_lines_about_killed_worker']} about the killed worker"
         + (f"; others: {other}" if other else ""),
     ]
@@ -581,8 +459,7 @@ def event_lines(kill: dict[str, Any], recovery: dict[str, Any], reload: dict[str
 
 def kind_table(rows: list[dict[str, Any]]) -> list[str]:
     """Tabulate the answers of each kind against the status it should get."""
-    header = f"  {'kind':<15} {'expected':>8} {'sent':>9} {'answered':>9} {'as expected':>11}  unexpected"
-    lines = [header]
+    lines = [f"  {'kind':<15} {'expected':>8} {'sent':>9} {'answered':>9} {'as expected':>11}  unexpected"]
     for row in rows:
         unexpected = ", ".join(f"{status}: {n}" for status, n in row["unexpected"].items()) or "-"
         lines.append(

@@ -8,12 +8,75 @@ import json
 import os
 import pickle
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pytest
 from flask.testing import FlaskClient
 
+from bench.harness import ROOT, Server, serving
 from model import content_version
+
+COMMITTED_MODELS = ROOT / "lib" / "models"
+KAGGLE_TRAIN = Path(os.environ.get("KAGGLE_TRAIN", ROOT.parent / "shared" / "data" / "kaggle" / "train.tsv"))
+
+needs_kaggle = pytest.mark.skipif(
+    not KAGGLE_TRAIN.is_file(), reason=f"full Kaggle data not found at {KAGGLE_TRAIN} (set KAGGLE_TRAIN)"
+)
+
+# Sentences in the Kaggle layout: the whole sentence, then shorter phrases of it, each rated 0-4.
+TINY_SENTENCES = [
+    (0, "a dull , boring and lifeless mess"),
+    (0, "the worst film of the year , truly awful"),
+    (1, "a tedious and forgettable sequel"),
+    (1, "the plot is thin and the jokes are flat"),
+    (2, "the film opens in a small town"),
+    (2, "it is a movie about a family"),
+    (3, "a charming and pleasant little comedy"),
+    (3, "the cast is good and the story works"),
+    (4, "a brilliant , moving and wonderful masterpiece"),
+    (4, "the best and most entertaining film of the year"),
+    (0, "boring , awful and painfully dull"),
+    (4, "wonderful , brilliant and entertaining"),
+]
+
+
+def tiny_rows() -> list[tuple[int, int, str, int]]:
+    """Return (PhraseId, SentenceId, Phrase, Sentiment) rows: each sentence, its halves, its words."""
+    rows: list[tuple[int, int, str, int]] = []
+    for sentence_id, (rating, sentence) in enumerate(TINY_SENTENCES, start=1):
+        words = sentence.split()
+        half = len(words) // 2
+        phrases = [(sentence, rating), (" ".join(words[:half]), rating), (" ".join(words[half:]), rating)]
+        phrases += [(word, 2) for word in words]
+        for phrase, label in phrases:
+            rows.append((len(rows) + 1, sentence_id, phrase, label))
+    return rows
+
+
+def write_tsv(path: Path, rows: list[tuple], header: str = "PhraseId\tSentenceId\tPhrase\tSentiment") -> Path:
+    """Write rows as a Kaggle-style TSV."""
+    lines = [header] + ["\t".join(str(value) for value in row) for row in rows]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def start_server(command: list[str], env: dict[str, str], port: int, log_dir: Path) -> Iterator[Server]:
+    """Yield a server started by bench.harness on 127.0.0.1:port once healthy, and always stop it."""
+    with serving(command, env, log_dir, port=port) as server:
+        yield server
+
+
+CLIENT_TIMEOUT = 2  # seconds; shorter than the production default, so the slow-client tests finish sooner
+
+
+def metric_value(text: str, name: str, **labels: str) -> float:
+    """Find one sample in Prometheus text output (0 when absent)."""
+    for line in text.splitlines():
+        if line.startswith(name + "{") and all(f'{key}="{value}"' in line for key, value in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
 
 
 def served_labels(client: FlaskClient, name: str) -> list[str]:

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import requests
 
+pytestmark = pytest.mark.slow  # live servers called as the README does
+
 HTTPIE = shutil.which("http") or str(Path(sys.executable).with_name("http"))
 
 

@@ -1,4 +1,4 @@
-"""Checks on the real Kaggle data: the committed models are what the README's build produces."""
+"""The committed models: what the README's build produces from the Kaggle data (skipped without it), and their reports."""
 
 import json
 from pathlib import Path
@@ -9,9 +9,8 @@ import pytest
 import build_model
 import util
 from model import NLPModel
-from tests.conftest import COMMITTED_MODELS, KAGGLE_TRAIN, needs_kaggle
+from tests.helpers import COMMITTED_MODELS, KAGGLE_TRAIN, needs_kaggle
 
-pytestmark = needs_kaggle
 
 
 @pytest.fixture(scope="module")
@@ -21,6 +20,8 @@ def rebuilt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@needs_kaggle
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(build_model.MODEL_SPECS))
 def test_build_reproduces_committed_models(rebuilt: Path, name: str) -> None:
     committed = json.loads((COMMITTED_MODELS / name / "manifest.json").read_text())
@@ -52,6 +53,8 @@ def test_five_class_sentences_do_not_collapse_to_neutral() -> None:
     assert (predicted_share > 0.05).all()
 
 
+@needs_kaggle
+@pytest.mark.slow
 def test_fast_path_matches_scikit_learn_on_thousands_of_phrases() -> None:
     phrases = util.load_phrases(KAGGLE_TRAIN)["Phrase"].sample(3000, random_state=0).tolist()
     for name in build_model.MODEL_SPECS:

@@ -17,6 +17,8 @@ from werkzeug.test import TestResponse
 from app import create_app
 from model import NLPModel
 
+pytestmark = pytest.mark.slow  # hypothesis fuzzing
+
 ROOT = str(Path(__file__).resolve().parent.parent)
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

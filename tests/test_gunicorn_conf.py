@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import CLIENT_TIMEOUT, COMMITTED_MODELS, GUNICORN, ROOT, Server, free_port, start_server
-from tests.helpers import gadgets, plant
-from tests.test_observability import metric_value
+from bench.harness import ROOT, Server, free_port, production_command
+from tests.helpers import CLIENT_TIMEOUT, COMMITTED_MODELS, gadgets, metric_value, plant, start_server
+
+pytestmark = pytest.mark.slow  # live production servers, stalled clients, reloads
 
 
 def test_serves_the_tutorial_examples(production_server: Server) -> None:
@@ -116,7 +117,7 @@ def reloadable_server(tmp_path: Path, tiny_models: Path) -> Iterator[tuple[Serve
     shutil.copytree(COMMITTED_MODELS, models)
     port = free_port()
     env = {"HOST": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": "2", "MODELS_DIR": str(models), "ACCESS_LOG": ""}
-    for server in start_server([GUNICORN, "-c", "gunicorn.conf.py"], env, port, tmp_path):
+    for server in start_server(production_command(), env, port, tmp_path):
         yield server, models
 
 
@@ -232,7 +233,7 @@ def test_tampered_model_refuses_to_start(tmp_path: Path, attack: str) -> None:
         plant(models / "ratings", "vectorizer.json", gadgets(marker)["numpy-module-os"])
         expected = "vectorizer.json: not valid JSON"
     env = {**os.environ, "MODELS_DIR": str(models), "PORT": str(free_port())}
-    result = subprocess.run([GUNICORN, "-c", "gunicorn.conf.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(production_command(), cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     assert expected in result.stderr
     assert "Rebuild the models with: python build_model.py" in result.stderr
@@ -266,7 +267,7 @@ def test_sigterm_drains_before_stopping(tmp_path: Path) -> None:
     """With DRAIN_SECONDS, /ready turns 503 at SIGTERM while predictions are still answered, then the server exits."""
     port = free_port()
     env = {"HOST": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": "2", "DRAIN_SECONDS": "3", "ACCESS_LOG": ""}
-    for server in start_server([GUNICORN, "-c", "gunicorn.conf.py"], env, port, tmp_path):
+    for server in start_server(production_command(), env, port, tmp_path):
         assert requests.get(f"{server.url}/ready", timeout=10).status_code == 200
         time.sleep(1)  # both workers past their start-up, so both have the drain handler
         os.kill(server.process.pid, signal.SIGTERM)

@@ -1,15 +1,9 @@
-"""Request ids, metrics, CORS and response headers, through Flask's test client."""
+"""Request ids and Prometheus metrics (lib/observability.py), through Flask's test client."""
 
 import pytest
 from flask.testing import FlaskClient
 
-
-def metric_value(text: str, name: str, **labels: str) -> float:
-    """Find one sample in Prometheus text output (0 when absent)."""
-    for line in text.splitlines():
-        if line.startswith(name + "{") and all(f'{key}="{value}"' in line for key, value in labels.items()):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
+from tests.helpers import metric_value
 
 
 def test_request_id_is_echoed_when_safe(client: FlaskClient) -> None:

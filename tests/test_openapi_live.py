@@ -5,7 +5,9 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import negative_data_rejection, positive_data_acceptance
 
-from tests.conftest import Server
+from bench.harness import Server
+
+pytestmark = pytest.mark.slow  # schemathesis against a live server
 
 # Two checks are opinions this contract does not share: a too-long query is 413 (not 400/422),
 # and OpenAPI 3.0 cannot say "query is required unless it is in the body", so a generated request

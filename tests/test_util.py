@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import util
-from tests.conftest import tiny_rows, write_tsv
+from tests.helpers import tiny_rows, write_tsv
 
 
 def test_load_phrases_reads_kaggle_layout(tiny_tsv: Path) -> None:
