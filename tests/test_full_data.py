@@ -12,7 +12,6 @@ from model import NLPModel
 from tests.helpers import COMMITTED_MODELS, KAGGLE_TRAIN, needs_kaggle
 
 
-
 @pytest.fixture(scope="module")
 def rebuilt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("rebuilt")
