@@ -20,9 +20,9 @@ from typing import Any
 from flask import Flask
 
 from lib import openapi
-from lib.errors import JsonErrorsApi, error_response
-from lib.middleware import protect
-from lib.observability import Metrics, instrument
+from lib.errors import JsonApi, error_response
+from lib.middleware import install
+from lib.observability import Metrics
 from lib.registry import ModelRegistry
 from lib.resources import Health, Lifecycle, MetricsResource, Models, Prediction, Ready
 from lib.settings import ConfigError, Settings
@@ -43,10 +43,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     registry.load()
     lifecycle = Lifecycle()
     app.extensions.update(models=registry, lifecycle=lifecycle)
-    instrument(app, metrics)
-    protect(app, settings)
+    install(app, settings, metrics)
 
-    api = JsonErrorsApi(app, catch_all_404s=True)
+    api = JsonApi(app, catch_all_404s=True)
     for name, served in registry.models.items():
         kwargs = {"model_name": name, "registry": registry, "settings": settings, "metrics": metrics}
         api.add_resource(Prediction, served.endpoint, endpoint=name, resource_class_kwargs=kwargs)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import socket
 from contextlib import suppress
+from typing import Any
 
+import orjson
 from flask import Response, current_app, jsonify, request
 from flask_restful import Api
 from werkzeug.exceptions import ClientDisconnected, HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
@@ -62,8 +64,22 @@ def stop_reading_client() -> None:
             client.shutdown(socket.SHUT_RD)
 
 
-class JsonErrorsApi(Api):
-    """Flask-RESTful's Api, with every error answered by ``error_response``."""
+class JsonApi(Api):
+    """Flask-RESTful's Api answering JSON only: results encoded by orjson, errors in the one error shape.
+
+    Every answer is JSON whatever the Accept header says (Flask-RESTful's negotiation fell back to
+    JSON anyway), so the per-request Accept parsing is skipped; orjson encodes an answer in a
+    fraction of the standard library's time.
+    """
+
+    def make_response(self, data: Any, *args: Any, **kwargs: Any) -> Response:
+        """Encode a resource's result as JSON, with the status and headers it returned."""
+        code = args[0] if args else kwargs.get("code", 200)
+        headers = args[1] if len(args) > 1 else kwargs.get("headers")
+        response = current_app.response_class(orjson.dumps(data), status=code, mimetype="application/json")
+        if headers:
+            response.headers.extend(headers)
+        return response
 
     def handle_error(self, e: Exception) -> Response:
         """Answer any error a resource raised in the one error shape."""

@@ -1,32 +1,75 @@
-"""What every request passes through besides its view: the body-size gate, security headers and CORS."""
+"""What every request passes through besides its view, as one step before and one after it.
+
+Before: the start time, the request id (a safe incoming X-Request-ID, else a new one), and the
+body-size gate (413 from the Content-Length alone, before any of the body is read). After: the
+Prometheus counts and latency, the X-Request-ID header, the security headers, and flask-cors's
+CORS headers for requests that carry an Origin. One hook each way, because every hook costs each
+request a few microseconds of Flask's dispatch (measured: see README, Performance).
+"""
 
 from __future__ import annotations
 
-from flask import Flask, Response, current_app, request
+import time
+import uuid
+from collections.abc import Callable
+
+from flask import Flask, Response, g, request
 from flask_cors import CORS
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from lib.observability import REQUEST_ID_HEADER
+from lib.observability import REQUEST_ID_HEADER, SAFE_REQUEST_ID, Metrics
 from lib.settings import Settings
 
-
-def refuse_large_bodies() -> None:
-    """Answer 413 from the Content-Length alone, before any of the body is read or parsed."""
-    length = request.content_length
-    if length is not None and length > current_app.config["MAX_CONTENT_LENGTH"]:
-        raise RequestEntityTooLarge()
+#: Answers are about users' texts: no cache keeps them, and no browser sniffs their type.
+SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff"}
 
 
-def secure_headers(response: Response) -> Response:
-    """Tell browsers not to sniff types, and caches not to keep answers about users' texts."""
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers.setdefault("Cache-Control", "no-store")
-    return response
+def install(app: Flask, settings: Settings, metrics: Metrics) -> None:
+    """Register the one before-request and one after-request step (CORS included, when origins are set)."""
+    max_body_bytes = settings.max_body_bytes
+    cors = cors_step(app, settings)
+
+    def begin() -> None:
+        """Time the request, name it, and refuse an oversized body before reading it."""
+        g.started = time.perf_counter()
+        environ = request.environ
+        incoming = environ.get("HTTP_X_REQUEST_ID", "")
+        g.request_id = incoming if SAFE_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+        length = request.content_length
+        if length is not None and length > max_body_bytes:
+            raise RequestEntityTooLarge()
+
+    def finish(response: Response) -> Response:
+        """Count and time the answer, and stamp it with the request id and the security headers."""
+        rule = request.url_rule
+        endpoint = rule.rule if rule is not None else "unmatched"  # never the raw path: unbounded labels
+        started = g.get("started") or time.perf_counter()
+        metrics.observe_request(endpoint, request.method, response.status_code, time.perf_counter() - started)
+        headers = response.headers
+        headers[REQUEST_ID_HEADER] = g.get("request_id") or uuid.uuid4().hex
+        headers.update(SECURITY_HEADERS)
+        # Not `"Cache-Control" in headers`: a miss there builds an HTTP exception (~8 us a request).
+        if not any(name.lower() == "cache-control" for name, _ in headers.items()):
+            headers["Cache-Control"] = "no-store"
+        if cors is not None and "HTTP_ORIGIN" in request.environ:
+            return cors(response)
+        return response
+
+    app.before_request(begin)
+    app.after_request(finish)
 
 
-def protect(app: Flask, settings: Settings) -> None:
-    """Install the body-size gate, the security headers and (when origins are set) CORS."""
-    app.before_request(refuse_large_bodies)
-    app.after_request(secure_headers)
-    if settings.cors_origins:
-        CORS(app, origins=list(settings.cors_origins), methods=["GET", "POST"], expose_headers=[REQUEST_ID_HEADER], max_age=600)
+def cors_step(app: Flask, settings: Settings) -> Callable[[Response], Response] | None:
+    """Return flask-cors's per-response step, taken out of Flask's hook list so it runs only for browsers.
+
+    Only requests with an Origin header (what browsers send cross-origin, preflights included) need
+    CORS headers; skipping flask-cors for the rest saves ~25 us a request (measured).
+    """
+    if not settings.cors_origins:
+        return None
+    hooks = app.after_request_funcs.setdefault(None, [])
+    before = list(hooks)
+    CORS(app, origins=list(settings.cors_origins), methods=["GET", "POST"], expose_headers=[REQUEST_ID_HEADER], max_age=600)
+    [step] = [hook for hook in hooks if hook not in before]
+    hooks[:] = before
+    return step

@@ -1,4 +1,4 @@
-"""Request ids, Prometheus metrics and log context for the service.
+"""Request ids, Prometheus metrics and log context for the service (lib/middleware.py applies them per request).
 
 Under gunicorn, ``PROMETHEUS_MULTIPROC_DIR`` is set (by ``gunicorn.conf.py``) before this module
 is imported: each worker then writes its counters to files there, and ``/metrics`` merges them, so
@@ -10,18 +10,16 @@ from __future__ import annotations
 import logging
 import os
 import re
-import time
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Flask, Response, g, has_request_context, request
+from flask import Response, g, has_request_context
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
 REQUEST_ID_HEADER = "X-Request-ID"
 #: An incoming X-Request-ID is kept only if it matches; otherwise one is generated.
 REQUEST_ID_PATTERN = "^[A-Za-z0-9._:-]{1,128}$"
-_SAFE_REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
+SAFE_REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
 # Milliseconds matter here: a prediction takes well under one.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -108,22 +106,3 @@ class Metrics:
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)
         return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
-
-
-def instrument(app: Flask, metrics: Metrics) -> None:
-    """Give every request an id (accepting a safe X-Request-ID), count it, and time it."""
-
-    @app.before_request
-    def start() -> None:
-        g.started = time.perf_counter()
-        incoming = request.headers.get(REQUEST_ID_HEADER, "")
-        g.request_id = incoming if _SAFE_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
-
-    @app.after_request
-    def finish(response: Response) -> Response:
-        rule = request.url_rule
-        endpoint = rule.rule if rule is not None else "unmatched"  # never the raw path: unbounded labels
-        started = g.get("started") or time.perf_counter()
-        metrics.observe_request(endpoint, request.method, response.status_code, time.perf_counter() - started)
-        response.headers[REQUEST_ID_HEADER] = g.get("request_id") or uuid.uuid4().hex
-        return response

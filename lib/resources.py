@@ -10,13 +10,30 @@ from collections import Counter
 from typing import Any
 
 import numpy as np
-from flask import Response
+from flask import Response, request
 from flask_restful import Resource
+from werkzeug.exceptions import MethodNotAllowed
 
 from lib.observability import Metrics
 from lib.parsing import read_batch, read_batch_body, read_query
 from lib.registry import ModelRegistry, ServedModel
 from lib.settings import Settings
+
+
+class LeanResource(Resource):
+    """A Resource whose dispatch calls the method and returns its result, for ``JsonApi`` to encode.
+
+    Flask-RESTful's own dispatch also parses the Accept header to pick a per-resource representation,
+    which this service never declares; skipping it is a measured part of a request's cost.
+    """
+
+    def dispatch_request(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the method named by the request (HEAD falls back to GET, as in Flask-RESTful)."""
+        method = request.method.lower()
+        handler = getattr(self, method, None) or (getattr(self, "get", None) if method == "head" else None)
+        if handler is None:
+            raise MethodNotAllowed()
+        return handler(*args, **kwargs)
 
 
 def describe(served: ServedModel, probabilities: np.ndarray) -> list[dict[str, Any]]:
@@ -37,7 +54,7 @@ def describe(served: ServedModel, probabilities: np.ndarray) -> list[dict[str, A
     return answers
 
 
-class Prediction(Resource):
+class Prediction(LeanResource):
     """Classify one text (GET, or POST with ``query``) or a batch (POST with ``queries``)."""
 
     def __init__(self, model_name: str, registry: ModelRegistry, settings: Settings, metrics: Metrics) -> None:
@@ -62,7 +79,7 @@ class Prediction(Resource):
         return {"predictions": answers}
 
 
-class Health(Resource):
+class Health(LeanResource):
     """Liveness: the process answers."""
 
     def get(self) -> dict[str, str]:
@@ -86,7 +103,7 @@ class Lifecycle:
         self._draining.set()
 
 
-class Ready(Resource):
+class Ready(LeanResource):
     """Readiness: 200 with the served versions while taking traffic, 503 once draining for shutdown."""
 
     def __init__(self, registry: ModelRegistry, lifecycle: Lifecycle) -> None:
@@ -101,7 +118,7 @@ class Ready(Resource):
         return {"status": "ready", "models": versions}, 200
 
 
-class Models(Resource):
+class Models(LeanResource):
     """Each served model's manifest (versions, labels, parameters, validation metrics)."""
 
     def __init__(self, registry: ModelRegistry) -> None:
@@ -112,7 +129,7 @@ class Models(Resource):
         return {"models": {name: model.describe() for name, model in self.registry.models.items()}}
 
 
-class MetricsResource(Resource):
+class MetricsResource(LeanResource):
     """Prometheus text exposition of the service's metrics."""
 
     def __init__(self, metrics: Metrics) -> None:

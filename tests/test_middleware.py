@@ -55,3 +55,16 @@ def test_cors_origins_from_configuration(tiny_models) -> None:
     assert "Access-Control-Allow-Origin" not in client.get("/health", headers={"Origin": "http://localhost:3000"}).headers
     closed = create_app({"MODELS_DIR": str(tiny_models), "CORS_ORIGINS": ""}).test_client()
     assert "Access-Control-Allow-Origin" not in closed.get("/health", headers={"Origin": "http://localhost:3000"}).headers
+
+
+def test_cors_headers_on_errors_and_only_for_browsers(client: FlaskClient) -> None:
+    origin = {"Origin": "http://localhost:3000"}
+    for response in (client.get("/nowhere", headers=origin), client.get("/", headers=origin), client.delete("/", headers=origin)):
+        assert response.headers["Access-Control-Allow-Origin"] == "http://localhost:3000", response.status_code
+    assert not any(name.startswith("Access-Control-") for name in client.get("/?query=good").headers.keys())
+
+
+def test_one_step_before_and_after_every_request(app) -> None:
+    """Every hook costs each request a few microseconds: the service keeps one each way."""
+    assert len(app.before_request_funcs[None]) == 1
+    assert len(app.after_request_funcs[None]) == 1
