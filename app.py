@@ -60,20 +60,18 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
 def main() -> int:
     """Run the development server (HOST, PORT; DEBUG=1 only when you ask for it)."""
-    logging.basicConfig(
-        level=os.environ.get("LOG_LEVEL", "INFO").upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     try:
+        settings = Settings.from_mapping(os.environ)
+        logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         app = create_app()
-        port = int(os.environ.get("PORT", "5000"))
     except (ModelLoadError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except ValueError:
-        print(f"error: Config 'PORT' has value {os.environ['PORT']!r}. Not a port number.", file=sys.stderr)
-        return 1
-    debug = os.environ.get("DEBUG", "") == "1"
-    app.run(host=os.environ.get("HOST", "127.0.0.1"), port=port, debug=debug)
+    log.warning(
+        "development server: no read timeout for slow clients, HTML answers for oversized URLs and headers, "
+        "and a Server header naming Werkzeug. Run `make production` for anything others can reach."
+    )
+    app.run(host=settings.host, port=settings.port, debug=os.environ.get("DEBUG", "") == "1")
     return 0
 
 

@@ -40,7 +40,12 @@ def status_and_message(exc: Exception) -> tuple[int, str]:
     if isinstance(exc, ApiError):
         return exc.code or 400, exc.description or exc.name
     if isinstance(exc, RequestEntityTooLarge):
-        return 413, f"Request body is larger than the limit of {current_app.config['MAX_CONTENT_LENGTH']:,} bytes."
+        limit = current_app.config["MAX_CONTENT_LENGTH"]
+        length = request.content_length
+        if length is not None and length <= limit:  # within the byte limit: the form parser's own limits
+            parts, memory = current_app.config["MAX_FORM_PARTS"], current_app.config["MAX_FORM_MEMORY_SIZE"]
+            return 413, f"Form body has more than {parts:,} parts or a field over {memory:,} bytes."
+        return 413, f"Request body is larger than the limit of {limit:,} bytes."
     if isinstance(exc, UnicodeDecodeError):
         return 400, "The request holds bytes that are not valid UTF-8; percent-encode the query as UTF-8."
     if isinstance(exc, (ClientDisconnected, TimeoutError)):

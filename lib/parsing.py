@@ -29,6 +29,8 @@ def json_object() -> dict[str, Any]:
         raise
     except BadRequest:
         raise ApiError(400, 'Malformed JSON body. Send a JSON object such as {"query": "text"}.') from None
+    except RecursionError:
+        raise ApiError(400, 'JSON body nested too deeply. Send a flat object such as {"queries": ["text"]}.') from None
     if not isinstance(body, dict):
         raise ApiError(400, f'JSON body must be an object such as {{"query": "text"}}, got {json_type(body)}.')
     return body

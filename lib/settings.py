@@ -6,6 +6,7 @@ the key and the value: ``Config 'MAX_BATCH' has value 'lots'. Not a positive int
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,9 @@ class Settings:
     max_body_bytes: int = 2 * 1024 * 1024
     log_level: str = "INFO"
     cors_origins: tuple[str, ...] = (LOCAL_ORIGINS,)
+    host: str = "127.0.0.1"  # where `python app.py` listens
+    port: int = 5000
+    metrics_dir: Path | None = None  # PROMETHEUS_MULTIPROC_DIR: per-process metric files, merged by /metrics
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> Settings:
@@ -49,6 +53,9 @@ class Settings:
             max_body_bytes=positive_int(values, "MAX_BODY_BYTES", defaults.max_body_bytes),
             log_level=log_level(values, defaults.log_level),
             cors_origins=origins(values, defaults.cors_origins),
+            host=str(values.get("HOST", defaults.host)),
+            port=port(values, defaults.port),
+            metrics_dir=writable_folder(values, "PROMETHEUS_MULTIPROC_DIR"),
         )
 
 
@@ -81,3 +88,26 @@ def log_level(values: Mapping[str, Any], default: str) -> str:
     if level not in LOG_LEVELS:
         raise ConfigError(f"Config 'LOG_LEVEL' has value {level!r}. Expected {', '.join(LOG_LEVELS[:-1])} or {LOG_LEVELS[-1]}.")
     return level
+
+
+def port(values: Mapping[str, Any], default: int) -> int:
+    """Read PORT as a TCP port number, 1-65535."""
+    raw = values.get("PORT", default)
+    try:
+        number = int(raw)
+    except (TypeError, ValueError):
+        number = 0
+    if not 1 <= number <= 65535:
+        raise ConfigError(f"Config 'PORT' has value {raw!r}. Not a port number (1-65535).")
+    return number
+
+
+def writable_folder(values: Mapping[str, Any], key: str) -> Path | None:
+    """Read an optional folder setting that must exist and be writable."""
+    raw = values.get(key)
+    if not raw:
+        return None
+    folder = Path(str(raw))
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise ConfigError(f"Config {key!r} has value {str(raw)!r}. Not a writable folder.")
+    return folder

@@ -1,6 +1,10 @@
 """What wraps every request (lib/middleware.py): the body-size gate, security headers, CORS."""
 
+import io
+import json
+
 from flask.testing import FlaskClient
+from werkzeug.test import EnvironBuilder
 
 from app import create_app
 
@@ -68,3 +72,47 @@ def test_one_step_before_and_after_every_request(app) -> None:
     """Every hook costs each request a few microseconds: the service keeps one each way."""
     assert len(app.before_request_funcs[None]) == 1
     assert len(app.after_request_funcs[None]) == 1
+
+
+def chunked(client: FlaskClient, stream: io.RawIOBase | io.BytesIO) -> tuple[int, dict]:
+    """POST a body the way a chunked upload arrives: no Content-Length, the server decoding the chunks."""
+    environ = EnvironBuilder(path="/", method="POST", content_type="application/json").get_environ()
+    environ.pop("CONTENT_LENGTH", None)
+    environ.update({"wsgi.input": stream, "wsgi.input_terminated": True, "HTTP_TRANSFER_ENCODING": "chunked"})
+    status: list[str] = []
+    body = b"".join(client.application(environ, lambda line, headers: status.append(line)))
+    return int(status[0].split()[0]), json.loads(body)
+
+
+def test_chunked_body_within_the_limit_is_read_whole(client: FlaskClient) -> None:
+    status, answer = chunked(client, io.BytesIO(json.dumps({"queries": ["good", "awful dull"]}).encode()))
+    assert status == 200 and len(answer["predictions"]) == 2
+
+
+def test_chunked_body_over_the_limit_is_413_not_cut(client: FlaskClient) -> None:
+    body = json.dumps({"queries": ["x" * 40] * 200}).encode()  # 9 KB against the fixture's 4,096 bytes
+    status, answer = chunked(client, io.BytesIO(body))
+    assert status == 413 and "4,096 bytes" in answer["message"]
+
+
+class BrokenChunks(io.RawIOBase):
+    """A server's chunk decoder that meets a bad chunk size."""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: object) -> int:
+        raise ValueError("Invalid chunk size: 'zz'")
+
+
+def test_malformed_chunks_are_400(client: FlaskClient) -> None:
+    status, answer = chunked(client, BrokenChunks())
+    assert status == 400 and "Malformed chunked request body" in answer["message"]
+
+
+def test_too_many_form_parts_says_so(tiny_models) -> None:
+    client = create_app({"MODELS_DIR": str(tiny_models)}).test_client()  # the default 2 MB body limit
+    body = "--b\r\n" + "".join(f'Content-Disposition: form-data; name="f{i}"\r\n\r\nx\r\n--b\r\n' for i in range(1001))
+    response = client.post("/", data=body[:-2] + "--\r\n", content_type="multipart/form-data; boundary=b")
+    assert response.status_code == 413
+    assert "more than 1,000 parts" in response.json["message"]

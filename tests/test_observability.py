@@ -51,3 +51,11 @@ def test_metrics_count_requests_latency_and_predictions(client: FlaskClient) -> 
         == 1
     )
     assert metric_value(text, "model_load_seconds", model="ratings") > 0
+
+
+def test_metric_labels_stay_bounded_whatever_the_method(client: FlaskClient) -> None:
+    for method in ("BREW", "PROPFIND", "XXXXXXXXXXXXXXXXXXXX"):
+        assert client.open("/", method=method).status_code == 405
+    text = client.get("/metrics").get_data(as_text=True)
+    assert metric_value(text, "http_requests_total", endpoint="unmatched", method="other", status="405") == 3
+    assert "BREW" not in text and "PROPFIND" not in text

@@ -79,3 +79,16 @@ def test_bad_batches(client: FlaskClient, body: dict, status: int, fragment: str
 def test_json_null_body_is_named(client: FlaskClient) -> None:
     response = client.post("/", data="null", content_type="application/json")
     assert response.status_code == 400 and "got null" in response.json["message"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "[" * 1000 + "]" * 1000,  # 2,000 bytes that blow the JSON decoder's recursion limit
+        '{"queries": ' + "[" * 1500 + "]" * 1500 + "}",
+        '{"query": ' + "[" * 1000 + "]" * 1000 + "}",
+    ],
+)
+def test_deeply_nested_json_is_400(client: FlaskClient, body: str) -> None:
+    response = client.post("/", data=body, content_type="application/json")
+    assert response.status_code == 400 and "nested too deeply" in response.json["message"]

@@ -1,10 +1,14 @@
 """Settings (lib/settings.py): defaults, the environment, and one-line errors naming the key."""
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from app import create_app
+from bench.harness import ROOT
 from lib.settings import LOCAL_ORIGINS, ConfigError, Settings
 
 
@@ -28,3 +32,26 @@ def test_cors_settings() -> None:
     assert Settings.from_mapping({"CORS_ORIGINS": " https://a.example , * "}).cors_origins == ("https://a.example", "*")
     with pytest.raises(ConfigError, match=r"Config 'CORS_ORIGINS' has value 'a\.example'"):
         Settings.from_mapping({"CORS_ORIGINS": "a.example"})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("variables", "message"),
+    [
+        ({"PORT": "99999"}, "Config 'PORT' has value '99999'. Not a port number (1-65535)."),
+        ({"PORT": "http"}, "Config 'PORT' has value 'http'. Not a port number (1-65535)."),
+        ({"LOG_LEVEL": "verbose"}, "Config 'LOG_LEVEL' has value 'VERBOSE'. Expected DEBUG, INFO, WARNING, ERROR or CRITICAL."),
+        (
+            {"PROMETHEUS_MULTIPROC_DIR": "/nonexistent"},
+            "Config 'PROMETHEUS_MULTIPROC_DIR' has value '/nonexistent'. Not a writable folder.",
+        ),
+        ({"MAX_BATCH": "-1"}, "Config 'MAX_BATCH' has value '-1'. Not a positive integer."),
+    ],
+)
+def test_development_server_stops_with_one_line_naming_the_setting(variables: dict[str, str], message: str) -> None:
+    env = {key: value for key, value in os.environ.items() if key not in ("PORT", "LOG_LEVEL", "PROMETHEUS_MULTIPROC_DIR")}
+    result = subprocess.run(
+        [sys.executable, "app.py"], cwd=ROOT, env={**env, **variables}, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"error: {message}"
