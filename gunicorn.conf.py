@@ -158,6 +158,11 @@ if not getattr(SyncWorker.handle, "wrapped", False):
 if not getattr(gthread.TConn.init, "wrapped", False):
     gthread.TConn.init = _gthread_with_read_timeout(gthread.TConn.init)
 
+# Trust no client's forwarded or SCRIPT_NAME headers unless it is a listed proxy (gunicorn's own default
+# trusts loopback, so anyone on the machine could set SCRIPT_NAME and get a 500). List your proxies'
+# addresses in FORWARDED_ALLOW_IPS, comma-separated, to serve under a path prefix behind them.
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "")
+
 # The runtime control socket is not used; one fixed path would also clash between instances.
 control_socket_disable = True
 

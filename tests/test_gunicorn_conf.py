@@ -279,3 +279,58 @@ def test_sigterm_drains_before_stopping(tmp_path: Path) -> None:
         server.process.wait(timeout=20)
         assert server.process.returncode == 0
         assert 1.5 < time.monotonic() - started < 10, "workers stop once the drain period is over"
+
+
+def raw_exchange(server: Server, payload: bytes) -> bytes:
+    """Send bytes as they are on a new connection and return everything the server answers."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as connection:
+        connection.sendall(payload)
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    return answer
+
+
+CHUNKED_HEAD = (
+    b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+)
+
+
+def chunks(body: bytes, size: int = 4096) -> bytes:
+    """Frame a body as HTTP/1.1 chunks."""
+    framed = b"".join(b"%x\r\n%s\r\n" % (len(body[i : i + size]), body[i : i + size]) for i in range(0, len(body), size))
+    return framed + b"0\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    ("framing", "status", "message"),
+    [
+        (chunks(json.dumps({"queries": ["good", "dull"]}).encode()), b"200", b"predictions"),
+        (chunks(json.dumps({"queries": ["x" * 1000] * 3000}).encode()), b"413", b"larger than the limit of 2,097,152 bytes"),
+        (b"zz\r\nabc\r\n0\r\n\r\n", b"400", b"Malformed chunked request body"),
+        (b"0x10\r\n0123456789abcdef\r\n0\r\n\r\n", b"400", b"Malformed chunked request body"),
+        (b"10 \r\n0123456789abcdef\r\n0\r\n\r\n", b"400", b"Malformed chunked request body"),
+        (b"4\r\nabcd0\r\n\r\n", b"400", b"Malformed chunked request body"),
+        (b'4\r\n{"q"\r\n0\r\nContent-Length: 5\r\n\r\n', b"400", b"Malformed chunked request body"),
+    ],
+    ids=["whole", "3 MB", "size zz", "size 0x10", "size with space", "missing CRLF", "forbidden trailer"],
+)
+def test_chunked_bodies_are_bounded_and_checked(production_server: Server, framing: bytes, status: bytes, message: bytes) -> None:
+    answer = raw_exchange(production_server, CHUNKED_HEAD + framing)
+    assert answer.startswith(b"HTTP/1.1 " + status), answer[:200]
+    assert message in answer
+    assert "Traceback" not in production_server.stderr.read_text()
+
+
+def test_client_cannot_set_script_name(production_server: Server) -> None:
+    request = b"GET /?query=good HTTP/1.1\r\nHost: x\r\nSCRIPT_NAME: /evil\r\nConnection: close\r\n\r\n"
+    answer = raw_exchange(production_server, request)
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+
+
+def test_listed_proxy_may_mount_the_service_under_a_prefix(tmp_path: Path) -> None:
+    port = free_port()
+    env = {"HOST": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": "1", "FORWARDED_ALLOW_IPS": "127.0.0.1", "ACCESS_LOG": ""}
+    for server in start_server(production_command(), env, port, tmp_path):
+        request = b"GET /api/?query=good HTTP/1.1\r\nHost: x\r\nSCRIPT_NAME: /api\r\nConnection: close\r\n\r\n"
+        assert raw_exchange(server, request).startswith(b"HTTP/1.1 200")
