@@ -13,7 +13,6 @@ import tempfile
 
 import gunicorn.http.wsgi
 import gunicorn.util
-from gunicorn.glogging import Logger
 from gunicorn.workers import gthread
 from gunicorn.workers.sync import SyncWorker
 
@@ -81,12 +80,10 @@ limit_request_field_size = MAX_URL_BYTES
 
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 errorlog = "-"
-accesslog = os.environ.get("ACCESS_LOG", "-") or None
-access_log_format = (
-    '{"time": "%(t)s", "remote": "%(h)s", "method": "%(m)s", "path": "%(U)s", "query": "%(q)s", '
-    '"status": %(s)s, "bytes": %(B)s, "duration_ms": %(M)s, "request_id": "%({x-request-id}o)s", '
-    '"user_agent": "%(a)s"}'
-)
+# The access log is the app's own (lib/observability.py: AccessLog), one JSON object per line on
+# stdout, so it is the same under any server and escapes whatever a client sends; gunicorn's is off.
+accesslog = None
+ACCESS_LOG = os.environ.get("ACCESS_LOG", "-")
 
 # One JSON object per line on both streams: access log on stdout, everything else on stderr,
 # with the request id on any line logged while a request is served.
@@ -108,25 +105,10 @@ logconfig_dict = {
     },
     "loggers": {
         "gunicorn.error": {"handlers": ["error"], "level": loglevel.upper(), "propagate": False},
-        "gunicorn.access": {"handlers": ["access"] if accesslog else [], "level": "INFO", "propagate": False},
+        "sentiment_api.access": {"handlers": ["access"] if ACCESS_LOG else [], "level": "INFO", "propagate": False},
     },
     "root": {"handlers": ["error"], "level": loglevel.upper()},
 }
-
-
-class JsonAccessLogger(Logger):
-    """Gunicorn's logger with access-log values escaped for JSON, so each line parses."""
-
-    def atoms(self, resp, req, environ, request_time):
-        return {key: _json_escaped(value) for key, value in super().atoms(resp, req, environ, request_time).items()}
-
-
-def _json_escaped(value: object) -> object:
-    """Escape a string for use between JSON quotes; leave numbers alone."""
-    return json.dumps(value)[1:-1] if isinstance(value, str) else value
-
-
-logger_class = JsonAccessLogger
 
 
 def _with_read_timeout(handle):

@@ -86,8 +86,13 @@ def server_command(app: str = "") -> list[str]:
 
 
 def shown_command(env: dict[str, str], port: int, app: str = "") -> str:
+    """The production command (serving ``app`` if given) with the environment it depends on, ready to paste."""
+    return pasteable(server_command(app), env, port)
+
+
+def pasteable(command: Sequence[str], env: dict[str, str], port: int) -> str:
     """A server's command with the environment it depends on, ready to paste into a shell."""
-    full, command = server_env(env, port), server_command(app)
+    full = server_env(env, port)
     prefix = [f"{key}={shlex.quote(full[key])}" for key in SHOWN_ENV if key in full]
     return " ".join([*prefix, shlex.join([os.path.relpath(command[0], ROOT), *command[1:]])])
 
@@ -95,9 +100,17 @@ def shown_command(env: dict[str, str], port: int, app: str = "") -> str:
 @contextlib.contextmanager
 def started(name: str, env: dict[str, str], timeout: float, app: str = "", workers: int = 0) -> Iterator[Server]:
     """Run the production command (serving ``app`` if given: it answers on / only), with ``workers`` up before load."""
-    ready = "/" if app else "/health"
-    with serving(server_command(app), env, RESULTS / "logs", name=name, ready_path=ready, timeout=timeout) as server:
-        note(f"started {name}: {shown_command(env, server.port, app)}  (logs: bench/results/logs/{name}.*.log)")
+    with launched(name, server_command(app), env, timeout, "/" if app else "/health", workers) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def launched(
+    name: str, command: Sequence[str], env: dict[str, str], timeout: float, ready_path: str = "/health", workers: int = 0
+) -> Iterator[Server]:
+    """Run any server command until ``ready_path`` answers, with ``workers`` up before load; always stop it."""
+    with serving(list(command), env, RESULTS / "logs", name=name, ready_path=ready_path, timeout=timeout) as server:
+        note(f"started {name}: {pasteable(command, env, server.port)}  (logs: bench/results/logs/{name}.*.log)")
         if workers:
             wait_for_workers(server, workers, timeout)
         yield server

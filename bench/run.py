@@ -1,18 +1,22 @@
-"""Benchmark the service against a do-nothing "ceiling" app, both under the production command.
+"""Compare candidate production servers on the same load, with the old stack's ceiling as the reference line.
 
-    .venv/bin/python -m bench.run                 # defaults: 10 s per load level, about 1.5 minutes in all
+    .venv/bin/python -m bench.run                                # every server, defaults: about 5 minutes
+    .venv/bin/python -m bench.run --servers granian ceiling --repeat 1
     .venv/bin/python -m bench.run --help
 
-Both servers run the production command (bench.harness) from the repo root, on 127.0.0.1 and a free port, one after
-the other, with the same environment. wrk drives each with real sentences from the Kaggle test.tsv; then come a
-batch-throughput run, the service's memory (PSS) after load, and the memory a second worker adds.
-The summary is printed and written to bench/results/latest.json; server logs and raw wrk output go next to it.
+Candidates: gunicorn-sync (the production command), gunicorn-gthread (the same, 4 threads per worker), granian (its
+WSGI server with the app preloaded, bench/granian_preload.py), and the ceiling (bench/ceiling.py's constant JSON under
+gunicorn sync). One server at a time runs on 127.0.0.1 and a free port with the same worker count; wrk drives each with
+real sentences from the Kaggle test.tsv, then come a batch run, and the total PSS of its process tree at 2 and 5
+workers. NLPModel.predict_texts on the same batch, in process, is the batch reference. The summary (bench.summary)
+is printed and written to bench/results/latest.json; server logs and raw wrk output go next to it.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.metadata
 import json
 import os
 import re
@@ -21,57 +25,85 @@ import time
 import urllib.parse
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psutil
 import requests
 
-from bench import wrk
+from bench import summary, wrk
 from bench.common import (
     PHRASES_HELP,
     RESULTS,
-    SHOWN_ENV,
+    BenchError,
     Report,
+    launched,
     load_result,
     note,
+    pasteable,
     report_run,
     sample,
-    shown_command,
-    started,
+    server_command,
     tool_version,
 )
-from bench.harness import Server, connections_by_worker, memory_snapshot, production_command, server_env
+from bench.harness import ROOT, Server, connections_by_worker, memory_snapshot, production_command
 
-CEILING = "bench.ceiling:app"
-BUSY_WARNING = 10.0  # percent of CPU busy before the run above which the summary warns of noise
+
+@dataclass(frozen=True)
+class Candidate:
+    """A server to measure: its command, the environment it adds, the path that answers once it is ready."""
+
+    command: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    ready_path: str = "/health"
+    serves_models: bool = True  # False for the ceiling: no batch run, no memory measured
+
+
+CANDIDATES = {
+    "gunicorn-sync": Candidate(production_command(), {"WORKER_CLASS": "sync", "THREADS": "1"}),
+    "gunicorn-gthread": Candidate(production_command(), {"WORKER_CLASS": "gthread", "THREADS": "4"}),
+    "granian": Candidate([sys.executable, "-m", "bench.granian_preload"]),
+    summary.REFERENCE: Candidate(server_command("bench.ceiling:app"), {"WORKER_CLASS": "sync", "THREADS": "1"}, "/", False),
+}
+SENTIMENT_MODEL = ROOT / "lib" / "models" / "sentiment"
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    """Read the options; every default keeps the whole run under about 3 minutes."""
+    """Read the options; every default keeps the whole run near 5 minutes."""
     parser = argparse.ArgumentParser(
-        description="Load-test the service and a constant-answer ceiling app under gunicorn.conf.py, with wrk.",
+        description="Load-test candidate production servers and the old stack's ceiling with wrk, one after the other.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        epilog="Both servers inherit the environment, so WORKER_CLASS, THREADS, WEB_CONCURRENCY etc. apply to both. "
-        "WORKER_CLASS=sync needs THREADS=1: gunicorn runs sync with threads > 1 as gthread (the summary shows the class used).",
+        epilog="Servers inherit the environment (MODELS_DIR, LOG_LEVEL, ...); each sets its own WORKER_CLASS and THREADS, "
+        "and WEB_CONCURRENCY comes from --workers.",
     )
-    parser.add_argument("--duration", type=int, default=10, help="seconds of measured wrk load per connections level")
+    parser.add_argument("--servers", nargs="+", choices=list(CANDIDATES), default=list(CANDIDATES), help="servers to run")
+    parser.add_argument("--duration", type=int, default=10, help="seconds of measured wrk load per run")
     parser.add_argument("--warmup", type=int, default=2, help="seconds of unmeasured wrk load before each level (0: none)")
+    parser.add_argument("--repeat", type=int, default=3, help="measured runs per level; the median run is reported")
     parser.add_argument("--connections", type=int, nargs="+", default=[16, 64], help="wrk connection levels (1 thread)")
     parser.add_argument("--phrases", type=Path, help=PHRASES_HELP)
     parser.add_argument("--phrase-count", type=int, default=300, help="distinct sentences the wrk script cycles through")
-    parser.add_argument("--workers", type=int, metavar="N", help="WEB_CONCURRENCY for both; default: the config's")
-    parser.add_argument("--no-access-log", action="store_true", help="run both servers with ACCESS_LOG='' (no access log)")
+    parser.add_argument("--workers", type=int, default=2, help="WEB_CONCURRENCY of every server under load")
+    parser.add_argument(
+        "--memory-workers",
+        type=int,
+        nargs="+",
+        default=[2, 5],
+        help="worker counts to take total PSS at: --workers' own after load, any other in a fresh start after warm-up GETs",
+    )
+    parser.add_argument("--no-access-log", action="store_true", help="run every server with ACCESS_LOG='' (no access log)")
     parser.add_argument("--batch-size", type=int, default=1000, help="queries per POST in the batch run")
-    parser.add_argument("--batch-seconds", type=float, default=5.0, help="time bound of the batch run")
-    parser.add_argument("--batch-requests", type=int, default=100, help="count bound of the batch run")
+    parser.add_argument("--batch-seconds", type=float, default=5.0, help="time bound of each batch run")
+    parser.add_argument("--batch-requests", type=int, default=100, help="count bound of each batch run")
     parser.add_argument("--batch-clients", type=int, default=2, help="threads posting batches concurrently")
-    parser.add_argument("--memory-requests", type=int, default=400, help="requests that warm the 1- and 2-worker servers")
+    parser.add_argument("--memory-requests", type=int, default=400, help="requests that warm a server started for memory")
     parser.add_argument("--startup-timeout", type=float, default=60.0, help="seconds to wait for a server to answer")
     parser.add_argument("--output", type=Path, default=RESULTS / "latest.json", help="where to write the JSON summary")
     args = parser.parse_args(argv)
-    positive = [args.duration, *args.connections, args.phrase_count, args.batch_size, args.batch_requests, args.batch_clients]
-    if min(positive) < 1 or args.warmup < 0 or (args.workers is not None and args.workers < 1):
+    args.servers = list(dict.fromkeys(args.servers))
+    counts = [args.duration, args.repeat, *args.connections, args.phrase_count, args.workers, *args.memory_workers]
+    if min([*counts, args.batch_size, args.batch_requests, args.batch_clients]) < 1 or args.warmup < 0:
         parser.error("counts, durations and connections must be positive (--warmup may be 0)")
     return args
 
@@ -92,10 +124,11 @@ def wrk_script(paths: Sequence[str]) -> str:
     )
 
 
-def server_info(server: Server, env: dict[str, str], app: str = "") -> dict[str, str]:
-    """The command shown for a server, and the worker class gunicorn says it used (not guessed from the environment)."""
-    found = re.search(r"Using worker: ([\w.:]+)", server.stderr.read_text(encoding="utf-8", errors="replace"))
-    return {"command": shown_command(env, server.port, app), "worker_class": found.group(1) if found else "unknown"}
+def worker_class(server: Server) -> str:
+    """The worker class gunicorn says it used (not guessed from the environment), or 'granian' for granian."""
+    logs = [path.read_text(encoding="utf-8", errors="replace") for path in (server.stderr, server.stdout)]
+    found = re.search(r"Using worker: ([\w.:]+)", logs[0])
+    return found.group(1) if found else "granian wsgi" if "Starting granian" in logs[1] else "unknown"
 
 
 def run_wrk(binary: str, server: Server, script: Path, connections: int, seconds: int, log: Path) -> tuple[str, list[int]]:
@@ -107,16 +140,19 @@ def run_wrk(binary: str, server: Server, script: Path, connections: int, seconds
 
 
 def load_levels(binary: str, name: str, server: Server, script: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Warm up, then measure, at each connections level; keep wrk's raw output beside the results."""
+    """At each connections level, warm up, then measure ``--repeat`` times and keep the median run."""
     results = []
     for connections in args.connections:
-        log = RESULTS / "logs" / f"wrk-{name}-c{connections}.txt"
+        logs = RESULTS / "logs" / f"wrk-{name}-c{connections}"
         if args.warmup:
-            run_wrk(binary, server, script, connections, args.warmup, log)
-        note(f"{name}: {connections} connections for {args.duration} s")
-        output, spread = run_wrk(binary, server, script, connections, args.duration, log)
-        server.check_alive()
-        results.append(load_result(name, connections, wrk.parse(output), spread))
+            run_wrk(binary, server, script, connections, args.warmup, Path(f"{logs}-warmup.txt"))
+        runs = []
+        for attempt in range(1, args.repeat + 1):
+            note(f"{name}: {connections} connections for {args.duration} s (run {attempt} of {args.repeat})")
+            output, spread = run_wrk(binary, server, script, connections, args.duration, Path(f"{logs}-{attempt}.txt"))
+            server.check_alive()
+            runs.append(load_result(name, connections, wrk.parse(output), spread))
+        results.append(summary.median_run(runs))
     return results
 
 
@@ -154,6 +190,27 @@ def post_batches(url: str, body: bytes, size: int, budget: int, deadline: float)
     return results
 
 
+def in_process_batch(phrases: list[str], args: argparse.Namespace) -> dict[str, Any]:
+    """Time NLPModel.predict_texts on the batch in this process, one thread, under the batch run's bounds."""
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as in the servers; set before model imports NumPy
+    from model import NLPModel
+
+    model = NLPModel.load(SENTIMENT_MODEL)
+    model.predict_texts(phrases)  # the first call pays for lazy set-up
+    batches, started_at = 0, time.perf_counter()
+    while batches < args.batch_requests and time.perf_counter() - started_at < args.batch_seconds:
+        model.predict_texts(phrases)
+        batches += 1
+    wall = time.perf_counter() - started_at
+    return {
+        "batch_size": len(phrases),
+        "batches": batches,
+        "wall_s": round(wall, 2),
+        "phrases_per_s": round(batches * len(phrases) / wall, 1),
+        "mean_batch_ms": round(1000 * wall / batches, 1),
+    }
+
+
 def warm_workers(url: str, paths: list[str], count: int) -> int:
     """Send ``count`` GETs, each on a new connection so every worker gets some; return how many failed."""
 
@@ -166,129 +223,93 @@ def warm_workers(url: str, paths: list[str], count: int) -> int:
         return sum(not ok for ok in pool.map(get, (paths[index % len(paths)] for index in range(count))))
 
 
-def marginal_worker(env: dict[str, str], paths: list[str], args: argparse.Namespace) -> dict[str, Any]:
-    """Measure total PSS with one worker and with two after the same warm-up: the difference is one worker's cost."""
-    totals: dict[str, Any] = {}
-    for workers in (1, 2):
-        worker_env = {**env, "WEB_CONCURRENCY": str(workers)}
-        with started(f"service-{workers}w", worker_env, args.startup_timeout, workers=workers) as server:
-            failed = warm_workers(server.url, paths, args.memory_requests)
-            totals[f"{workers}_worker"] = {**memory_snapshot(server.process.pid), "failed_requests": failed}
-    for key in ("total_mb", "total_anon_mb"):
-        totals[f"second_worker_adds_{key.removeprefix('total_')}"] = round(totals["2_worker"][key] - totals["1_worker"][key], 1)
-    return totals
+def candidate_env(args: argparse.Namespace, candidate: Candidate, workers: int) -> dict[str, str]:
+    """What a server gets on top of the inherited environment: the access log setting, its worker count, its own."""
+    return {"ACCESS_LOG": "" if args.no_access_log else "-", "WEB_CONCURRENCY": str(workers), **candidate.env}
+
+
+def memory_at(name: str, candidate: Candidate, workers: int, paths: list[str], args: argparse.Namespace) -> dict[str, Any]:
+    """Start the server with ``workers`` workers, warm them with GETs, and take the PSS of its process tree."""
+    env = candidate_env(args, candidate, workers)
+    with launched(f"{name}-{workers}w", candidate.command, env, args.startup_timeout, candidate.ready_path, workers) as server:
+        failed = warm_workers(server.url, paths, args.memory_requests)
+        return {**memory_snapshot(server.process.pid), "after": f"{args.memory_requests} GETs", "failed_requests": failed}
+
+
+def measure(name: str, binary: str, script: Path, batch: list[str], paths: list[str], args: argparse.Namespace) -> Report:
+    """One server: load levels, then (for the service) a batch run and PSS after load, then PSS at other worker counts."""
+    candidate = CANDIDATES[name]
+    env = candidate_env(args, candidate, args.workers)
+    result: Report = {}
+    with launched(name, candidate.command, env, args.startup_timeout, candidate.ready_path, args.workers) as server:
+        result["command"] = pasteable(candidate.command, env, server.port)
+        result["load"] = load_levels(binary, name, server, script, args)
+        if candidate.serves_models:
+            note(f"{name}: batches of {len(batch)} for up to {args.batch_seconds:g} s")
+            result["batch"] = batch_throughput(server.url, batch, args)
+            result["memory"] = {str(args.workers): {**memory_snapshot(server.process.pid), "after": "load and batches"}}
+        result["worker_class"] = worker_class(server)
+    for workers in args.memory_workers if candidate.serves_models else []:
+        if str(workers) not in result["memory"]:
+            note(f"{name}: memory with {workers} workers")
+            result["memory"][str(workers)] = memory_at(name, candidate, workers, paths, args)
+    return result
+
+
+def package_version(name: str) -> str:
+    """An installed package's name and version, for the record of what was measured."""
+    try:
+        return f"{name} {importlib.metadata.version(name)}"
+    except importlib.metadata.PackageNotFoundError:
+        return f"{name} (not installed)"
 
 
 def benchmark(args: argparse.Namespace, command: str, sentences: list[str]) -> Report:
-    """Run every measurement in turn, one server at a time, and gather the report."""
+    """Measure the batch in process, then each server in turn, and gather the report with the target verdicts."""
+    if "granian" in args.servers and package_version("granian").endswith("(not installed)"):
+        raise BenchError("granian is not installed: .venv/bin/pip install granian==2.8.7, or leave it out with --servers")
     binary = wrk.ensure_wrk(note)
     busy = psutil.cpu_percent(interval=1.0)  # other load on these cores skews every number below
-    if busy > BUSY_WARNING:
+    if busy > summary.BUSY_WARNING:
         note(f"warning: the CPUs are already {busy}% busy before the run; expect noisy numbers")
     paths = query_paths(sample(sentences, args.phrase_count))
     (RESULTS / "logs").mkdir(parents=True, exist_ok=True)
     script = RESULTS / "phrases.lua"
     script.write_text(wrk_script(paths), encoding="utf-8")
-    env = {"ACCESS_LOG": "" if args.no_access_log else "-"} | ({"WEB_CONCURRENCY": str(args.workers)} if args.workers else {})
-    with started("service", env, args.startup_timeout) as service:
-        loads = load_levels(binary, "service", service, script, args)
-        note(f"service: batches of {args.batch_size} for up to {args.batch_seconds:g} s")
-        batch = batch_throughput(service.url, sample(sentences, args.batch_size), args)
-        after_load = memory_snapshot(service.process.pid)
-        service_info = server_info(service, env)
-    with started("ceiling", env, args.startup_timeout, CEILING) as ceiling:
-        loads += load_levels(binary, "ceiling", ceiling, script, args)
-        ceiling_info = server_info(ceiling, env, CEILING)
-    note("memory: service with 1 worker, then 2")
-    marginal = marginal_worker(env, paths, args)
-    return {
+    batch = sample(sentences, args.batch_size)
+    note(f"in process: NLPModel.predict_texts on batches of {len(batch)} for up to {args.batch_seconds:g} s")
+    report: Report = {
         "command": command,
-        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "environment": {
             "cpus": os.cpu_count(),
             "cpu_busy_before_percent": busy,
             "gunicorn": tool_version([production_command()[0], "--version"]),
+            "granian": package_version("granian"),
             "wrk": tool_version([binary, "-v"]),
             "python": sys.version.split()[0],
         },
         "settings": {
+            "servers": args.servers,
             "duration_s": args.duration,
             "warmup_s": args.warmup,
+            "repeat": args.repeat,
             "wrk_threads": 1,
+            "connections": args.connections,
+            "workers": args.workers,
+            "memory_workers": args.memory_workers,
             "phrases_file": str(args.phrases),
             "distinct_phrases": len(set(paths)),
             "access_log": not args.no_access_log,
-            "env": {key: server_env(env, 0).get(key, "(config default)") for key in SHOWN_ENV[3:]},
         },
-        "servers": {"service": service_info, "ceiling": ceiling_info},
-        "load": loads,
-        "batch": batch,
-        "memory": {"service_after_load": after_load, "marginal": marginal},
+        "in_process_batch": in_process_batch(batch, args),
+        "servers": {name: measure(name, binary, script, batch, paths, args) for name in args.servers},
     }
-
-
-def render(report: Report) -> str:
-    """Lay the report out for a terminal: settings, the load table with ratios, batch and memory lines."""
-    settings, memory, env, batch = report["settings"], report["memory"], report["environment"], report["batch"]
-    after, marginal = memory["service_after_load"], memory["marginal"]
-    one, two = marginal["1_worker"], marginal["2_worker"]
-    noisy = ": other processes compete, numbers are noisy" if env["cpu_busy_before_percent"] > BUSY_WARNING else ""
-    lines = [
-        f"machine: {env['cpus']} cpus ({env['cpu_busy_before_percent']}% busy before the run{noisy}), "
-        f"wrk on the same cpus; {env['gunicorn']}; {env['wrk']}",
-        f"servers: worker class {report['servers']['service']['worker_class']}, {len(after['workers_mb'])} workers, "
-        f"env {settings['env']}, access log {'on' if settings['access_log'] else 'off'}",
-        f"  service: {report['servers']['service']['command']}",
-        f"  ceiling: {report['servers']['ceiling']['command']}",
-        f"load: wrk -t1, {settings['warmup_s']} s warm-up + {settings['duration_s']} s per level, "
-        f"GET /?query=<one of {settings['distinct_phrases']} test.tsv sentences>",
-        "",
-        *load_table(report["load"]),
-        "",
-        f"batch: POST / with {batch['batch_size']} queries, {batch['clients']} clients: {batch['phrases_per_s']:,.0f} phrases/s "
-        f"end to end, {batch['mean_batch_ms']} ms mean per batch ({batch['batches']} batches in {batch['wall_s']} s, "
-        f"{batch['failed_batches']} failed)",
-        f"memory (PSS) after load: {after['total_mb']} MB total = master {after['master_mb']} MB "
-        f"+ workers {after['workers_mb']} MB; anonymous part {after['total_anon_mb']} MB",
-        f"memory with 1 worker: {one['total_mb']} MB ({one['total_anon_mb']} anon), with 2 workers: {two['total_mb']} MB "
-        f"({two['total_anon_mb']} anon) -> second worker adds {marginal['second_worker_adds_mb']} MB PSS "
-        f"({marginal['second_worker_adds_anon_mb']} MB anonymous, the part no other process can shift)",
-    ]
-    return "\n".join(lines)
-
-
-def load_table(loads: list[dict[str, Any]]) -> list[str]:
-    """Tabulate each connections level: service and ceiling rows, and the service's share of the ceiling's req/s."""
-    header = (
-        f"{'conns':>5}  {'target':<8} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}  {'service/ceiling':>15}"
-        f"  {'conns per worker':<16}"
-    )
-    rows = [header, "-" * len(header)]
-    for connections in dict.fromkeys(load["connections"] for load in loads):
-        level = {load["target"]: load for load in loads if load["connections"] == connections}
-        for target, load in level.items():
-            ceiling_rps = level.get("ceiling", {}).get("requests_per_s")
-            ratio = f"{load['requests_per_s'] / ceiling_rps:.2f}" if target == "service" and ceiling_rps else ""
-            rows.append(
-                f"{connections:>5}  {target:<8} {load['requests_per_s']:>9,.0f} {load['p50_ms']:>8.2f} {load['p99_ms']:>8.2f} "
-                f"{load['errors']:>7}  {ratio:>15}  {'/'.join(map(str, load['connections_per_worker'])):<16}".rstrip()
-            )
-    if any(uneven(load["connections_per_worker"]) for load in loads):
-        rows.append(
-            "note: uneven connections per worker: a gthread worker keeps every keep-alive connection it accepts, so one"
-            " worker can hold most of them while another core idles; req/s then varies from run to run."
-        )
-    return rows
-
-
-def uneven(spread: list[int]) -> bool:
-    """Say whether one worker holds over three quarters of the connections while others exist to share them."""
-    return len(spread) > 1 and sum(spread) > 0 and max(spread) > 0.75 * sum(spread)
+    return {**report, "targets": summary.target_results(report), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; print the summary and write it as JSON, or say in one line why it could not run."""
-    status, _ = report_run(parse_args(argv), benchmark, render)
+    status, _ = report_run(parse_args(argv), benchmark, summary.render)
     return status
 
 

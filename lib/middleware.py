@@ -2,7 +2,7 @@
 
 Before: the start time, the request id (a safe incoming X-Request-ID, else a new one), and the
 body-size gate (413 from the Content-Length alone, before any of the body is read). After: the
-Prometheus counts and latency, the X-Request-ID header, the security headers, and flask-cors's
+Prometheus counts and latency, the JSON access-log line, the X-Request-ID header, the security headers, and flask-cors's
 CORS headers for requests that carry an Origin. One hook each way, because every hook costs each
 request a few microseconds of Flask's dispatch (measured: see README, Performance).
 """
@@ -21,7 +21,7 @@ from flask_cors import CORS
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from lib.errors import ApiError
-from lib.observability import REQUEST_ID_HEADER, SAFE_REQUEST_ID, Metrics
+from lib.observability import REQUEST_ID_HEADER, SAFE_REQUEST_ID, AccessLog, Metrics
 from lib.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,7 @@ def install(app: Flask, settings: Settings, metrics: Metrics) -> None:
     """Register the one before-request and one after-request step (CORS included, when origins are set)."""
     max_body_bytes = settings.max_body_bytes
     cors = cors_step(app, settings)
+    access_log = AccessLog(settings.log_queries, settings.query_log_key) if settings.access_log else None
 
     def begin() -> None:
         """Time the request, name it, and refuse an oversized body before reading it."""
@@ -56,9 +57,13 @@ def install(app: Flask, settings: Settings, metrics: Metrics) -> None:
         endpoint = rule.rule if rule is not None else "unmatched"  # never the raw path: unbounded labels
         started = g.get("started") or time.perf_counter()
         method = request.method if request.method in KNOWN_METHODS else "other"  # any 3-20 letter token arrives here
-        metrics.observe_request(endpoint, method, response.status_code, time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        metrics.observe_request(endpoint, method, response.status_code, seconds)
+        request_id = g.get("request_id") or uuid.uuid4().hex
+        if access_log is not None:
+            access_log.record(request.environ, response.status_code, response.content_length, seconds, request_id)
         headers = response.headers
-        headers[REQUEST_ID_HEADER] = g.get("request_id") or uuid.uuid4().hex
+        headers[REQUEST_ID_HEADER] = request_id
         headers.update(SECURITY_HEADERS)
         # Not `"Cache-Control" in headers`: a miss there builds an HTTP exception (~8 us a request).
         if not any(name.lower() == "cache-control" for name, _ in headers.items()):

@@ -7,12 +7,16 @@ every worker answers with the totals of all of them.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import os
 import re
+import time
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
 from flask import Response, g, has_request_context
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
@@ -106,3 +110,42 @@ class Metrics:
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)
         return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+
+
+ACCESS_LOGGER = "sentiment_api.access"
+
+
+class AccessLog:
+    """One JSON object per answered request on the access logger, valid whatever the client sent.
+
+    The URL's query string holds users' texts: by default the line keeps only whether there was
+    one; LOG_QUERIES=hmac logs a keyed HMAC-SHA256 of it (a plain hash of a short text is reversed
+    with a dictionary), LOG_QUERIES=text the text itself.
+    """
+
+    def __init__(self, log_queries: str, key: bytes) -> None:
+        self.logger = logging.getLogger(ACCESS_LOGGER)
+        self.log_queries = log_queries
+        self.key = key
+
+    def record(self, environ: Mapping[str, Any], status: int, size: int | None, seconds: float, request_id: str) -> None:
+        """Log one request: who, what, how it ended, how long it took."""
+        if not self.logger.isEnabledFor(logging.INFO):
+            return
+        line: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "remote": environ.get("REMOTE_ADDR"),
+            "method": environ.get("REQUEST_METHOD"),
+            "path": environ.get("PATH_INFO"),
+            "status": status,
+            "bytes": size,
+            "duration_ms": round(seconds * 1000, 3),
+            "request_id": request_id,
+            "user_agent": environ.get("HTTP_USER_AGENT"),
+        }
+        query = environ.get("QUERY_STRING", "")
+        if query and self.log_queries == "text":
+            line["query"] = query
+        elif query and self.log_queries == "hmac":
+            line["query_hmac"] = hmac.new(self.key, query.encode("latin-1", "replace"), hashlib.sha256).hexdigest()
+        self.logger.info(orjson.dumps(line, option=orjson.OPT_NON_STR_KEYS).decode())

@@ -40,6 +40,9 @@ class Settings:
     host: str = "127.0.0.1"  # where `python app.py` listens
     port: int = 5000
     metrics_dir: Path | None = None  # PROMETHEUS_MULTIPROC_DIR: per-process metric files, merged by /metrics
+    access_log: bool = True  # ACCESS_LOG="" turns it off
+    log_queries: str = "none"  # what of the URL's query string the access log keeps: none, hmac or text
+    query_log_key: bytes = b""  # QUERY_LOG_KEY, the secret for LOG_QUERIES=hmac
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> Settings:
@@ -56,6 +59,8 @@ class Settings:
             host=str(values.get("HOST", defaults.host)),
             port=port(values, defaults.port),
             metrics_dir=writable_folder(values, "PROMETHEUS_MULTIPROC_DIR"),
+            access_log=str(values.get("ACCESS_LOG", "-")) != "",
+            **query_logging(values),
         )
 
 
@@ -111,3 +116,14 @@ def writable_folder(values: Mapping[str, Any], key: str) -> Path | None:
     if not folder.is_dir() or not os.access(folder, os.W_OK):
         raise ConfigError(f"Config {key!r} has value {str(raw)!r}. Not a writable folder.")
     return folder
+
+
+def query_logging(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Read LOG_QUERIES (none, hmac or text) and, for hmac, the QUERY_LOG_KEY it needs."""
+    mode = str(values.get("LOG_QUERIES", "none")).lower()
+    if mode not in ("none", "hmac", "text"):
+        raise ConfigError(f"Config 'LOG_QUERIES' has value {mode!r}. Expected none, hmac or text.")
+    key = str(values.get("QUERY_LOG_KEY", ""))
+    if mode == "hmac" and len(key) < 16:
+        raise ConfigError("Config 'QUERY_LOG_KEY' must be a secret of at least 16 characters when LOG_QUERIES=hmac.")
+    return {"log_queries": mode, "query_log_key": key.encode()}

@@ -2,7 +2,9 @@
 
 import itertools
 import json
+import os
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -11,7 +13,7 @@ import psutil
 import pytest
 import requests
 
-from bench import common, harness, run, soak, wrk
+from bench import common, granian_preload, harness, run, soak, summary, wrk
 
 DATA = Path(__file__).parent / "data"
 
@@ -139,11 +141,16 @@ def test_growth() -> None:
     assert (common.growth(200.0, 210.0), common.growth(200.0, 190.0)) == (5.0, -5.0)
 
 
-# --- bench.run ----------------------------------------------------------------------------------
+# --- bench.run and bench.summary ---------------------------------------------------------------
 
 
 def load(name: str, target: str, connections: int, spread: list[int]) -> dict:
     return common.load_result(target, connections, wrk.parse((DATA / "wrk" / name).read_text()), spread)
+
+
+def run_report() -> dict:
+    """A short run of all four servers (--duration 3 --warmup 1 --repeat 1 --batch-seconds 2) on a busy machine."""
+    return json.loads((DATA / "bench" / "run-report.json").read_text())
 
 
 def test_load_result_from_a_wrk_report() -> None:
@@ -168,59 +175,193 @@ def test_query_paths_and_wrk_script() -> None:
     assert '"/?query=a%20b"' in script and 'wrk.format("GET", paths[next_index])' in script
 
 
-@pytest.mark.parametrize(("spread", "uneven"), [([], False), ([8], False), ([4, 4], False), ([7, 1], True), ([0, 0], False)])
+def test_candidates_run_the_production_command_granian_and_the_ceiling() -> None:
+    production = harness.production_command()
+    assert list(run.CANDIDATES) == ["gunicorn-sync", "gunicorn-gthread", "granian", "ceiling"]
+    sync, gthread, granian, ceiling = run.CANDIDATES.values()
+    assert (sync.command, sync.env) == (production, {"WORKER_CLASS": "sync", "THREADS": "1"})
+    assert (gthread.command, gthread.env) == (production, {"WORKER_CLASS": "gthread", "THREADS": "4"})
+    assert granian.command == [sys.executable, "-m", "bench.granian_preload"] and granian.env == {}
+    assert ceiling.command == [*production, "bench.ceiling:app"] and ceiling.env == sync.env
+    assert [c.ready_path for c in run.CANDIDATES.values()] == ["/health", "/health", "/health", "/"]
+    assert [c.serves_models for c in run.CANDIDATES.values()] == [True, True, True, False]
+    args = run.parse_args(["--no-access-log", "--workers", "3"])
+    assert run.candidate_env(args, gthread, 5) == {"ACCESS_LOG": "", "WEB_CONCURRENCY": "5", **gthread.env}
+
+
+def test_run_options() -> None:
+    args = run.parse_args([])
+    assert args.servers == list(run.CANDIDATES) and (args.repeat, args.warmup, args.duration) == (3, 2, 10)
+    assert (args.connections, args.workers, args.memory_workers) == ([16, 64], 2, [2, 5])
+    assert run.parse_args(["--servers", "granian", "ceiling", "granian", "--repeat", "1"]).servers == ["granian", "ceiling"]
+    for wrong in (["--repeat", "0"], ["--servers", "uvicorn"], ["--memory-workers", "0"]):
+        with pytest.raises(SystemExit):
+            run.parse_args(wrong)
+
+
+def test_median_run_keeps_one_whole_run_and_every_errors() -> None:
+    runs = [load("latency.txt", "granian", 16, [2, 2]), load("socket_errors.txt", "granian", 16, [3, 1])]
+    runs.append({**runs[0], "requests_per_s": 2000.0, "errors": 1})
+    chosen = summary.median_run(runs)
+    assert chosen == {**runs[0], "runs_requests_per_s": [1569.53, 516.67, 2000.0], "errors_all_runs": 10}
+    assert summary.median_run(runs[:2])["requests_per_s"] == 516.67  # an even count: the lower middle run
+    assert summary.median_run(runs[:1])["runs_requests_per_s"] == [1569.53]
+
+
+@pytest.mark.parametrize(
+    ("spread", "uneven"), [([], False), ([8], False), ([4, 4], False), ([7, 1], True), ([0, 0], False), ([1, 0], False)]
+)
 def test_uneven(spread: list[int], uneven: bool) -> None:
-    assert run.uneven(spread) is uneven
+    assert summary.uneven(spread) is uneven
 
 
-def test_load_table_shows_the_ratio_to_the_ceiling() -> None:
-    loads = [load("latency.txt", "service", 16, [1, 1]), load("socket_errors.txt", "ceiling", 16, [7, 1])]
-    header, rule, service, ceiling, note = run.load_table(loads)
-    assert header.split() == [
-        "conns",
-        "target",
-        "req/s",
-        "p50",
-        "ms",
-        "p99",
-        "ms",
-        "errors",
-        "service/ceiling",
-        "conns",
-        "per",
-        "worker",
-    ]
-    assert set(rule) == {"-"} and len(rule) == len(header)
-    assert service.split() == ["16", "service", "1,570", "4.99", "7.14", "0", "3.04", "1/1"]
-    assert ceiling.split() == ["16", "ceiling", "517", "6.97", "30.60", "9", "7/1"]
-    assert note.startswith("note: uneven connections per worker")
+@pytest.mark.parametrize(
+    ("label", "value", "verdict"),
+    [
+        ("req/s at 16 connections >= 1.5x ceiling", 1.5, "met"),
+        ("req/s at 16 connections >= 1.5x ceiling", 1.49, "not met"),
+        ("p99 at 16 connections <= 10 ms", 10.0, "met"),
+        ("p99 at 16 connections <= 10 ms", 10.01, "not met"),
+        ("total PSS with 2 workers <= 300 MB", 299.9, "met"),
+        ("batch end to end >= 0.5x in-process", None, "n/a"),
+    ],
+)
+def test_verdict_includes_the_limit(label: str, value: float | None, verdict: str) -> None:
+    target = next(target for target in summary.TARGETS if target.label == label)
+    assert summary.verdict(target, value) == verdict
+
+
+def test_measures_from_a_saved_run() -> None:
+    report = run_report()
+    assert summary.ceiling_ratio(report, "granian", 16) == pytest.approx(1533.23 / 1816.68)
+    assert summary.ceiling_ratio(report, "ceiling", 64) == 1.0
+    assert (summary.p99(report, "gunicorn-sync", 64), summary.p99(report, "granian", 32)) == (100.65, None)
+    assert summary.batch_ratio(report, "gunicorn-sync") == pytest.approx(38798.9 / 23366.0)
+    assert (summary.pss(report, "granian", 2), summary.pss(report, "granian", 5), summary.pss(report, "granian", 3)) == (
+        195.3,
+        219.3,
+        None,
+    )
+    assert summary.batch_ratio(report, "ceiling") is None and summary.pss(report, "ceiling", 2) is None
+
+
+def test_target_results_judge_every_candidate_but_the_ceiling() -> None:
+    report = run_report()
+    results = summary.target_results(report)
+    assert [result["target"] for result in results] == [target.label for target in summary.TARGETS]
+    assert results == report["targets"]  # what bench.run wrote is what the saved numbers give
+    assert results[0] == {
+        "target": "req/s at 16 connections >= 1.5x ceiling",
+        "values": {"gunicorn-sync": 0.49, "gunicorn-gthread": 0.52, "granian": 0.84},
+        "verdicts": {"gunicorn-sync": "not met", "gunicorn-gthread": "not met", "granian": "not met"},
+    }
+    assert results[5]["verdicts"] == {"gunicorn-sync": "met", "gunicorn-gthread": "met", "granian": "met"}
+    del report["servers"]["ceiling"]
+    assert summary.target_results(report)[0]["verdicts"]["granian"] == "n/a"
 
 
 def test_render_run_report() -> None:
-    memory = {"master_mb": 70.0, "workers_mb": [36.0, 36.0], "total_mb": 142.0, "total_anon_mb": 120.0}
-    one = {"total_mb": 150.5, "total_anon_mb": 129.6, "failed_requests": 0}
-    two = {"total_mb": 172.9, "total_anon_mb": 140.3, "failed_requests": 0}
-    report = {
-        "environment": {"cpus": 2, "cpu_busy_before_percent": 50.0, "gunicorn": "gunicorn (version 27.0.1)", "wrk": "wrk 4.1"},
-        "settings": {"warmup_s": 2, "duration_s": 10, "distinct_phrases": 300, "access_log": True, "env": {"THREADS": "1"}},
-        "servers": {"service": {"worker_class": "sync", "command": "gunicorn A"}, "ceiling": {"command": "gunicorn B"}},
-        "load": [load("latency.txt", "service", 16, [1, 1])],
-        "batch": {"batch_size": 1000, "clients": 2, "phrases_per_s": 41037.2, "mean_batch_ms": 47.0, "batches": 9, "wall_s": 1.1}
-        | {"failed_batches": 0},
-        "memory": {
-            "service_after_load": memory,
-            "marginal": {"1_worker": one, "2_worker": two, "second_worker_adds_mb": 22.4, "second_worker_adds_anon_mb": 10.7},
-        },
-    }
-    lines = run.render(report).splitlines()
-    assert lines[0] == (
-        "machine: 2 cpus (50.0% busy before the run: other processes compete, numbers are noisy), wrk on the same cpus; "
-        "gunicorn (version 27.0.1); wrk 4.1"
+    header, loads, servers, batches, targets = (part.splitlines() for part in summary.render(run_report()).split("\n\n"))
+    assert header[0] == (
+        "machine: 2 cpus (83.0% busy before the run: other processes compete, numbers are noisy), wrk on the same cpus; "
+        "gunicorn (version 27.0.1); granian 2.8.7; wrk debian/4.1.0-3+b2 [epoll]; python 3.11.7"
     )
-    assert lines[1] == "servers: worker class sync, 2 workers, env {'THREADS': '1'}, access log on"
-    assert lines[4] == "load: wrk -t1, 2 s warm-up + 10 s per level, GET /?query=<one of 300 test.tsv sentences>"
-    assert lines[-3].startswith("batch: POST / with 1000 queries, 2 clients: 41,037 phrases/s end to end, 47.0 ms mean")
-    assert lines[-1].endswith("-> second worker adds 22.4 MB PSS (10.7 MB anonymous, the part no other process can shift)")
+    assert header[1] == (
+        "load: wrk -t1, 1 s warm-up then 1 x 3 s per level (median run shown), GET /?query=<one of 300 test.tsv sentences>; "
+        "2 workers each, access log on"
+    )
+    assert [line.split()[0] for line in header[2:6]] == ["gunicorn-sync", "gunicorn-gthread", "granian", "ceiling"]
+    assert header[4].endswith(".venv/bin/python -m bench.granian_preload  [granian wsgi]") and header[3].endswith("[gthread]")
+    assert (
+        header[6]
+        == "in process: NLPModel.predict_texts on the same 1000 sentences, one thread: 23,366 phrases/s (42.8 ms per batch)"
+    )
+
+    assert loads[0].split()[:5] == ["server", "conns", "req/s", "p50", "ms"] and set(loads[1]) == {"-"} == set(servers[1])
+    assert len(loads[1]) == len(loads[0]) and loads[0].index("conns") + 5 == loads[2].index("16") + 2  # numbers flush right
+    assert loads[6].split() == ["granian", "16", "1,533", "9.31", "23.79", "0", "0.84", "1,533", "11/5"]
+    assert loads[9].split()[:7] == ["ceiling", "64", "3,104", "20.02", "32.01", "0", "1.00"]
+    assert loads[10].startswith("errors: socket errors and non-2xx answers summed over every run")
+    assert loads[11].startswith("note: uneven connections per worker")  # gthread: 16/0 and 64/0
+
+    assert servers[0].split("  ")[-2:] == ["PSS MB 2 workers", "PSS MB 5 workers"]
+    assert servers[2].split() == ["gunicorn-sync", "0.49", "0.44", "33.13", "100.65", "38,799", "1.66", "164.6", "187.9"]
+    assert servers[5].split() == ["ceiling", "1.00", "1.00", "18.75", "32.01", "-", "-", "-", "-"]
+
+    assert [line.split(":")[0] for line in batches] == ["batch gunicorn-sync", "batch gunicorn-gthread", "batch granian"]
+    assert batches[2] == (
+        "batch granian: POST / with 1000 queries, 2 clients: 19,280 phrases/s end to end, 102.5 ms mean per batch "
+        "(40 batches in 2.07 s, 0 failed)"
+    )
+
+    assert targets[0].split() == ["target", "gunicorn-sync", "gunicorn-gthread", "granian"]
+    assert [line.split("  ")[0] for line in targets[2:8]] == [target.label for target in summary.TARGETS]
+    assert [cell.strip() for cell in targets[5].split("  ") if cell.strip()][1:] == [
+        "not met (100.65 ms)",
+        "not met (100.91 ms)",
+        "not met (85.68 ms)",
+    ]
+    assert targets[7].endswith("met (164.60 MB)      met (164.00 MB)      met (195.30 MB)")
+    assert targets[8] == "every target met by: none"
+
+
+def test_render_marks_what_a_run_did_not_measure() -> None:
+    report = run_report()
+    report["settings"]["connections"] = [16]
+    for info in report["servers"].values():
+        info["load"] = info["load"][:1]
+    report["servers"] = {"granian": report["servers"]["granian"]}
+    text = summary.render(report)
+    assert "req/s at 16 connections >= 1.5x ceiling  n/a" in text and "p99 at 16 connections <= 10 ms           not met" in text
+    assert summary.targets_table({"servers": {"ceiling": {}}}) == ["targets: no candidate server was measured"]
+
+
+# --- bench.granian_preload ----------------------------------------------------------------------
+
+
+def test_granian_launcher_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOST", "127.0.0.2")
+    monkeypatch.setenv("PORT", "8123")
+    monkeypatch.setenv("WEB_CONCURRENCY", "3")
+    server = granian_preload.server()
+    assert (server.target, server.bind_addr, server.bind_port, server.workers, server.interface) == (
+        "app:create_app",
+        "127.0.0.2",
+        8123,
+        3,
+        "wsgi",
+    )
+    assert (server.blocking_threads, server.backpressure, server.respawn_failed_workers, server.log_access) == (1, 16, True, True)
+    for variable in ("HOST", "PORT", "WEB_CONCURRENCY"):
+        monkeypatch.delenv(variable)
+    monkeypatch.setenv("ACCESS_LOG", "")
+    server = granian_preload.server()
+    assert (server.bind_addr, server.bind_port, server.workers, server.log_access) == ("127.0.0.1", 8000, 2, False)
+
+
+def test_granian_launcher_makes_a_metrics_folder_only_when_none_is_set(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    assert granian_preload.metrics_dir() is None
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # so tempfile reads TMPDIR again
+    made = granian_preload.metrics_dir()
+    assert made and Path(made).parent == tmp_path and Path(made).is_dir()
+    assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == made and Path(made).name.startswith(granian_preload.METRICS_PREFIX)
+
+
+@pytest.mark.slow
+def test_granian_launcher_serves_from_forked_workers_and_cleans_up(tmp_path: Path) -> None:
+    env = {"WEB_CONCURRENCY": "2", "TMPDIR": str(tmp_path), "ACCESS_LOG": ""}
+    with harness.serving(run.CANDIDATES["granian"].command, env, tmp_path / "logs", name="granian", timeout=60) as server:
+        harness.wait_for_workers(server, 2)
+        answer = requests.get(server.url + "/", params={"query": "that movie was boring"}, timeout=5)
+        assert answer.status_code == 200 and answer.json()["prediction"] == "Negative"
+        workers = harness.live_descendants(server.process.pid)
+        assert len(workers) == 2 and all(psutil.Process(pid).ppid() == server.process.pid for pid in workers)
+        assert len(list(tmp_path.glob(granian_preload.METRICS_PREFIX + "*"))) == 1
+    assert server.process.returncode == 0 and all(gone(pid) for pid in workers)
+    assert list(tmp_path.glob(granian_preload.METRICS_PREFIX + "*")) == []
 
 
 # --- bench.soak ---------------------------------------------------------------------------------

@@ -1,5 +1,7 @@
 """The production command, ``gunicorn -c gunicorn.conf.py``, with two workers on a free port."""
 
+import hashlib
+import hmac
 import json
 import os
 import runpy
@@ -316,10 +318,12 @@ def chunks(body: bytes, size: int = 4096) -> bytes:
     ids=["whole", "3 MB", "size zz", "size 0x10", "size with space", "missing CRLF", "forbidden trailer"],
 )
 def test_chunked_bodies_are_bounded_and_checked(production_server: Server, framing: bytes, status: bytes, message: bytes) -> None:
+    logged_before = len(production_server.stderr.read_text())
     answer = raw_exchange(production_server, CHUNKED_HEAD + framing)
     assert answer.startswith(b"HTTP/1.1 " + status), answer[:200]
     assert message in answer
-    assert "Traceback" not in production_server.stderr.read_text()
+    time.sleep(0.2)
+    assert "Traceback" not in production_server.stderr.read_text()[logged_before:]
 
 
 def test_client_cannot_set_script_name(production_server: Server) -> None:
@@ -334,3 +338,37 @@ def test_listed_proxy_may_mount_the_service_under_a_prefix(tmp_path: Path) -> No
     for server in start_server(production_command(), env, port, tmp_path):
         request = b"GET /api/?query=good HTTP/1.1\r\nHost: x\r\nSCRIPT_NAME: /api\r\nConnection: close\r\n\r\n"
         assert raw_exchange(server, request).startswith(b"HTTP/1.1 200")
+
+
+HOSTILE = ['"', "\\", '\\"', '"}{"x": 1', "\x00", "\u2028", "é", "%22%5C", "\r"]
+
+
+def test_every_log_line_is_json_whatever_the_client_sends(production_server: Server) -> None:
+    """Quotes, backslashes, control characters and odd bytes in the path, query and User-Agent."""
+    for value in HOSTILE:
+        requests.get(f"{production_server.url}/x{value}y", params={"query": value}, timeout=10)
+        raw = f"GET /p{value}?query={value} HTTP/1.1\r\nHost: x\r\nUser-Agent: a{value}b\r\nConnection: close\r\n\r\n"
+        raw_exchange(production_server, raw.encode("utf-8", "surrogateescape"))
+    time.sleep(0.5)
+    for stream in (production_server.stdout, production_server.stderr):
+        for line in stream.read_text(errors="replace").splitlines():
+            assert isinstance(json.loads(line), dict), line
+
+
+def test_access_log_keeps_no_text_by_default(production_server: Server) -> None:
+    requests.get(production_server.url, {"query": "my secret review"}, headers={"X-Request-ID": "no-text-1"}, timeout=10)
+    time.sleep(0.5)
+    [line] = [json.loads(line) for line in production_server.stdout.read_text().splitlines() if "no-text-1" in line]
+    assert "secret" not in json.dumps(line) and "query" not in line and "query_hmac" not in line
+
+
+def test_access_log_can_keep_a_keyed_hmac_of_the_query(tmp_path: Path) -> None:
+    port = free_port()
+    key = "a-secret-of-some-length"
+    env = {"HOST": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": "1", "LOG_QUERIES": "hmac", "QUERY_LOG_KEY": key}
+    for server in start_server(production_command(), env, port, tmp_path):
+        requests.get(server.url, {"query": "my secret review"}, headers={"X-Request-ID": "hmac-1"}, timeout=10)
+        time.sleep(0.5)
+        [line] = [json.loads(line) for line in server.stdout.read_text().splitlines() if "hmac-1" in line]
+    expected = hmac.new(key.encode(), b"query=my+secret+review", hashlib.sha256).hexdigest()
+    assert line["query_hmac"] == expected and "secret" not in json.dumps(line)

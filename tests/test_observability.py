@@ -1,9 +1,12 @@
 """Request ids and Prometheus metrics (lib/observability.py), through Flask's test client."""
 
+import json
+
 import pytest
 import sklearn
 from flask.testing import FlaskClient
 
+from app import create_app
 from tests.helpers import metric_value, served_labels
 
 
@@ -59,3 +62,20 @@ def test_metric_labels_stay_bounded_whatever_the_method(client: FlaskClient) -> 
     text = client.get("/metrics").get_data(as_text=True)
     assert metric_value(text, "http_requests_total", endpoint="unmatched", method="other", status="405") == 3
     assert "BREW" not in text and "PROPFIND" not in text
+
+
+def test_access_log_lines_are_json_and_keep_no_text_by_default(client: FlaskClient, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("INFO", logger="sentiment_api.access"):
+        client.get('/?query=my "secret" \\ review', headers={"User-Agent": 'ua "quoted" \\', "X-Request-ID": "a-1"})
+    [line] = [json.loads(record.getMessage()) for record in caplog.records if record.name == "sentiment_api.access"]
+    assert line["request_id"] == "a-1" and line["status"] == 200 and line["user_agent"] == 'ua "quoted" \\'
+    assert "query" not in line and "secret" not in json.dumps(line)
+
+
+@pytest.mark.parametrize(("mode", "field"), [("text", "query"), ("hmac", "query_hmac")])
+def test_access_log_keeps_what_log_queries_asks(tiny_models, caplog: pytest.LogCaptureFixture, mode: str, field: str) -> None:
+    config = {"MODELS_DIR": str(tiny_models), "LOG_QUERIES": mode, "QUERY_LOG_KEY": "k" * 16}
+    with caplog.at_level("INFO", logger="sentiment_api.access"):
+        create_app(config).test_client().get("/?query=fine")
+    [line] = [json.loads(record.getMessage()) for record in caplog.records if record.name == "sentiment_api.access"]
+    assert field in line and ("fine" in line[field]) == (mode == "text")

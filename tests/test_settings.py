@@ -46,10 +46,16 @@ def test_cors_settings() -> None:
             "Config 'PROMETHEUS_MULTIPROC_DIR' has value '/nonexistent'. Not a writable folder.",
         ),
         ({"MAX_BATCH": "-1"}, "Config 'MAX_BATCH' has value '-1'. Not a positive integer."),
+        ({"LOG_QUERIES": "all"}, "Config 'LOG_QUERIES' has value 'all'. Expected none, hmac or text."),
+        ({"LOG_QUERIES": "hmac"}, "Config 'QUERY_LOG_KEY' must be a secret of at least 16 characters when LOG_QUERIES=hmac."),
     ],
 )
 def test_development_server_stops_with_one_line_naming_the_setting(variables: dict[str, str], message: str) -> None:
-    env = {key: value for key, value in os.environ.items() if key not in ("PORT", "LOG_LEVEL", "PROMETHEUS_MULTIPROC_DIR")}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("PORT", "LOG_LEVEL", "PROMETHEUS_MULTIPROC_DIR", "LOG_QUERIES")
+    }
     result = subprocess.run(
         [sys.executable, "app.py"], cwd=ROOT, env={**env, **variables}, capture_output=True, text=True, timeout=60
     )
