@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DATA ?= ../shared/data/kaggle/train.tsv
 
-.PHONY: serve test test-fast test-e2e models lint
+.PHONY: serve production test test-fast test-e2e models lint
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,9 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
 
 serve: $(VENV)/.runtime  ## serve predictions on http://127.0.0.1:5000 (development server)
 	$(BIN)/python app.py
+
+production: $(VENV)/.runtime  ## the production server on http://127.0.0.1:8000 (HOST, PORT, WEB_CONCURRENCY)
+	$(BIN)/gunicorn -c gunicorn.conf.py
 
 test: $(VENV)/.dev  ## the whole suite but the heavy end-to-end checks (about 2 minutes): the README's test command
 	$(BIN)/python -m pytest -m "not e2e"

@@ -4,19 +4,42 @@ Every setting reads an environment variable first, and ``GUNICORN_CMD_ARGS`` sti
 anything here. Why each value is what it is: see "Serving in production" in the README.
 """
 
+import atexit
 import gc
 import json
 import os
 import shutil
 import signal
+import sys
 import tempfile
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import gunicorn.http.wsgi
 import gunicorn.util
 from gunicorn.workers import gthread
 from gunicorn.workers.sync import SyncWorker
 
-from lib.settings import MAX_URL_BYTES
+from lib.settings import MAX_URL_BYTES, ConfigError, Settings, non_negative_number, positive_int
+
+
+def _setting(read: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Read a setting from the environment; a bad value stops the server with one line naming it."""
+    try:
+        return read(os.environ, *args, **kwargs)
+    except ConfigError as exc:
+        sys.exit(f"Error: {exc}")  # SystemExit: gunicorn would print any Exception with its traceback
+
+
+def _worker_class(values: Mapping[str, str]) -> str:
+    """Read WORKER_CLASS: sync or gthread."""
+    name = values.get("WORKER_CLASS", "sync")
+    if name not in ("sync", "gthread"):
+        raise ConfigError(f"Config 'WORKER_CLASS' has value {name!r}. Expected sync or gthread.")
+    return name
+
+
+_setting(Settings.from_mapping)  # the app's own settings, checked before anything starts
 
 # Single-threaded maths in every worker. NumPy's BLAS would otherwise start a thread pool per
 # worker whose spinning threads fight the workers for the cores: measured here, it halved
@@ -48,30 +71,30 @@ bind = os.environ.get("BIND", f"{os.environ.get('HOST', '127.0.0.1')}:{os.enviro
 # share the load evenly (a gthread worker can keep every keep-alive connection while a core idles).
 # Gunicorn's 2 x cores + 1 keeps the cores busy while a worker waits on a client; each extra
 # worker costs ~11 MB (copy-on-write, see README).
-workers = int(os.environ.get("WEB_CONCURRENCY", 2 * (os.cpu_count() or 1) + 1))
-worker_class = os.environ.get("WORKER_CLASS", "sync")
-threads = int(os.environ.get("THREADS", "1"))
+workers = _setting(positive_int, "WEB_CONCURRENCY", 2 * (os.cpu_count() or 1) + 1)
+worker_class = _setting(_worker_class)
+threads = _setting(positive_int, "THREADS", 1)
 backlog = 2048
 # Off by default: with SO_REUSEPORT each worker gets its own socket, but connections waiting on
 # a worker's socket are reset when that worker exits (reload, max_requests, crash) unless the
 # host sets net.ipv4.tcp_migrate_req=1. Only worth it for gthread workers; see README.
 reuse_port = os.environ.get("REUSE_PORT", "") == "1"
 
-timeout = int(os.environ.get("TIMEOUT", "30"))
+timeout = _setting(positive_int, "TIMEOUT", 30)
 # A client that goes silent for this long mid-request (headers or body) is disconnected, so a
 # stalled or deliberately slow client holds a worker for seconds, not forever.
-CLIENT_TIMEOUT = float(os.environ.get("CLIENT_TIMEOUT", "5"))
-graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", "30"))
+CLIENT_TIMEOUT = _setting(non_negative_number, "CLIENT_TIMEOUT", 5.0) or None  # 0: no timeout
+graceful_timeout = _setting(positive_int, "GRACEFUL_TIMEOUT", 30)
 # On SIGTERM, keep answering for this long while /ready says 503 "draining", so a load balancer
 # stops routing here before the workers stop (set it to the balancer's readiness-check interval
 # and keep it below GRACEFUL_TIMEOUT). 0: stop as soon as in-flight requests finish.
-DRAIN_SECONDS = float(os.environ.get("DRAIN_SECONDS", "0"))
-keepalive = int(os.environ.get("KEEPALIVE", "5"))
+DRAIN_SECONDS = _setting(non_negative_number, "DRAIN_SECONDS", 0.0)
+keepalive = _setting(positive_int, "KEEPALIVE", 5)
 
 # Load the models once in the master; workers share their pages copy-on-write.
 preload_app = True
-max_requests = int(os.environ.get("MAX_REQUESTS", "100000"))
-max_requests_jitter = int(os.environ.get("MAX_REQUESTS_JITTER", str(max(1, max_requests // 10))))
+max_requests = int(_setting(non_negative_number, "MAX_REQUESTS", 100_000, whole=True))  # 0: never recycle
+max_requests_jitter = int(_setting(non_negative_number, "MAX_REQUESTS_JITTER", max(1, max_requests // 10), whole=True))
 
 # Requests reach the app with a bounded request line and headers (the body is bounded by the app).
 limit_request_line = MAX_URL_BYTES
@@ -150,9 +173,20 @@ control_socket_disable = True
 
 # Prometheus counters are per process; workers write them to files that /metrics merges. A
 # fresh folder per server start (set before the app is imported) means counts start from zero.
+# The folder goes when the master exits, however it exits (a failed start included); never when a
+# worker does, since workers inherit this registration when they fork.
 _METRICS_PREFIX = "sentiment-api-metrics-"
+
+
+def _remove_metrics_folder(directory: str, master_pid: int) -> None:
+    """Remove the metrics folder this config created, from the master only."""
+    if os.getpid() == master_pid:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix=_METRICS_PREFIX)
+    atexit.register(_remove_metrics_folder, os.environ["PROMETHEUS_MULTIPROC_DIR"], os.getpid())
 
 
 def when_ready(server) -> None:
@@ -185,10 +219,3 @@ def child_exit(server, worker) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
-
-
-def on_exit(server) -> None:
-    """Remove the metrics folder if this config created it (a folder you set is yours to empty)."""
-    directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
-    if os.path.basename(directory).startswith(_METRICS_PREFIX):
-        shutil.rmtree(directory, ignore_errors=True)

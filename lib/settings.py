@@ -76,6 +76,19 @@ def positive_int(values: Mapping[str, Any], key: str, default: int) -> int:
     return number
 
 
+def non_negative_number(values: Mapping[str, Any], key: str, default: float, whole: bool = False) -> float:
+    """Read a number >= 0 (a whole one when ``whole``), naming the key and the value when it is not one."""
+    raw = values.get(key, default)
+    try:
+        number = float(raw)
+    except (TypeError, ValueError):
+        number = -1.0
+    if number < 0 or number != number or (whole and not number.is_integer()) or isinstance(raw, bool):
+        kind = "whole number" if whole else "number"
+        raise ConfigError(f"Config {key!r} has value {raw!r}. Not a {kind} of 0 or more.")
+    return number
+
+
 def origins(values: Mapping[str, Any], default: tuple[str, ...]) -> tuple[str, ...]:
     """Read CORS_ORIGINS: comma-separated origins, "*" for any, "" for none."""
     if "CORS_ORIGINS" not in values:

@@ -234,13 +234,17 @@ def test_tampered_model_refuses_to_start(tmp_path: Path, attack: str) -> None:
     else:
         plant(models / "ratings", "vectorizer.json", gadgets(marker)["numpy-module-os"])
         expected = "vectorizer.json: not valid JSON"
-    env = {**os.environ, "MODELS_DIR": str(models), "PORT": str(free_port())}
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    env = {**os.environ, "MODELS_DIR": str(models), "PORT": str(free_port()), "TMPDIR": str(temp)}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     result = subprocess.run(production_command(), cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     assert expected in result.stderr
     assert "Rebuild the models with: python build_model.py" in result.stderr
     assert "Traceback" not in result.stderr
     assert not marker.exists()
+    assert list(temp.iterdir()) == [], "a failed start leaves no metrics folder behind"
 
 
 def test_production_defaults_are_safe(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -372,3 +376,28 @@ def test_access_log_can_keep_a_keyed_hmac_of_the_query(tmp_path: Path) -> None:
         [line] = [json.loads(line) for line in server.stdout.read_text().splitlines() if "hmac-1" in line]
     expected = hmac.new(key.encode(), b"query=my+secret+review", hashlib.sha256).hexdigest()
     assert line["query_hmac"] == expected and "secret" not in json.dumps(line)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("WEB_CONCURRENCY", "0", "Config 'WEB_CONCURRENCY' has value '0'. Not a positive integer."),
+        ("TIMEOUT", "abc", "Config 'TIMEOUT' has value 'abc'. Not a positive integer."),
+        ("CLIENT_TIMEOUT", "-3", "Config 'CLIENT_TIMEOUT' has value '-3'. Not a number of 0 or more."),
+        ("MAX_REQUESTS", "abc", "Config 'MAX_REQUESTS' has value 'abc'. Not a whole number of 0 or more."),
+        ("WORKER_CLASS", "eventlet", "Config 'WORKER_CLASS' has value 'eventlet'. Expected sync or gthread."),
+        ("MAX_BATCH", "-1", "Config 'MAX_BATCH' has value '-1'. Not a positive integer."),
+        ("LOG_LEVEL", "verbose", "Config 'LOG_LEVEL' has value 'VERBOSE'. Expected DEBUG, INFO, WARNING, ERROR or CRITICAL."),
+        ("PORT", "99999", "Config 'PORT' has value '99999'. Not a port number (1-65535)."),
+        (
+            "PROMETHEUS_MULTIPROC_DIR",
+            "/nonexistent",
+            "Config 'PROMETHEUS_MULTIPROC_DIR' has value '/nonexistent'. Not a writable folder.",
+        ),
+    ],
+)
+def test_bad_setting_stops_the_server_with_one_line(variable: str, value: str, message: str) -> None:
+    env = {**os.environ, "PORT": str(free_port()), variable: value}
+    result = subprocess.run(production_command(), cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert result.stderr.strip() == f"Error: {message}"
