@@ -1,10 +1,8 @@
 """OpenAPI 3 description of the whole service, built from the served models, and Swagger UI served locally.
 
 ``document(settings, models)`` writes the description from the registry's manifests (each model's path,
-labels and an example answer computed by the model itself) and the configured limits, so it is rebuilt
-whenever a reload changes the models. ``register(app, settings, registry)`` serves it at
-``/openapi.json`` and a Swagger UI page at ``/docs`` whose assets come from the installed
-``swagger_ui_bundle`` package, never a CDN: users' networks may be closed.
+labels and an example answer computed by the model itself) and the configured limits; ``lib/docs.py``
+serves it at ``/openapi.json``, rebuilt whenever a reload changes the models, with Swagger UI at ``/docs``.
 
 Why hand-written: no maintained library lets one definition drive both validation and this document
 under Flask-RESTful while keeping the contract. flask-smorest, flask-openapi3 and flask-restx need their
@@ -18,18 +16,12 @@ this module states their contract once, in the fewest schemas that keep it.
 
 from __future__ import annotations
 
-import html
-import json
 import re
 from collections.abc import Iterable
 from typing import Any
 
-from flask import Flask, Response, send_from_directory, url_for
-from swagger_ui_bundle import swagger_ui_path
-from werkzeug.exceptions import NotFound
-
 from lib.observability import REQUEST_ID_PATTERN
-from lib.registry import ModelRegistry, ServedModel
+from lib.registry import ServedModel
 from lib.resources import describe
 from lib.settings import MAX_URL_BYTES, Settings
 
@@ -385,90 +377,68 @@ def prediction_path(served: ServedModel, settings: Settings) -> Schema:
     }
 
 
-def simple_get(summary: str, tag: str, operation_id: str, answers: Schema, description: str = "") -> Schema:
-    """A path with only GET."""
-    extra = {"description": description} if description else {}
-    return {"get": operation(summary, tag, operation_id, answers, **extra)}
+def plain_get(operation_id: str, tag: str, summary: str, ok: str, content: Schema, **answers: Schema) -> Schema:
+    """A path with only GET, answering 200 with ``content`` (and any other ``answers``, keyed by status)."""
+    return {"get": operation(summary, tag, operation_id, {"200": response(ok, content), **answers})}
 
 
 def paths(settings: Settings, models: list[ServedModel]) -> Schema:
     """Every route the app serves (besides HEAD and OPTIONS, which Flask adds)."""
+    text = {"schema": {"type": "string"}}
+    ready = json_content(ref("schemas", "Ready"))
+    asset = operation(
+        "A Swagger UI asset (script, style sheet, icon)",
+        "documentation",
+        "docs_asset",
+        {
+            "200": response(
+                f"The file, cacheable for {ASSET_MAX_AGE // 60} minutes.",
+                {media: {"schema": {"type": "string", "format": "binary"}} for media in sorted(set(ASSETS.values()))},
+                {"Cache-Control": {"schema": {"type": "string"}, "example": f"public, max-age={ASSET_MAX_AGE}"}},
+            ),
+            "304": response("Not modified since the copy the client holds (ETag or Last-Modified)."),
+            "404": ref("responses", "NotFound"),
+        },
+        parameters=[{"name": "filename", "in": "path", "required": True, "schema": {"type": "string", "enum": list(ASSETS)}}],
+    )
     return {
         **{served.endpoint: prediction_path(served, settings) for served in models},
-        "/health": simple_get(
-            "Liveness: the process answers",
-            "operations",
-            "health",
-            {"200": response("Alive.", json_content(ref("schemas", "Health")))},
+        "/health": plain_get(
+            "health", "operations", "Liveness: the process answers", "Alive.", json_content(ref("schemas", "Health"))
         ),
-        "/ready": simple_get(
-            "Readiness: whether to send traffic here",
-            "operations",
+        "/ready": plain_get(
             "ready",
-            {
-                "200": response("Serving; the versions of the loaded models.", json_content(ref("schemas", "Ready"))),
-                "503": response("Draining for a graceful shutdown: send no new traffic.", json_content(ref("schemas", "Ready"))),
-            },
-        ),
-        "/models": simple_get(
-            "Each served model's manifest",
             "operations",
+            "Readiness: whether to send traffic here",
+            "Serving; the versions of the loaded models.",
+            ready,
+            **{"503": response("Draining for a graceful shutdown: send no new traffic.", ready)},
+        ),
+        "/models": plain_get(
             "models",
-            {
-                "200": response(
-                    "Versions, labels, parameters, training data hash and validation metrics.",
-                    json_content(ref("schemas", "Models")),
-                )
-            },
-        ),
-        "/metrics": simple_get(
-            "Prometheus metrics",
             "operations",
+            "Each served model's manifest",
+            "Versions, labels, parameters, training data hash and validation metrics.",
+            json_content(ref("schemas", "Models")),
+        ),
+        "/metrics": plain_get(
             "metrics",
-            {"200": response("Prometheus text exposition format.", {"text/plain": {"schema": {"type": "string"}}})},
-            "Request counts and latencies by route, predictions by model and label, model load times and versions.",
+            "operations",
+            "Prometheus metrics: requests and latencies by route, predictions by model and label, model versions",
+            "Prometheus text exposition format.",
+            {"text/plain": text},
         ),
-        "/openapi.json": simple_get(
-            "This OpenAPI document",
-            "documentation",
-            "openapi",
-            {"200": response("The OpenAPI 3 description of the service.", json_content({"type": "object"}))},
+        "/openapi.json": plain_get(
+            "openapi", "documentation", "This OpenAPI document", "The OpenAPI 3 description.", json_content({"type": "object"})
         ),
-        "/docs": simple_get(
-            "Swagger UI for this document",
-            "documentation",
+        "/docs": plain_get(
             "docs",
-            {
-                "200": response(
-                    "An HTML page; its scripts and styles come from /docs/, never a CDN.",
-                    {"text/html": {"schema": {"type": "string"}}},
-                )
-            },
+            "documentation",
+            "Swagger UI for this document",
+            "An HTML page whose assets come from /docs/.",
+            {"text/html": text},
         ),
-        "/docs/{filename}": {
-            "get": operation(
-                "A Swagger UI asset (script, style sheet, icon, source map)",
-                "documentation",
-                "docs_asset",
-                {
-                    "200": response(
-                        f"The file, cacheable for {ASSET_MAX_AGE // 60} minutes.",
-                        {media: {"schema": {"type": "string", "format": "binary"}} for media in sorted(set(ASSETS.values()))},
-                        {"Cache-Control": {"schema": {"type": "string"}, "example": f"public, max-age={ASSET_MAX_AGE}"}},
-                    ),
-                    "304": response("Not modified since the copy the client holds (ETag or Last-Modified)."),
-                    "404": ref("responses", "NotFound"),
-                },
-                parameters=[
-                    {
-                        "name": "filename",
-                        "in": "path",
-                        "required": True,
-                        "schema": {"type": "string", "enum": list(ASSETS)},
-                    }
-                ],
-            )
-        },
+        "/docs/{filename}": {"get": asset},
     }
 
 
@@ -516,54 +486,3 @@ def document(settings: Settings, models: Iterable[ServedModel]) -> Schema:
             "headers": headers(),
         },
     }
-
-
-# --- serving ----------------------------------------------------------------------------------
-
-DOCS_PAGE = """<!DOCTYPE html>
-<html lang="en">
-<head>
-  <meta charset="utf-8">
-  <title>Sentiment API</title>
-  <link rel="stylesheet" href="{css}">
-  <link rel="icon" type="image/png" href="{icon}">
-</head>
-<body>
-  <div id="swagger-ui"></div>
-  <script src="{js}"></script>
-  <script>
-    window.ui = SwaggerUIBundle({{url: {spec}, dom_id: "#swagger-ui", deepLinking: true}});
-  </script>
-</body>
-</html>
-"""
-
-
-def register(app: Flask, settings: Settings, registry: ModelRegistry) -> None:
-    """Serve /openapi.json (rebuilt only when the served versions change), /docs and its assets."""
-    built: dict[tuple[str, ...], str] = {}
-
-    def openapi_json() -> Response:
-        versions = tuple(model.version for model in registry.models.values())
-        if versions not in built:
-            built.clear()
-            built[versions] = json.dumps(document(settings, registry.models.values()), indent=2)
-        return Response(built[versions], mimetype="application/json")
-
-    def docs() -> Response:
-        page = DOCS_PAGE.format(
-            css=html.escape(url_for("docs_asset", filename="swagger-ui.css")),
-            icon=html.escape(url_for("docs_asset", filename="favicon-32x32.png")),
-            js=html.escape(url_for("docs_asset", filename="swagger-ui-bundle.js")),
-            spec=json.dumps(url_for("openapi_json")).replace("</", "<\\/"),
-        )
-        return Response(page, mimetype="text/html")
-
-    def docs_asset(filename: str) -> Response:
-        if filename not in ASSETS:
-            raise NotFound()
-        return send_from_directory(swagger_ui_path, filename, mimetype=ASSETS[filename], max_age=ASSET_MAX_AGE)
-
-    app.add_url_rule("/openapi.json", "openapi_json", openapi_json, methods=["GET"])
-    app.add_url_rule("/docs", "docs", docs, methods=["GET"])
-    app.add_url_rule("/docs/<path:filename>", "docs_asset", docs_asset, methods=["GET"])
