@@ -106,11 +106,18 @@ def started(name: str, env: dict[str, str], timeout: float, app: str = "", worke
 
 @contextlib.contextmanager
 def launched(
-    name: str, command: Sequence[str], env: dict[str, str], timeout: float, ready_path: str = "/health", workers: int = 0
+    name: str,
+    command: Sequence[str],
+    env: dict[str, str],
+    timeout: float,
+    ready_path: str = "/health",
+    workers: int = 0,
+    log_dir: Path = RESULTS / "logs",
 ) -> Iterator[Server]:
     """Run any server command until ``ready_path`` answers, with ``workers`` up before load; always stop it."""
-    with serving(list(command), env, RESULTS / "logs", name=name, ready_path=ready_path, timeout=timeout) as server:
-        note(f"started {name}: {pasteable(command, env, server.port)}  (logs: bench/results/logs/{name}.*.log)")
+    with serving(list(command), env, log_dir, name=name, ready_path=ready_path, timeout=timeout) as server:
+        logs = os.path.relpath(log_dir / name, ROOT)
+        note(f"started {name}: {pasteable(command, env, server.port)}  (logs: {logs}.*.log)")
         if workers:
             wait_for_workers(server, workers, timeout)
         yield server

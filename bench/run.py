@@ -1,15 +1,19 @@
 """Compare candidate production servers on the same load, with the old stack's ceiling as the reference line.
 
-    .venv/bin/python -m bench.run                                # every server, defaults: about 5 minutes
+    .venv/bin/python -m bench.run                                # every server, defaults: about 6 minutes
     .venv/bin/python -m bench.run --servers granian ceiling --repeat 1
     .venv/bin/python -m bench.run --help
 
 Candidates: gunicorn-sync (the production command), gunicorn-gthread (the same, 4 threads per worker), granian (its
 WSGI server with the app preloaded, bench/granian_preload.py), and the ceiling (bench/ceiling.py's constant JSON under
-gunicorn sync). One server at a time runs on 127.0.0.1 and a free port with the same worker count; wrk drives each with
-real sentences from the Kaggle test.tsv, then come a batch run, and the total PSS of its process tree at 2 and 5
-workers. NLPModel.predict_texts on the same batch, in process, is the batch reference. The summary (bench.summary)
-is printed and written to bench/results/latest.json; server logs and raw wrk output go next to it.
+gunicorn sync). Every server starts at once, each on 127.0.0.1 and its own free port with the same worker count, and
+wrk drives them with real sentences from the Kaggle test.tsv in interleaved rounds: round r measures each server once
+(a warm-up, then the measured run) in an order rotated by one place per round, while the others wait idle. So the
+machine's drift over minutes falls on every server alike, and each server's ratio to the ceiling is taken round by
+round before the median. Then each server has a batch run, and once all are stopped, the total PSS of each process
+tree at 2 and 5 workers is taken in fresh starts, one server at a time (other servers mapping the same libraries would
+lower it). NLPModel.predict_texts on the same batch, in process, is the batch reference. The summary (bench.summary)
+is printed and written to bench/results/latest.json; server logs and raw wrk output go next to it, a folder per server.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import time
 import urllib.parse
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,17 +75,19 @@ SENTIMENT_MODEL = ROOT / "lib" / "models" / "sentiment"
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    """Read the options; every default keeps the whole run near 5 minutes."""
+    """Read the options; every default keeps the whole run near 6 minutes."""
     parser = argparse.ArgumentParser(
-        description="Load-test candidate production servers and the old stack's ceiling with wrk, one after the other.",
+        description="Load-test candidate production servers and the old stack's ceiling with wrk, in interleaved rounds.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         epilog="Servers inherit the environment (MODELS_DIR, LOG_LEVEL, ...); each sets its own WORKER_CLASS and THREADS, "
         "and WEB_CONCURRENCY comes from --workers.",
     )
     parser.add_argument("--servers", nargs="+", choices=list(CANDIDATES), default=list(CANDIDATES), help="servers to run")
     parser.add_argument("--duration", type=int, default=10, help="seconds of measured wrk load per run")
-    parser.add_argument("--warmup", type=int, default=2, help="seconds of unmeasured wrk load before each level (0: none)")
-    parser.add_argument("--repeat", type=int, default=3, help="measured runs per level; the median run is reported")
+    parser.add_argument("--warmup", type=int, default=2, help="seconds of unmeasured wrk load before each run (0: none)")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="rounds per level, each measuring every server once; the median is reported"
+    )
     parser.add_argument("--connections", type=int, nargs="+", default=[16, 64], help="wrk connection levels (1 thread)")
     parser.add_argument("--phrases", type=Path, help=PHRASES_HELP)
     parser.add_argument("--phrase-count", type=int, default=300, help="distinct sentences the wrk script cycles through")
@@ -90,7 +97,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=int,
         nargs="+",
         default=[2, 5],
-        help="worker counts to take total PSS at: --workers' own after load, any other in a fresh start after warm-up GETs",
+        help="worker counts to take total PSS at, each in a fresh start after warm-up GETs, one server at a time after load",
     )
     parser.add_argument("--no-access-log", action="store_true", help="run every server with ACCESS_LOG='' (no access log)")
     parser.add_argument("--batch-size", type=int, default=1000, help="queries per POST in the batch run")
@@ -139,21 +146,37 @@ def run_wrk(binary: str, server: Server, script: Path, connections: int, seconds
         return wrk.finish(process, log, seconds), spread
 
 
-def load_levels(binary: str, name: str, server: Server, script: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
-    """At each connections level, warm up, then measure ``--repeat`` times and keep the median run."""
-    results = []
+def log_dir(name: str) -> Path:
+    """The folder of one server's logs and raw wrk output."""
+    return RESULTS / "logs" / name
+
+
+def measured_run(
+    binary: str, name: str, server: Server, script: Path, connections: int, round_number: int, args: argparse.Namespace
+) -> dict[str, Any]:
+    """One server's turn in a round: the warm-up (the server sat idle while the others ran), then one measured run."""
+    logs = log_dir(name) / f"wrk-c{connections}-round{round_number}"
+    if args.warmup:
+        run_wrk(binary, server, script, connections, args.warmup, Path(f"{logs}-warmup.txt"))
+    note(f"{name}: {connections} connections for {args.duration} s (round {round_number} of {args.repeat})")
+    output, spread = run_wrk(binary, server, script, connections, args.duration, Path(f"{logs}.txt"))
+    server.check_alive()
+    return load_result(name, connections, wrk.parse(output), spread)
+
+
+def load_rounds(binary: str, servers: dict[str, Server], script: Path, args: argparse.Namespace) -> dict[str, list[Report]]:
+    """At each connections level, ``--repeat`` rounds each measure every server once, in an order rotating per round."""
+    loads: dict[str, list[Report]] = {name: [] for name in servers}
     for connections in args.connections:
-        logs = RESULTS / "logs" / f"wrk-{name}-c{connections}"
-        if args.warmup:
-            run_wrk(binary, server, script, connections, args.warmup, Path(f"{logs}-warmup.txt"))
-        runs = []
-        for attempt in range(1, args.repeat + 1):
-            note(f"{name}: {connections} connections for {args.duration} s (run {attempt} of {args.repeat})")
-            output, spread = run_wrk(binary, server, script, connections, args.duration, Path(f"{logs}-{attempt}.txt"))
-            server.check_alive()
-            runs.append(load_result(name, connections, wrk.parse(output), spread))
-        results.append(summary.median_run(runs))
-    return results
+        runs: dict[str, list[Report]] = {name: [] for name in servers}
+        for index in range(args.repeat):
+            order = summary.rotation(list(servers), index)
+            note(f"{connections} connections, round {index + 1} of {args.repeat}: {', '.join(order)}")
+            for name in order:
+                runs[name].append(measured_run(binary, name, servers[name], script, connections, index + 1, args))
+        for name, level_runs in runs.items():
+            loads[name].append(summary.median_run(level_runs))
+    return loads
 
 
 def batch_throughput(url: str, phrases: list[str], args: argparse.Namespace) -> dict[str, Any]:
@@ -228,32 +251,58 @@ def candidate_env(args: argparse.Namespace, candidate: Candidate, workers: int) 
     return {"ACCESS_LOG": "" if args.no_access_log else "-", "WEB_CONCURRENCY": str(workers), **candidate.env}
 
 
-def memory_at(name: str, candidate: Candidate, workers: int, paths: list[str], args: argparse.Namespace) -> dict[str, Any]:
-    """Start the server with ``workers`` workers, warm them with GETs, and take the PSS of its process tree."""
+def memory_at(name: str, workers: int, paths: list[str], args: argparse.Namespace) -> dict[str, Any]:
+    """Start the server alone with ``workers`` workers, warm them with GETs, and take the PSS of its process tree."""
+    candidate = CANDIDATES[name]
     env = candidate_env(args, candidate, workers)
-    with launched(f"{name}-{workers}w", candidate.command, env, args.startup_timeout, candidate.ready_path, workers) as server:
+    note(f"{name}: memory with {workers} workers")
+    with launched(
+        f"{name}-{workers}w", candidate.command, env, args.startup_timeout, candidate.ready_path, workers, log_dir(name)
+    ) as server:
         failed = warm_workers(server.url, paths, args.memory_requests)
         return {**memory_snapshot(server.process.pid), "after": f"{args.memory_requests} GETs", "failed_requests": failed}
 
 
-def measure(name: str, binary: str, script: Path, batch: list[str], paths: list[str], args: argparse.Namespace) -> Report:
-    """One server: load levels, then (for the service) a batch run and PSS after load, then PSS at other worker counts."""
+def start(stack: ExitStack, name: str, args: argparse.Namespace) -> Server:
+    """Start one server with ``--workers`` workers, its logs in its own folder; leaving ``stack`` stops it."""
     candidate = CANDIDATES[name]
     env = candidate_env(args, candidate, args.workers)
-    result: Report = {}
-    with launched(name, candidate.command, env, args.startup_timeout, candidate.ready_path, args.workers) as server:
-        result["command"] = pasteable(candidate.command, env, server.port)
-        result["load"] = load_levels(binary, name, server, script, args)
-        if candidate.serves_models:
-            note(f"{name}: batches of {len(batch)} for up to {args.batch_seconds:g} s")
-            result["batch"] = batch_throughput(server.url, batch, args)
-            result["memory"] = {str(args.workers): {**memory_snapshot(server.process.pid), "after": "load and batches"}}
-        result["worker_class"] = worker_class(server)
-    for workers in args.memory_workers if candidate.serves_models else []:
-        if str(workers) not in result["memory"]:
-            note(f"{name}: memory with {workers} workers")
-            result["memory"][str(workers)] = memory_at(name, candidate, workers, paths, args)
-    return result
+    server = launched(name, candidate.command, env, args.startup_timeout, candidate.ready_path, args.workers, log_dir(name))
+    return stack.enter_context(server)
+
+
+def after_load(name: str, server: Server, load: list[Report], batch: list[str], args: argparse.Namespace) -> Report:
+    """One server's record once the rounds are over: its command and load levels, then (if it serves models) a batch run."""
+    candidate = CANDIDATES[name]
+    result: Report = {"command": pasteable(candidate.command, candidate_env(args, candidate, args.workers), server.port)}
+    result["load"] = load
+    if candidate.serves_models:
+        note(f"{name}: batches of {len(batch)} for up to {args.batch_seconds:g} s")
+        result["batch"] = batch_throughput(server.url, batch, args)
+    return {**result, "worker_class": worker_class(server)}
+
+
+def measure_all(binary: str, script: Path, batch: list[str], paths: list[str], args: argparse.Namespace) -> dict[str, Report]:
+    """Start every server, run the load rounds and then the batch runs; once all are stopped, take memory one by one."""
+    with ExitStack() as stack:
+        servers = {name: start(stack, name, args) for name in args.servers}
+        loads = load_rounds(binary, servers, script, args)
+        results = {name: after_load(name, server, loads[name], batch, args) for name, server in servers.items()}
+    for name, result in results.items():
+        if CANDIDATES[name].serves_models:
+            result["memory"] = {str(workers): memory_at(name, workers, paths, args) for workers in args.memory_workers}
+    return add_ceiling_ratios(results)
+
+
+def add_ceiling_ratios(servers: dict[str, Report]) -> dict[str, Report]:
+    """Give each load level its per-round ratios to the ceiling and their median, the 'x ceiling' figure published."""
+    for name, info in servers.items():
+        for load in info["load"]:
+            ratios = summary.ceiling_ratios({"servers": servers}, name, load["connections"])
+            median = summary.ceiling_ratio({"servers": servers}, name, load["connections"])
+            load["x_ceiling_by_round"] = None if ratios is None else [round(ratio, 4) for ratio in ratios]
+            load["x_ceiling"] = None if median is None else round(median, 4)
+    return servers
 
 
 def package_version(name: str) -> str:
@@ -265,7 +314,7 @@ def package_version(name: str) -> str:
 
 
 def benchmark(args: argparse.Namespace, command: str, sentences: list[str]) -> Report:
-    """Measure the batch in process, then each server in turn, and gather the report with the target verdicts."""
+    """Measure the batch in process, then every server in interleaved rounds, and gather the report with the verdicts."""
     if "granian" in args.servers and package_version("granian").endswith("(not installed)"):
         raise BenchError("granian is not installed: .venv/bin/pip install granian==2.8.7, or leave it out with --servers")
     binary = wrk.ensure_wrk(note)
@@ -293,6 +342,7 @@ def benchmark(args: argparse.Namespace, command: str, sentences: list[str]) -> R
             "duration_s": args.duration,
             "warmup_s": args.warmup,
             "repeat": args.repeat,
+            "interleaved": True,
             "wrk_threads": 1,
             "connections": args.connections,
             "workers": args.workers,
@@ -302,7 +352,7 @@ def benchmark(args: argparse.Namespace, command: str, sentences: list[str]) -> R
             "access_log": not args.no_access_log,
         },
         "in_process_batch": in_process_batch(batch, args),
-        "servers": {name: measure(name, binary, script, batch, paths, args) for name in args.servers},
+        "servers": measure_all(binary, script, batch, paths, args),
     }
     return {**report, "targets": summary.target_results(report), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 

@@ -1,11 +1,13 @@
-"""The pure half of bench.run: pick the median run, compare servers with the ceiling, judge the targets, lay out text.
+"""The pure half of bench.run: order the rounds, pick the median run, compare servers with the ceiling round by round,
+judge the targets, lay out text.
 
 Everything here reads a report (the dict bench.run writes as JSON) and nothing else, so it is tested on saved data.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import statistics
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +15,12 @@ from bench.common import Report
 
 REFERENCE = "ceiling"  # the constant-JSON Flask view under gunicorn sync: the old stack's ceiling
 BUSY_WARNING = 10.0  # percent of CPU busy before the run above which the summary warns of noise
+
+
+def rotation(names: Sequence[str], round_index: int) -> list[str]:
+    """The order of one round: ``names`` rotated left by the round's index, so each server takes each place in turn."""
+    shift = round_index % len(names) if names else 0
+    return [*names[shift:], *names[:shift]]
 
 
 def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -32,10 +40,23 @@ def level(report: Report, server: str, connections: int) -> dict[str, Any] | Non
     return next((load for load in loads if load["connections"] == connections), None)
 
 
-def ceiling_ratio(report: Report, server: str, connections: int) -> float | None:
-    """A server's req/s over the ceiling's at the same connections level."""
+def round_ratios(runs: Sequence[float], ceiling_runs: Sequence[float]) -> list[float]:
+    """Each round's req/s over the ceiling's in the same round (both in round order), leaving out a ceiling run of 0."""
+    return [mine / ceiling for mine, ceiling in zip(runs, ceiling_runs, strict=True) if ceiling]
+
+
+def ceiling_ratios(report: Report, server: str, connections: int) -> list[float] | None:
+    """A server's ratios to the ceiling round by round at one connections level, if both ran the same rounds."""
     mine, ceiling = level(report, server, connections), level(report, REFERENCE, connections)
-    return mine["requests_per_s"] / ceiling["requests_per_s"] if mine and ceiling and ceiling["requests_per_s"] else None
+    if not mine or not ceiling or len(mine["runs_requests_per_s"]) != len(ceiling["runs_requests_per_s"]):
+        return None
+    return round_ratios(mine["runs_requests_per_s"], ceiling["runs_requests_per_s"])
+
+
+def ceiling_ratio(report: Report, server: str, connections: int) -> float | None:
+    """The 'x ceiling' figure: the median of a server's per-round ratios to the ceiling (the mean of the middle two if even)."""
+    ratios = ceiling_ratios(report, server, connections)
+    return statistics.median(ratios) if ratios else None
 
 
 def p99(report: Report, server: str, connections: int) -> float | None:
@@ -119,8 +140,7 @@ def header_lines(report: Report) -> list[str]:
     lines = [
         f"machine: {env['cpus']} cpus ({busy}% busy before the run{noisy}), wrk on the same cpus; "
         f"{env['gunicorn']}; {env['granian']}; {env['wrk']}; python {env['python']}",
-        f"load: wrk -t1, {settings['warmup_s']} s warm-up then {settings['repeat']} x {settings['duration_s']} s per level "
-        f"(median run shown), GET /?query=<one of {settings['distinct_phrases']} test.tsv sentences>; "
+        f"load: wrk -t1, {runs_text(settings)}, GET /?query=<one of {settings['distinct_phrases']} test.tsv sentences>; "
         f"{settings['workers']} workers each, access log {'on' if settings['access_log'] else 'off'}",
         *(f"  {name:<{width}}  {info['command']}  [{info['worker_class']}]" for name, info in report["servers"].items()),
     ]
@@ -130,6 +150,17 @@ def header_lines(report: Report) -> list[str]:
             f"{in_process['phrases_per_s']:,.0f} phrases/s ({in_process['mean_batch_ms']} ms per batch)"
         )
     return lines
+
+
+def runs_text(settings: dict[str, Any]) -> str:
+    """How the load runs were laid out: interleaved rounds, or (in reports from before them) one server after another."""
+    warmup, repeat, duration = settings["warmup_s"], settings["repeat"], settings["duration_s"]
+    if not settings.get("interleaved"):
+        return f"{warmup} s warm-up then {repeat} x {duration} s per level (median run shown)"
+    return (
+        f"runs interleaved: every server up at once, {repeat} rounds per level, each running every server once in an "
+        f"order rotating by one place per round, {warmup} s warm-up before each {duration} s run (median run shown)"
+    )
 
 
 def grid(table: list[list[str]], left: int = 1) -> list[str]:
@@ -163,7 +194,11 @@ def load_table(report: Report) -> list[str]:
                     "/".join(map(str, load["connections_per_worker"])),
                 ]
             )
-    rows = [*grid(table), "errors: socket errors and non-2xx answers summed over every run of the level, not only the median one"]
+    rows = [
+        *grid(table),
+        "errors: socket errors and non-2xx answers summed over every run of the level, not only the median one",
+        "x ceiling: the median over the runs of req/s divided by the ceiling's req/s in the same round (run r with run r)",
+    ]
     if any(uneven(load["connections_per_worker"]) for info in report["servers"].values() for load in info["load"]):
         rows.append(
             "note: uneven connections per worker: a worker that keeps every keep-alive connection it accepts can hold"

@@ -199,6 +199,87 @@ def test_run_options() -> None:
             run.parse_args(wrong)
 
 
+def test_rotation_gives_every_server_every_place_in_turn() -> None:
+    names = ["A", "B", "C", "D"]
+    orders = [summary.rotation(names, index) for index in range(5)]
+    assert orders[:4] == [list("ABCD"), list("BCDA"), list("CDAB"), list("DABC")]
+    assert orders[4] == orders[0] and names == list("ABCD")
+    assert all(sorted(column) == names for column in zip(*orders[:4], strict=True))  # each place held by each server once
+    assert summary.rotation([], 3) == [] and summary.rotation(["A"], 2) == ["A"]
+
+
+def test_round_ratios_pair_each_run_with_the_ceilings_run_of_the_same_round() -> None:
+    # The machine speeds up over the rounds: each ratio stays 0.5 but for one outlier round.
+    server, ceiling = [1000.0, 1250.0, 900.0], [2000.0, 2500.0, 3000.0]
+    assert summary.round_ratios(server, ceiling) == [0.5, 0.5, 0.3]
+    assert summary.round_ratios([10.0, 20.0], [0.0, 40.0]) == [0.5]  # no ceiling run to compare with: left out
+    with pytest.raises(ValueError):
+        summary.round_ratios([1.0, 2.0], [1.0])
+
+
+def loads_report(runs: dict[str, list[float]], connections: int = 16) -> dict:
+    """A report holding only each server's req/s of every run, in round order, at one connections level."""
+    return {
+        "servers": {name: {"load": [{"connections": connections, "runs_requests_per_s": rates}]} for name, rates in runs.items()}
+    }
+
+
+def test_ceiling_ratio_is_the_median_of_the_per_round_ratios() -> None:
+    report = loads_report({"granian": [1000.0, 1250.0, 900.0], "ceiling": [2000.0, 2500.0, 3000.0]})
+    assert summary.ceiling_ratios(report, "granian", 16) == [0.5, 0.5, 0.3]
+    assert summary.ceiling_ratio(report, "granian", 16) == 0.5  # the ratio of the medians would be 1000 / 2500 = 0.4
+    assert summary.ceiling_ratio(report, "ceiling", 16) == 1.0
+    even = loads_report({"granian": [1000.0, 1500.0], "ceiling": [2000.0, 2000.0]})
+    assert summary.ceiling_ratio(even, "granian", 16) == pytest.approx(0.625)  # an even count: the mean of the middle two
+    assert summary.ceiling_ratio(even, "granian", 64) is None  # a level not measured
+    assert summary.ceiling_ratio(loads_report({"granian": [1000.0]}), "granian", 16) is None  # no ceiling
+    assert summary.ceiling_ratios(loads_report({"granian": [1.0, 2.0], "ceiling": [2.0]}), "granian", 16) is None
+
+
+def test_load_rounds_measure_every_server_once_per_round_in_rotating_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    rates = iter(range(1, 100))
+
+    def measured_run(
+        _binary: str, name: str, _server: object, _script: Path, connections: int, round_number: int, _args: object
+    ) -> dict:
+        calls.append((connections, round_number, name))
+        return {"connections": connections, "requests_per_s": float(next(rates)), "errors": 0}
+
+    monkeypatch.setattr(run, "measured_run", measured_run)
+    args = run.parse_args(["--repeat", "3", "--connections", "16", "64"])
+    servers = dict.fromkeys(["A", "B", "C"], None)
+    loads = run.load_rounds("wrk", servers, Path("phrases.lua"), args)  # type: ignore[arg-type]
+    assert [name for _, _, name in calls] == list("ABCBCACAB" * 2)
+    assert [(c, r) for c, r, _ in calls[:4]] == [(16, 1), (16, 1), (16, 1), (16, 2)] and calls[9][:2] == (64, 1)
+    assert list(loads) == ["A", "B", "C"] and [load["connections"] for load in loads["A"]] == [16, 64]
+    assert loads["A"][0]["runs_requests_per_s"] == [1.0, 6.0, 8.0]  # in round order, so round r pairs with round r
+    assert loads["C"][1]["runs_requests_per_s"] == [12.0, 14.0, 16.0] and loads["C"][1]["requests_per_s"] == 14.0
+
+
+def test_add_ceiling_ratios_keeps_the_per_round_ratios_and_their_median() -> None:
+    servers = loads_report({"granian": [1000.0, 1250.0, 900.0], "ceiling": [2000.0, 2500.0, 3000.0]})["servers"]
+    levels = {name: info["load"][0] for name, info in run.add_ceiling_ratios(servers).items()}
+    assert (levels["granian"]["x_ceiling_by_round"], levels["granian"]["x_ceiling"]) == ([0.5, 0.5, 0.3], 0.5)
+    assert (levels["ceiling"]["x_ceiling_by_round"], levels["ceiling"]["x_ceiling"]) == ([1.0, 1.0, 1.0], 1.0)
+    alone = run.add_ceiling_ratios(loads_report({"granian": [1000.0]})["servers"])
+    assert alone["granian"]["load"][0] == {
+        "connections": 16,
+        "runs_requests_per_s": [1000.0],
+        "x_ceiling_by_round": None,
+        "x_ceiling": None,
+    }
+
+
+def test_header_says_when_runs_are_interleaved() -> None:
+    settings = {"warmup_s": 2, "repeat": 3, "duration_s": 10, "interleaved": True}
+    assert summary.runs_text(settings) == (
+        "runs interleaved: every server up at once, 3 rounds per level, each running every server once in an order "
+        "rotating by one place per round, 2 s warm-up before each 10 s run (median run shown)"
+    )
+    assert summary.runs_text({**settings, "interleaved": False}) == "2 s warm-up then 3 x 10 s per level (median run shown)"
+
+
 def test_median_run_keeps_one_whole_run_and_every_errors() -> None:
     runs = [load("latency.txt", "granian", 16, [2, 2]), load("socket_errors.txt", "granian", 16, [3, 1])]
     runs.append({**runs[0], "requests_per_s": 2000.0, "errors": 1})
@@ -282,7 +363,8 @@ def test_render_run_report() -> None:
     assert loads[6].split() == ["granian", "16", "1,533", "9.31", "23.79", "0", "0.84", "1,533", "11/5"]
     assert loads[9].split()[:7] == ["ceiling", "64", "3,104", "20.02", "32.01", "0", "1.00"]
     assert loads[10].startswith("errors: socket errors and non-2xx answers summed over every run")
-    assert loads[11].startswith("note: uneven connections per worker")  # gthread: 16/0 and 64/0
+    assert loads[11].startswith("x ceiling: the median over the runs of req/s divided by the ceiling's req/s in the same round")
+    assert loads[12].startswith("note: uneven connections per worker")  # gthread: 16/0 and 64/0
 
     assert servers[0].split("  ")[-2:] == ["PSS MB 2 workers", "PSS MB 5 workers"]
     assert servers[2].split() == ["gunicorn-sync", "0.49", "0.44", "33.13", "100.65", "38,799", "1.66", "164.6", "187.9"]
@@ -303,6 +385,23 @@ def test_render_run_report() -> None:
     ]
     assert targets[7].endswith("met (164.60 MB)      met (164.00 MB)      met (195.30 MB)")
     assert targets[8] == "every target met by: none"
+
+
+def test_interleaved_run_report_keeps_and_shows_the_per_round_ratios() -> None:
+    # A short interleaved run (--duration 2 --warmup 1 --repeat 2 --batch-seconds 1) while tests ran on the same cpus.
+    report = json.loads((DATA / "bench" / "run-report-interleaved.json").read_text())
+    sync = summary.level(report, "gunicorn-sync", 16)
+    assert sync and sync["runs_requests_per_s"] == [366.04, 911.31] and sync["x_ceiling_by_round"] == [0.2864, 0.6941]
+    assert summary.ceiling_ratio(report, "gunicorn-sync", 16) == pytest.approx((366.04 / 1278.27 + 911.31 / 1312.97) / 2)
+    for name, info in report["servers"].items():
+        for load in info["load"]:
+            assert load["x_ceiling"] == round(summary.ceiling_ratio(report, name, load["connections"]), 4)
+    assert summary.target_results(report) == report["targets"]
+    header, loads, servers = (part.splitlines() for part in summary.render(report).split("\n\n")[:3])
+    assert header[1].startswith("load: wrk -t1, runs interleaved: every server up at once, 2 rounds per level")
+    assert loads[2].split()[:8] == ["gunicorn-sync", "16", "366", "39.57", "95.31", "0", "0.49", "366/911"]
+    assert servers[2].split()[:3] == ["gunicorn-sync", "0.49", "0.37"]
+    assert {memory["after"] for info in report["servers"].values() for memory in info.get("memory", {}).values()} == {"400 GETs"}
 
 
 def test_render_marks_what_a_run_did_not_measure() -> None:
