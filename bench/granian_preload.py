@@ -10,8 +10,10 @@ so the workers share the loaded models copy-on-write (workers fork from the pare
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import shutil
+import sys
 import tempfile
 from typing import Any
 
@@ -31,7 +33,7 @@ def metrics_dir() -> str | None:
 
 
 def server() -> AbstractServer[Any]:
-    """Granian's WSGI server on HOST:PORT with WEB_CONCURRENCY workers, one blocking thread each, access log on."""
+    """Granian's WSGI server on HOST:PORT with WEB_CONCURRENCY workers, one blocking thread each; the app logs access."""
     return Granian(
         "app:create_app",
         address=os.environ.get("HOST", "127.0.0.1"),
@@ -41,8 +43,19 @@ def server() -> AbstractServer[Any]:
         blocking_threads=1,
         backpressure=16,
         respawn_failed_workers=True,
-        log_access=os.environ.get("ACCESS_LOG", "-") != "",  # on, as under gunicorn.conf.py; ACCESS_LOG= turns it off
+        log_access=False,  # the app writes the access log itself, as under gunicorn.conf.py
     )
+
+
+def access_log_to_stdout() -> None:
+    """Send the app's JSON access lines to stdout as gunicorn.conf.py does (ACCESS_LOG= turns them off)."""
+    logger = logging.getLogger("sentiment_api.access")
+    logger.propagate = False
+    if os.environ.get("ACCESS_LOG", "-"):
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
 
 
 def main() -> None:
@@ -53,6 +66,7 @@ def main() -> None:
     try:
         import app  # only now: the settings above must be in place when NumPy and prometheus-client load
 
+        access_log_to_stdout()
         wsgi = app.create_app()
         gc.freeze()  # the collector in each worker then never writes to the pages it shares with the parent
         server().serve(target_loader=lambda _target: wsgi)

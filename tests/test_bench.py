@@ -430,7 +430,12 @@ def test_granian_launcher_reads_the_environment(monkeypatch: pytest.MonkeyPatch)
         3,
         "wsgi",
     )
-    assert (server.blocking_threads, server.backpressure, server.respawn_failed_workers, server.log_access) == (1, 16, True, True)
+    assert (server.blocking_threads, server.backpressure, server.respawn_failed_workers, server.log_access) == (
+        1,
+        16,
+        True,
+        False,
+    )  # the app logs access
     for variable in ("HOST", "PORT", "WEB_CONCURRENCY"):
         monkeypatch.delenv(variable)
     monkeypatch.setenv("ACCESS_LOG", "")
