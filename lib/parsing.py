@@ -1,7 +1,10 @@
 """Reading a request: where ``query`` or ``queries`` come from, and what makes them acceptable.
 
 ``query`` may come in the URL, a form body or a JSON body; ``{"queries": [...]}`` in a JSON body is a
-batch. Each function raises ``ApiError`` with a message naming the field and what was wrong.
+batch. An empty body is no body, whatever its Content-Type (HTTPie run from a script sends one with
+``application/json``). When the URL has ``query`` and the body is not a batch, the URL's answers and
+the body is only checked to be well-formed. Each function raises ``ApiError`` with a message naming
+the field and what was wrong.
 """
 
 from __future__ import annotations
@@ -36,9 +39,14 @@ def json_object() -> dict[str, Any]:
     return body
 
 
+def has_body() -> bool:
+    """Say whether the request carries a body: an empty one (HTTPie sends it from scripts) is no body."""
+    return bool(request.content_length)
+
+
 def read_batch_body() -> dict[str, Any] | None:
     """Return a JSON body that holds ``queries`` (a batch), or None when the request is a single query."""
-    if request.is_json:
+    if request.is_json and has_body():
         body = json_object()
         if "queries" in body:
             return body
@@ -49,7 +57,7 @@ def read_query(settings: Settings) -> str:
     """Find ``query`` in the URL, a JSON body or a form body, and check it."""
     if "query" in request.args:
         value: Any = request.args["query"]
-    elif request.is_json:
+    elif request.is_json and has_body():
         value = json_object().get("query")
     else:
         value = request.form.get("query")

@@ -1,6 +1,8 @@
 """The real server over HTTP, called as the README shows: requests, curl and HTTPie."""
 
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -38,11 +40,33 @@ def test_curl_like_the_readme(dev_server: str) -> None:
     assert body["prediction"] in {"somewhat positive", "positive"} and body["rating"] >= 3
 
 
-def test_httpie_like_the_readme(dev_server: str) -> None:
-    body = run_json([HTTPIE, "--ignore-stdin", "--body", f"{dev_server}/", "query==that movie was boring"])
-    assert body["prediction"] == "Negative"
-    body = run_json([HTTPIE, "--ignore-stdin", "--body", f"{dev_server}/", "query==That was pretty entertaining"])
-    assert body["prediction"] == "Positive"
+@pytest.mark.parametrize("stdin", ["/dev/null", "empty pipe"])
+def test_httpie_like_the_readme_from_a_script(dev_server: str, stdin: str) -> None:
+    """The README's command verbatim, as a script, cron job or notebook runs it: stdin is not a terminal."""
+    command = [HTTPIE, f"{dev_server}/", "query==that movie was boring"]
+    if stdin == "/dev/null":
+        with open(os.devnull, "rb") as nothing:
+            completed = subprocess.run(command, stdin=nothing, capture_output=True, text=True, timeout=30, check=True)
+    else:
+        completed = subprocess.run(command, input="", capture_output=True, text=True, timeout=30, check=True)
+    assert json.loads(completed.stdout)["prediction"] == "Negative"
+
+
+def test_httpie_like_the_readme_in_a_terminal(dev_server: str) -> None:
+    """The same command under a pseudo-terminal, as a person types it."""
+    import pty
+
+    output = bytearray()
+
+    def read(fd: int) -> bytes:
+        data = os.read(fd, 65536)
+        output.extend(data)
+        return data
+
+    status = pty.spawn([HTTPIE, f"{dev_server}/", "query==That was pretty entertaining"], read)
+    assert os.waitstatus_to_exitcode(status) == 0
+    shown = re.sub(r"\x1b\[[0-9;]*m", "", output.decode())  # HTTPie colours what a terminal shows
+    assert "HTTP/1.1 200 OK" in shown and re.search(r'"prediction": "Positive"', shown), shown
 
 
 def test_errors_over_http_are_json(dev_server: str) -> None:

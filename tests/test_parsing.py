@@ -92,3 +92,17 @@ def test_json_null_body_is_named(client: FlaskClient) -> None:
 def test_deeply_nested_json_is_400(client: FlaskClient, body: str) -> None:
     response = client.post("/", data=body, content_type="application/json")
     assert response.status_code == 400 and "nested too deeply" in response.json["message"]
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_an_empty_body_is_no_body_whatever_its_type(client: FlaskClient, method: str) -> None:
+    """What HTTPie sends from a script, cron or notebook: the URL's query and an empty JSON body."""
+    response = client.open("/?query=boring awful dull", method=method, data=b"", content_type="application/json")
+    assert response.status_code == 200 and response.json["prediction"] == "Negative"
+    missing = client.open("/", method=method, data=b"", content_type="application/json")
+    assert missing.status_code == 400 and "Missing required parameter 'query'" in missing.json["message"]
+
+
+def test_url_query_with_a_single_query_body_answers_for_the_url(client: FlaskClient) -> None:
+    response = client.post("/?query=brilliant wonderful", json={"query": "boring awful dull"})
+    assert response.status_code == 200 and response.json["prediction"] == "Positive"
