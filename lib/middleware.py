@@ -110,7 +110,13 @@ def cors_step(app: Flask, settings: Settings) -> Callable[[Response], Response] 
         return None
     hooks = app.after_request_funcs.setdefault(None, [])
     before = list(hooks)
-    CORS(app, origins=list(settings.cors_origins), methods=["GET", "POST"], expose_headers=[REQUEST_ID_HEADER], max_age=600)
+    CORS(
+        app,
+        origins=list(settings.cors_origins),
+        methods=["GET", "POST"],
+        expose_headers=[REQUEST_ID_HEADER, "X-Model-Version"],
+        max_age=600,
+    )
     [step] = [hook for hook in hooks if hook not in before]
     hooks[:] = before
     return cast(Callable[[Response], Response], step)  # flask-cors's step is synchronous

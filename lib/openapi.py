@@ -98,15 +98,24 @@ def prediction_schema(served: ServedModel) -> Schema:
         "description": "Probability of the predicted label, rounded to 3 decimals.",
     }
     properties["probabilities"] = probabilities_schema(labels)
+    properties["model_version"] = model_version_schema()
     return {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False}
+
+
+def model_version_schema() -> Schema:
+    """The version of the model that answered: a hash of its files and labels, new with any change."""
+    return {"type": "string", "description": "Version of the model that answered (also in the X-Model-Version header)."}
 
 
 def batch_answer_schema(item: str, max_batch: int) -> Schema:
     """A batch's answer: one prediction per query, in input order."""
     return {
         "type": "object",
-        "properties": {"predictions": {"type": "array", "items": ref("schemas", item), "minItems": 1, "maxItems": max_batch}},
-        "required": ["predictions"],
+        "properties": {
+            "model_version": model_version_schema(),
+            "predictions": {"type": "array", "items": ref("schemas", item), "minItems": 1, "maxItems": max_batch},
+        },
+        "required": ["model_version", "predictions"],
         "additionalProperties": False,
     }
 
@@ -310,12 +319,13 @@ def responses(settings: Settings) -> Schema:
 
 
 def headers() -> Schema:
-    """The X-Request-ID response header on every answer."""
+    """The X-Request-ID response header on every answer, and X-Model-Version on predictions."""
     return {
         "XRequestID": {
             "description": "The caller's X-Request-ID when it matches the pattern, else a generated one (32 hex digits).",
             "schema": {"type": "string", "pattern": REQUEST_ID_PATTERN},
-        }
+        },
+        "XModelVersion": {"description": "Version of the model that answered, as in the body.", "schema": {"type": "string"}},
     }
 
 
@@ -341,6 +351,7 @@ def prediction_path(served: ServedModel, settings: Settings) -> Schema:
     single, batch = f"{name}Prediction", f"{name}Batch"
     what = f"as {' or '.join(labels)}" if len(labels) == 2 else f"as one of: {', '.join(labels)}"
     example = describe(served, served.model.predict_one(EXAMPLE_TEXT))[0]
+    version = {"X-Model-Version": ref("headers", "XModelVersion")}
     errors = {
         "400": ref("responses", "BadRequest"),
         "408": ref("responses", "Timeout"),
@@ -352,7 +363,7 @@ def prediction_path(served: ServedModel, settings: Settings) -> Schema:
             f"Classify one text {what}",
             "predictions",
             f"{served.name}_get",
-            {"200": response("The prediction.", json_content(ref("schemas", single), example)), **errors},
+            {"200": response("The prediction.", json_content(ref("schemas", single), example), version), **errors},
             parameters=[ref("parameters", "Query")],
             description=(
                 "`query` in the URL. The same `query` is also read from a form or JSON body, which is what "
@@ -368,6 +379,7 @@ def prediction_path(served: ServedModel, settings: Settings) -> Schema:
                 "200": response(
                     "A single prediction for `query`, or `predictions` for a batch.",
                     json_content({"oneOf": [ref("schemas", single), ref("schemas", batch)]}, example),
+                    version,
                 ),
                 **errors,
             },

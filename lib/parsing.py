@@ -56,7 +56,12 @@ def read_batch_body() -> dict[str, Any] | None:
 def read_query(settings: Settings) -> str:
     """Find ``query`` in the URL, a JSON body or a form body, and check it."""
     if "query" in request.args:
-        value: Any = request.args["query"]
+        given = request.args.getlist("query")
+        if len(given) > 1:
+            raise ApiError(
+                400, f"'query' appears {len(given)} times in the URL. Send one, or POST {{\"queries\": [...]}} for several."
+            )
+        value: Any = given[0]
     elif request.is_json and has_body():
         value = json_object().get("query")
     else:
@@ -78,6 +83,8 @@ def read_batch(body: dict[str, Any], settings: Settings) -> list[str]:
 
 def checked_text(value: Any, name: str, settings: Settings) -> str:
     """Return a text to classify, or raise naming the field and what was wrong with it."""
+    if value is None and name != "query":
+        raise ApiError(400, f"'{name}' must be a string, got null.")
     if value is None:
         raise ApiError(
             400,

@@ -36,13 +36,17 @@ class LeanResource(Resource):
         return handler(*args, **kwargs)
 
 
+#: Every prediction answer names the model version that produced it, in the body and in this header.
+MODEL_VERSION_HEADER = "X-Model-Version"
+
+
 def describe(served: ServedModel, probabilities: np.ndarray) -> list[dict[str, Any]]:
     """Shape predictions, one per row: the label, its probability as ``confidence``, and all probabilities.
 
     Rounds in one vectorised call, so a batch of a thousand costs about what a few single answers do.
     """
     rows = np.atleast_2d(probabilities)
-    labels, index_field = served.labels, served.index_field
+    labels, index_field, version = served.labels, served.index_field, served.version
     answers = []
     for best, rounded in zip(rows.argmax(axis=1).tolist(), rows.round(3).tolist(), strict=True):
         answer: dict[str, Any] = {"prediction": labels[best]}
@@ -50,6 +54,7 @@ def describe(served: ServedModel, probabilities: np.ndarray) -> list[dict[str, A
             answer[index_field] = best
         answer["confidence"] = rounded[best]
         answer["probabilities"] = dict(zip(labels, rounded, strict=True))
+        answer["model_version"] = version
         answers.append(answer)
     return answers
 
@@ -62,13 +67,13 @@ class Prediction(LeanResource):
         self.settings = settings
         self.metrics = metrics
 
-    def get(self) -> dict[str, Any]:
+    def get(self) -> tuple[dict[str, Any], int, dict[str, str]]:
         """Classify the one text in ``query``."""
         [answer] = describe(self.served, self.served.model.predict_one(read_query(self.settings)))
         self.metrics.count_prediction(self.served.name, answer["prediction"])
-        return answer
+        return answer, 200, {MODEL_VERSION_HEADER: self.served.version}
 
-    def post(self) -> dict[str, Any]:
+    def post(self) -> tuple[dict[str, Any], int, dict[str, str]]:
         """Classify a batch ``{"queries": [...]}``, or else one ``query`` as GET does."""
         body = read_batch_body()
         if body is None:
@@ -76,7 +81,8 @@ class Prediction(LeanResource):
         answers = describe(self.served, self.served.model.predict_texts(read_batch(body, self.settings)))
         for label, count in Counter(answer["prediction"] for answer in answers).items():
             self.metrics.count_prediction(self.served.name, label, count)
-        return {"predictions": answers}
+        version = self.served.version
+        return {"model_version": version, "predictions": answers}, 200, {MODEL_VERSION_HEADER: version}
 
 
 class Health(LeanResource):

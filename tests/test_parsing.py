@@ -62,7 +62,7 @@ def test_bad_single_queries(client: FlaskClient, request_args: dict, status: int
         ({"queries": "text"}, 400, "'queries' must be an array of strings, got string"),
         ({"queries": []}, 400, "'queries' is empty"),
         ({"queries": ["ok", 3]}, 400, "'queries[1]' must be a string, got number"),
-        ({"queries": ["ok", None]}, 400, "Missing required parameter 'queries[1]'"),
+        ({"queries": ["ok", None]}, 400, "'queries[1]' must be a string, got null."),
         ({"queries": ["ok", " "]}, 400, "'queries[1]' is blank"),
         ({"queries": ["ok", ["nested"]]}, 400, "'queries[1]' must be a string, got array"),
         ({"queries": ["a"] * 4}, 413, "the limit is 3 per request"),
@@ -106,3 +106,9 @@ def test_an_empty_body_is_no_body_whatever_its_type(client: FlaskClient, method:
 def test_url_query_with_a_single_query_body_answers_for_the_url(client: FlaskClient) -> None:
     response = client.post("/?query=brilliant wonderful", json={"query": "boring awful dull"})
     assert response.status_code == 200 and response.json["prediction"] == "Positive"
+
+
+def test_query_given_twice_in_the_url_is_400(client: FlaskClient) -> None:
+    response = client.get("/?query=good&query=bad")
+    assert response.status_code == 400
+    assert response.json["message"].startswith("'query' appears 2 times in the URL")

@@ -43,3 +43,13 @@ def test_health_ready_models(client: FlaskClient) -> None:
 def test_tutorial_examples_on_committed_models(committed_client: FlaskClient) -> None:
     assert committed_client.get("/?query=that movie was boring").json["prediction"] == "Negative"
     assert committed_client.get("/?query=That was pretty entertaining").json["prediction"] == "Positive"
+
+
+def test_every_answer_names_the_model_version(client: FlaskClient) -> None:
+    served = client.application.extensions["models"].models
+    single = client.get("/?query=good")
+    assert single.json["model_version"] == single.headers["X-Model-Version"] == served["sentiment"].version
+    batch = client.post("/ratings", json={"queries": ["good", "bad"]})
+    version = served["ratings"].version
+    assert batch.json["model_version"] == batch.headers["X-Model-Version"] == version
+    assert {answer["model_version"] for answer in batch.json["predictions"]} == {version}
