@@ -1,10 +1,16 @@
 """Property-based fuzzing: whatever arrives, the service answers JSON with a 2xx or 4xx, never a 5xx.
 
+Flat values, any bytes, and the shapes attackers use: JSON nested thousands deep, malformed chunked
+framing and forwarded/SCRIPT_NAME headers (the last two on the live production server, which parses them).
+
 Bounded: a few hundred examples per property, no deadlines (CI machines are noisy).
 """
 
+import contextlib
 import functools
 import json
+import re
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +21,7 @@ from hypothesis import strategies as st
 from werkzeug.test import TestResponse
 
 from app import create_app
+from bench.harness import Server
 from model import NLPModel
 
 pytestmark = pytest.mark.slow  # hypothesis fuzzing
@@ -105,3 +112,98 @@ def test_model_handles_any_text(text: str) -> None:
 def _committed_sentiment() -> NLPModel:
     """Load the committed sentiment model once for the whole property."""
     return NLPModel.load(Path(ROOT) / "lib" / "models" / "sentiment")
+
+
+# --- the shapes attackers use: deep nesting, chunked framing, proxy headers ----------------------
+
+OPENERS = st.sampled_from(["[", '{"a": '])
+
+
+@st.composite
+def deeply_nested(draw: st.DrawFn) -> str:
+    """JSON text nested up to a few thousand levels, lists and objects mixed, around a string."""
+    openers = draw(st.lists(OPENERS, min_size=1, max_size=3000))
+    closers = "".join("]" if opener == "[" else "}" for opener in reversed(openers))
+    return "".join(openers) + '"x"' + closers
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(nested=deeply_nested(), where=st.sampled_from(["body", "query", "queries", "item"]))
+def test_any_nesting_depth(fuzz_client: FlaskClient, nested: str, where: str) -> None:
+    body = {"body": nested, "query": f'{{"query": {nested}}}', "queries": f'{{"queries": {nested}}}'}.get(
+        where, f'{{"queries": ["fine", {nested}]}}'
+    )
+    response = fuzz_client.post("/", data=body, content_type="application/json")
+    assert_clean(response, {200, 400, 413})
+
+
+CHUNK_SIZES = st.sampled_from(["4", "04", "zz", "0x4", "4 ", " 4", "-4", "4;ext=1", "ffffffffffffffff", "", "4\t"])
+LINE_ENDS = st.sampled_from(["\r\n", "\n", "", "\r"])
+TRAILERS = st.sampled_from(["", "Content-Length: 5\r\n", "X-Trailer: ok\r\n", "Transfer-Encoding: chunked\r\n", ": bad\r\n"])
+
+
+@st.composite
+def chunked_bodies(draw: st.DrawFn) -> bytes:
+    """A chunked body whose sizes, line ends and trailers may each be wrong."""
+    parts = []
+    for _ in range(draw(st.integers(min_value=0, max_value=3))):
+        parts.append(draw(CHUNK_SIZES) + draw(LINE_ENDS) + '{"q"' + draw(LINE_ENDS))
+    return ("".join(parts) + "0" + draw(LINE_ENDS) + draw(TRAILERS) + "\r\n").encode()
+
+
+LIVE = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+
+
+def live_exchange(server: Server, payload: bytes) -> bytes:
+    """Send raw bytes on a fresh connection and read the whole answer (the server closes it)."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as connection:
+        connection.sendall(payload)
+        answer = b""
+        with contextlib.suppress(TimeoutError, ConnectionResetError):
+            while chunk := connection.recv(65536):
+                answer += chunk
+    return answer
+
+
+def assert_clean_raw(answer: bytes) -> None:
+    """A 2xx or 4xx status and a JSON body, from the production server itself."""
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert re.match(rb"HTTP/1\.[01] [24]\d\d ", status_line), answer[:300]
+    body = rest.split(b"\r\n\r\n", 1)[1]
+    assert isinstance(json.loads(body), dict), answer[:300]
+
+
+@LIVE
+@given(framing=chunked_bodies())
+def test_any_chunked_framing_on_the_live_server(production_server: Server, framing: bytes) -> None:
+    head = (
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    )
+    assert_clean_raw(live_exchange(production_server, head + framing))
+
+
+PROXY_HEADERS = st.sampled_from(
+    [
+        "SCRIPT_NAME",
+        "Script-Name",
+        "X-Forwarded-For",
+        "X-Forwarded-Proto",
+        "X-Forwarded-Host",
+        "X-Forwarded-Prefix",
+        "Forwarded",
+        "X-Real-IP",
+        "X-Forwarded-Port",
+        "Wsgi-Url-Scheme",
+    ]
+)
+HEADER_VALUES = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=40)
+
+
+@LIVE
+@given(
+    headers=st.dictionaries(PROXY_HEADERS, HEADER_VALUES, max_size=4), path=st.sampled_from(["/", "/ratings", "/health", "/x/y"])
+)
+def test_any_proxy_headers_on_the_live_server(production_server: Server, headers: dict[str, str], path: str) -> None:
+    lines = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    request = f"GET {path}?query=good HTTP/1.1\r\nHost: x\r\n{lines}Connection: close\r\n\r\n"
+    assert_clean_raw(live_exchange(production_server, request.encode()))
