@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-DATA ?= ../shared/data/kaggle/train.tsv
+DATA ?= lib/data/train.tsv
 
 .PHONY: serve production test test-fast test-e2e models lint
 
@@ -34,7 +34,7 @@ test-e2e: $(VENV)/.dev  ## heavy end-to-end checks (browser, container, replicas
 	@if grep -rqs "pytest.mark.e2e" tests; then $(BIN)/python -m pytest -m e2e; \
 	else echo "test-e2e: no end-to-end test is defined yet"; fi
 
-models: $(VENV)/.runtime  ## rebuild lib/models from the Kaggle train.tsv (DATA=path)
+models: $(VENV)/.runtime  ## rebuild lib/models from the Kaggle train.tsv (default lib/data/train.tsv; DATA=path)
 	$(BIN)/python build_model.py --data $(DATA)
 
 lint: $(VENV)/.dev  ## ruff (style, imports, bugbear) and mypy over the product's modules (see pyproject.toml)

@@ -1,6 +1,6 @@
 """Train, validate and save every served model from the Kaggle movie-review phrases.
 
-    python build_model.py --data ../shared/data/kaggle/train.tsv
+    python build_model.py [--data lib/data/train.tsv]
 
 Validation holds out whole sentences (grouped by SentenceId, so no sentence's phrases straddle
 the split) and scores both phrases and whole sentences, which is what users send. The served

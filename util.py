@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 REQUIRED_COLUMNS = ("PhraseId", "SentenceId", "Phrase", "Sentiment")
+KAGGLE_DATA = "https://www.kaggle.com/c/sentiment-analysis-on-movie-reviews/data"
 
 #: The five Kaggle labels, in rating order 0-4.
 RATING_NAMES = ("negative", "somewhat negative", "neutral", "somewhat positive", "positive")
@@ -32,7 +33,10 @@ def load_phrases(path: str | Path) -> pd.DataFrame:
     """Read and validate a Kaggle ``train.tsv``; raise DataError naming the file and the fault."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: no such file (pass the Kaggle train.tsv with --data PATH)")
+        raise DataError(
+            f"{path}: no such file. Download train.tsv of Kaggle's 'Sentiment Analysis on Movie Reviews' "
+            f"({KAGGLE_DATA}) into lib/data/, or pass its path with --data PATH (make models DATA=PATH)"
+        )
     try:
         # Phrases hold quotes and words like "null"/"NA": read them verbatim, never as NaN.
         frame = pd.read_csv(

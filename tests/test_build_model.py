@@ -66,7 +66,7 @@ def test_tune_ranks_the_grid(tiny_tsv: Path, monkeypatch: pytest.MonkeyPatch) ->
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        (None, "no such file"),
+        (None, "no such file. Download train.tsv of Kaggle's 'Sentiment Analysis on Movie Reviews'"),
         ("PhraseId\tSentenceId\tPhrase\n1\t1\tx\n", "missing column Sentiment"),
         ("PhraseId\tSentenceId\tPhrase\tSentiment\n1\t1\tx\t2\n2\t1\ty\t9\n", "bad label 9 in column Sentiment on line 3"),
     ],
