@@ -25,8 +25,10 @@ from typing import Any
 
 import numpy as np
 import sklearn
+from scipy import sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.naive_bayes import MultinomialNB
+from sklearn.preprocessing import normalize
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 2
@@ -113,6 +115,23 @@ class NLPModel:
         if self._fast is None:
             self._fast = _FastPath(self.vectorizer, self.clf)
         return self._fast(text)
+
+    def score_one(self, text: str) -> tuple[np.ndarray, int, int]:
+        """Return one text's class probabilities, its terms the model knows, and its terms: the single-query path."""
+        if self._fast is None:
+            self._fast = _FastPath(self.vectorizer, self.clf)
+        return self._fast.score(text)
+
+    def score_texts(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Return class probabilities of raw texts and, per text, (known terms, terms): the serving path.
+
+        A text whose terms the model never saw gets the class prior alone; the counts say so. Same
+        arithmetic as ``predict_texts`` (to ~1e-12) in one sparse product, with each text analyzed
+        once for both the features and the counts.
+        """
+        if self._fast is None:
+            self._fast = _FastPath(self.vectorizer, self.clf)
+        return self._fast.score_many(texts)
 
     @property
     def version(self) -> str:
@@ -375,12 +394,54 @@ class _FastPath:
         self.log_prior = clf.class_log_prior_.copy()
 
     def __call__(self, text: str) -> np.ndarray:
+        return self.score(text)[0]
+
+    def score(self, text: str) -> tuple[np.ndarray, int, int]:
+        """Return the class probabilities, how many of the text's terms the model knows, and how many terms it has."""
         counts: dict[int, int] = {}
         vocabulary = self.vocabulary
-        for token in self.analyze(text):
+        terms = self.analyze(text)
+        for token in terms:
             index = vocabulary.get(token)
             if index is not None:
                 counts[index] = counts.get(index, 0) + 1
+        return self._probabilities(counts), sum(counts.values()), len(terms)
+
+    def score_many(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Score texts in one sparse product; return probabilities and (known terms, terms) per text."""
+        indptr, indices, values = [0], list[int](), list[int]()
+        coverage = np.zeros((len(texts), 2), dtype=np.int64)
+        vocabulary = self.vocabulary
+        for row, text in enumerate(texts):
+            counts: dict[int, int] = {}
+            terms = self.analyze(text)
+            for token in terms:
+                index = vocabulary.get(token)
+                if index is not None:
+                    counts[index] = counts.get(index, 0) + 1
+            indices.extend(counts.keys())
+            values.extend(counts.values())
+            indptr.append(len(indices))
+            coverage[row] = sum(counts.values()), len(terms)
+        features = sparse.csr_matrix(
+            (np.asarray(values, dtype=np.float64), np.asarray(indices, dtype=np.intp), np.asarray(indptr, dtype=np.intp)),
+            shape=(len(texts), self.log_prob.shape[0]),
+        )
+        if self.binary:
+            features.data[:] = 1.0
+        elif self.sublinear_tf:
+            np.log(features.data, out=features.data)
+            features.data += 1.0
+        if self.idf is not None:
+            features.data *= self.idf[features.indices]
+        if self.norm is not None:
+            features = normalize(features, norm=self.norm, copy=False)
+        joint = features @ self.log_prob + self.log_prior
+        joint -= joint.max(axis=1, keepdims=True)
+        probabilities = np.exp(joint)
+        return probabilities / probabilities.sum(axis=1, keepdims=True), coverage
+
+    def _probabilities(self, counts: dict[int, int]) -> np.ndarray:
         joint = self.log_prior.copy()
         if counts:
             indices = np.fromiter(counts.keys(), dtype=np.intp, count=len(counts))

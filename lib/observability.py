@@ -13,7 +13,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -73,8 +73,24 @@ class Metrics:
             multiprocess_mode="max",
             registry=self.registry,
         )
+        # What users send, per model version: drift shows here before it shows in accuracy.
+        self.confidence = Histogram(
+            "prediction_confidence",
+            "Probability of the predicted label.",
+            ["model", "version"],
+            buckets=(0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0),
+            registry=self.registry,
+        )
+        self.known_share = Histogram(
+            "prediction_known_terms_ratio",
+            "Share of a text's terms the model knew (0: the answer is the class prior alone).",
+            ["model", "version"],
+            buckets=(0.0, 0.25, 0.5, 0.75, 0.9, 1.0),
+            registry=self.registry,
+        )
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._prediction_children: dict[tuple[str, str], Any] = {}
+        self._quality_children: dict[tuple[str, str], tuple[Any, Any]] = {}
 
     def observe_request(self, endpoint: str, method: str, status: int, seconds: float) -> None:
         """Count and time one answered request."""
@@ -92,6 +108,16 @@ class Metrics:
         if child is None:
             child = self._prediction_children[(model, label)] = self.predictions.labels(model, label)
         child.inc(count)
+
+    def observe_answers(self, model: str, version: str, confidences: Sequence[float], coverage: Sequence[Sequence[int]]) -> None:
+        """Record each answer's confidence and the share of its text's terms the model knew."""
+        children = self._quality_children.get((model, version))
+        if children is None:
+            children = (self.confidence.labels(model, version), self.known_share.labels(model, version))
+            self._quality_children[(model, version)] = children
+        for confidence, (known, terms) in zip(confidences, coverage, strict=True):
+            children[0].observe(confidence)
+            children[1].observe(known / terms if terms else 0.0)
 
     def models_loaded(
         self, manifests: Mapping[str, Mapping], load_seconds: Mapping[str, float], replaced: Mapping[str, Mapping]

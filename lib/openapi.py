@@ -20,6 +20,8 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
+
 from lib.observability import REQUEST_ID_PATTERN
 from lib.registry import ServedModel
 from lib.resources import describe
@@ -98,6 +100,16 @@ def prediction_schema(served: ServedModel) -> Schema:
         "description": "Probability of the predicted label, rounded to 3 decimals.",
     }
     properties["probabilities"] = probabilities_schema(labels)
+    properties["coverage"] = {
+        "type": "object",
+        "description": (
+            "How much of the text the model knew: the text's terms (words and word pairs) that it has weights for, "
+            "of all its terms. 0 known terms means the answer is the class prior alone."
+        ),
+        "properties": {"known_terms": {"type": "integer", "minimum": 0}, "terms": {"type": "integer", "minimum": 0}},
+        "required": ["known_terms", "terms"],
+        "additionalProperties": False,
+    }
     properties["model_version"] = model_version_schema()
     return {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False}
 
@@ -350,7 +362,8 @@ def prediction_path(served: ServedModel, settings: Settings) -> Schema:
     name, labels = component(served.name), served.labels
     single, batch = f"{name}Prediction", f"{name}Batch"
     what = f"as {' or '.join(labels)}" if len(labels) == 2 else f"as one of: {', '.join(labels)}"
-    example = describe(served, served.model.predict_one(EXAMPLE_TEXT))[0]
+    probabilities, known, terms = served.model.score_one(EXAMPLE_TEXT)
+    example = describe(served, probabilities, np.array([known, terms]))[0]
     version = {"X-Model-Version": ref("headers", "XModelVersion")}
     errors = {
         "400": ref("responses", "BadRequest"),

@@ -40,20 +40,22 @@ class LeanResource(Resource):
 MODEL_VERSION_HEADER = "X-Model-Version"
 
 
-def describe(served: ServedModel, probabilities: np.ndarray) -> list[dict[str, Any]]:
-    """Shape predictions, one per row: the label, its probability as ``confidence``, and all probabilities.
+def describe(served: ServedModel, probabilities: np.ndarray, coverage: np.ndarray) -> list[dict[str, Any]]:
+    """Shape predictions, one per row: the label, its probability as ``confidence``, all probabilities, coverage.
 
     Rounds in one vectorised call, so a batch of a thousand costs about what a few single answers do.
     """
     rows = np.atleast_2d(probabilities)
     labels, index_field, version = served.labels, served.index_field, served.version
     answers = []
-    for best, rounded in zip(rows.argmax(axis=1).tolist(), rows.round(3).tolist(), strict=True):
+    counts = np.atleast_2d(coverage).tolist()
+    for best, rounded, (known, terms) in zip(rows.argmax(axis=1).tolist(), rows.round(3).tolist(), counts, strict=True):
         answer: dict[str, Any] = {"prediction": labels[best]}
         if index_field:
             answer[index_field] = best
         answer["confidence"] = rounded[best]
         answer["probabilities"] = dict(zip(labels, rounded, strict=True))
+        answer["coverage"] = {"known_terms": known, "terms": terms}
         answer["model_version"] = version
         answers.append(answer)
     return answers
@@ -69,8 +71,10 @@ class Prediction(LeanResource):
 
     def get(self) -> tuple[dict[str, Any], int, dict[str, str]]:
         """Classify the one text in ``query``."""
-        [answer] = describe(self.served, self.served.model.predict_one(read_query(self.settings)))
+        probabilities, known, terms = self.served.model.score_one(read_query(self.settings))
+        [answer] = describe(self.served, probabilities, np.array([known, terms]))
         self.metrics.count_prediction(self.served.name, answer["prediction"])
+        self.metrics.observe_answers(self.served.name, self.served.version, [answer["confidence"]], [(known, terms)])
         return answer, 200, {MODEL_VERSION_HEADER: self.served.version}
 
     def post(self) -> tuple[dict[str, Any], int, dict[str, str]]:
@@ -78,9 +82,12 @@ class Prediction(LeanResource):
         body = read_batch_body()
         if body is None:
             return self.get()
-        answers = describe(self.served, self.served.model.predict_texts(read_batch(body, self.settings)))
+        probabilities, coverage = self.served.model.score_texts(read_batch(body, self.settings))
+        answers = describe(self.served, probabilities, coverage)
         for label, count in Counter(answer["prediction"] for answer in answers).items():
             self.metrics.count_prediction(self.served.name, label, count)
+        confidences = [answer["confidence"] for answer in answers]
+        self.metrics.observe_answers(self.served.name, self.served.version, confidences, coverage.tolist())
         version = self.served.version
         return {"model_version": version, "predictions": answers}, 200, {MODEL_VERSION_HEADER: version}
 

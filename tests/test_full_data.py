@@ -59,4 +59,6 @@ def test_fast_path_matches_scikit_learn_on_thousands_of_phrases() -> None:
     for name in build_model.MODEL_SPECS:
         model = NLPModel.load(COMMITTED_MODELS / name)
         fast = np.array([model.predict_one(text) for text in phrases])
-        np.testing.assert_allclose(fast, model.predict_texts(phrases), rtol=0, atol=1e-9)
+        expected = model.predict_texts(phrases)
+        np.testing.assert_allclose(fast, expected, rtol=0, atol=1e-9)
+        np.testing.assert_allclose(model.score_texts(phrases)[0], expected, rtol=0, atol=1e-9)

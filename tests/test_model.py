@@ -315,3 +315,17 @@ def test_links_inside_the_folder_are_followed(saved: Path) -> None:
         shutil.move(saved / filename, data / filename)
         (saved / filename).symlink_to(Path("..data") / filename)
     assert NLPModel.load(saved).labels == ("Negative", "Positive")
+
+
+@pytest.mark.parametrize("params", [{}, {"sublinear_tf": True, "ngram_range": (1, 2)}, {"binary": True}, {"norm": "l1"}])
+def test_scoring_paths_equal_scikit_learn_and_count_terms(params: dict) -> None:
+    model = fitted(**params)
+    texts = [*TEXTS, "", "unknown words only", "GOOD good good, bad!", "fun " * 50, "é ü ß 😀"]
+    expected = model.predict_texts(texts)
+    probabilities, coverage = model.score_texts(texts)
+    np.testing.assert_allclose(probabilities, expected, rtol=0, atol=1e-12)
+    for text, row, counts in zip(texts, expected, coverage.tolist(), strict=True):
+        one, known, terms = model.score_one(text)
+        np.testing.assert_allclose(one, row, rtol=0, atol=1e-12)
+        analyzed = model.vectorizer.build_analyzer()(text)
+        assert counts == [known, terms] == [sum(term in model.vectorizer.vocabulary_ for term in analyzed), len(analyzed)]

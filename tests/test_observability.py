@@ -79,3 +79,14 @@ def test_access_log_keeps_what_log_queries_asks(tiny_models, caplog: pytest.LogC
         create_app(config).test_client().get("/?query=fine")
     [line] = [json.loads(record.getMessage()) for record in caplog.records if record.name == "sentiment_api.access"]
     assert field in line and ("fine" in line[field]) == (mode == "text")
+
+
+def test_confidence_and_coverage_histograms_per_model_version(client: FlaskClient) -> None:
+    client.get("/?query=boring awful dull")
+    client.post("/", json={"queries": ["zzzz", "brilliant wonderful"]})
+    text = client.get("/metrics").get_data(as_text=True)
+    version = client.get("/ready").json["models"]["sentiment"]
+    labels = {"model": "sentiment", "version": version}
+    assert metric_value(text, "prediction_confidence_count", **labels) == 3
+    assert metric_value(text, "prediction_known_terms_ratio_bucket", le="0.0", **labels) == 1  # "zzzz": the prior alone
+    assert metric_value(text, "prediction_known_terms_ratio_count", **labels) == 3

@@ -53,3 +53,12 @@ def test_every_answer_names_the_model_version(client: FlaskClient) -> None:
     version = served["ratings"].version
     assert batch.json["model_version"] == batch.headers["X-Model-Version"] == version
     assert {answer["model_version"] for answer in batch.json["predictions"]} == {version}
+
+
+def test_every_answer_says_how_much_of_the_text_the_model_knew(client: FlaskClient) -> None:
+    known = client.get("/?query=boring awful dull").json["coverage"]
+    assert known["terms"] >= 3 and 0 < known["known_terms"] <= known["terms"]
+    unknown = client.get("/ratings?query=zzzz qqqq").json
+    assert unknown["coverage"] == {"known_terms": 0, "terms": 3}, "two words and one word pair; the answer is the prior alone"
+    batch = client.post("/", json={"queries": ["boring awful dull", "zzzz"]}).json["predictions"]
+    assert [answer["coverage"]["known_terms"] > 0 for answer in batch] == [True, False]
