@@ -1,0 +1,301 @@
+"""The container image (Containerfile) built and run with podman: read-only, non-root, graceful on SIGTERM.
+
+These machines pull from no registry, so the image is built FROM a local Debian 12 + Python 3.11 base made with
+debootstrap, exactly as /work/shared/CONTAINERS.md does (once: it is reused while ``podman image exists``). Every
+podman call gets a containers.conf with the settings this host needs (runc, ulimits within the host's limits).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from bench.harness import HOST, ROOT, free_port
+
+TOOLS = ("podman", "debootstrap", "runc")
+MISSING = [tool for tool in TOOLS if shutil.which(tool) is None]
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(
+        bool(MISSING),
+        reason=f"needs {', '.join(MISSING)} (the image builds FROM Debian packages): apt-get install -y podman debootstrap runc",
+    ),
+    pytest.mark.skipif(os.geteuid() != 0, reason="debootstrap and rootful podman need root"),
+]
+
+BASE_IMAGE = "localhost/debian-py:base"
+IMAGE = "localhost/sentiment-api:test"
+# podman's image store is the machine's: two test runs at once would each debootstrap and re-tag the base.
+BASE_LOCK = Path(tempfile.gettempdir()) / "sentiment-api-debian-py-base.lock"
+CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")  # the host's; mounted for the build only (CONTAINERS.md point 3)
+# What the Containerfile copies: the bad-model build gets these and nothing else.
+CONTEXT_FILES = ("Containerfile", ".dockerignore", "requirements.txt", "app.py", "model.py", "gunicorn.conf.py")
+# podman's defaults (nofile 1048576) exceed this host's hard limits; a --ulimit on the command line replaces the
+# containers.conf defaults rather than adding to them, so nproc is given again beside nofile.
+ULIMITS = ("--ulimit", "nofile=20000:20000", "--ulimit", "nproc=32768:32768")
+CONTAINERS_CONF = """\
+[containers]
+default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
+[engine]
+runtime = "runc"
+"""
+
+DEBOOTSTRAP_TIMEOUT = 1200.0  # seconds; about 2.5 minutes measured here
+BUILD_TIMEOUT = 900.0  # seconds; about 1.5 minutes from scratch (pip downloads), seconds with cached layers
+COMMAND_TIMEOUT = 60.0  # seconds for any other podman command
+READY_TIMEOUT = 60.0  # seconds from `podman run` to the first /ready 200
+STOP_GRACE = 10  # seconds `podman stop` waits after SIGTERM before it sends SIGKILL
+MAX_IMAGE_BYTES = 600 * 10**6
+
+
+def podman(env: dict[str, str], *args: str, timeout: float = COMMAND_TIMEOUT, check: bool = True) -> subprocess.CompletedProcess:
+    """Run one podman command with the test's containers.conf; with ``check``, fail showing its output."""
+    done = subprocess.run(["podman", *args], env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    if check and done.returncode != 0:
+        pytest.fail(f"podman {' '.join(args)} exited {done.returncode}:\n{tail(done.stdout + done.stderr)}")
+    return done
+
+
+def tail(text: str, lines: int = 40) -> str:
+    """The end of a command's output, for failure messages."""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def debian_mirror() -> str:
+    """The Debian mirror apt already uses (deb822 file first, then the classic list), as CONTAINERS.md finds it."""
+    with contextlib.suppress(OSError):
+        for line in Path("/etc/apt/sources.list.d/debian.sources").read_text().splitlines():
+            if line.startswith("URIs:"):
+                return line.split()[1]
+    with contextlib.suppress(OSError):
+        for line in Path("/etc/apt/sources.list").read_text().splitlines():
+            if line.split()[:1] == ["deb"]:
+                return line.split()[1]
+    return "http://deb.debian.org/debian"
+
+
+def mounts_under(folder: Path) -> list[str]:
+    """Mount points at or below ``folder`` (debootstrap mounts /proc, and in a container binds /dev, in its target)."""
+    prefix = str(folder.resolve())
+    points = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
+    return [point for point in points if point == prefix or point.startswith(prefix + "/")]
+
+
+@pytest.fixture(scope="module")
+def podman_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The environment for every podman call: CONTAINERS_CONF naming runc and ulimits this host allows."""
+    conf = tmp_path_factory.mktemp("podman") / "containers.conf"
+    conf.write_text(CONTAINERS_CONF)
+    return {**os.environ, "CONTAINERS_CONF": str(conf)}
+
+
+@contextlib.contextmanager
+def machine_lock(path: Path, timeout: float) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (other test runs on this machine wait for it), for at most ``timeout`` waiting."""
+    with path.open("a") as handle:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"another test run held {path} for over {timeout:.0f} s")
+                time.sleep(1)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@pytest.fixture(scope="module")
+def base_image(podman_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Debian 12 with Python 3.11 from debootstrap, imported as localhost/debian-py:base; reused once it exists."""
+    with machine_lock(BASE_LOCK, DEBOOTSTRAP_TIMEOUT + COMMAND_TIMEOUT * 5):
+        if podman(podman_env, "image", "exists", BASE_IMAGE, check=False).returncode != 0:
+            debootstrap_base(podman_env, tmp_path_factory.mktemp("debian-py") / "rootfs")
+    return BASE_IMAGE
+
+
+def debootstrap_base(podman_env: dict[str, str], rootfs: Path) -> None:
+    """Build the base as CONTAINERS.md does: debootstrap a minimal bookworm with Python, then podman import it."""
+    started = time.monotonic()
+    try:
+        command = ["debootstrap", "--variant=minbase", "--include=python3,python3-venv,python3-pip,ca-certificates"]
+        done = subprocess.run(
+            [*command, "bookworm", str(rootfs), debian_mirror()], capture_output=True, text=True, timeout=DEBOOTSTRAP_TIMEOUT
+        )
+        if done.returncode != 0:
+            pytest.fail(f"debootstrap exited {done.returncode}:\n{tail(done.stdout + done.stderr)}")
+        for leftover in ("var/cache/apt/archives", "var/lib/apt/lists"):
+            for path in (rootfs / leftover).glob("*"):
+                if path.is_file():
+                    path.unlink()
+        tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
+        try:
+            imported = subprocess.run(
+                ["podman", "import", "--change", 'CMD ["/bin/bash"]', "-", BASE_IMAGE],
+                stdin=tar.stdout,
+                env=podman_env,
+                capture_output=True,
+                text=True,
+                timeout=COMMAND_TIMEOUT * 5,
+            )
+        finally:
+            assert tar.stdout is not None
+            tar.stdout.close()
+            tar.wait(timeout=COMMAND_TIMEOUT)
+        if imported.returncode != 0:
+            pytest.fail(f"podman import exited {imported.returncode}:\n{tail(imported.stdout + imported.stderr)}")
+    finally:
+        mounted = mounts_under(rootfs) if rootfs.exists() else []
+        if mounted:  # never delete through a mount: it could be the host's /dev or /proc
+            print(f"\nleft {rootfs} in place: still mounted there: {', '.join(mounted)}")
+        else:
+            shutil.rmtree(rootfs, ignore_errors=True)
+    print(f"\nbuilt {BASE_IMAGE} with debootstrap in {time.monotonic() - started:.0f} s")
+
+
+def build_command(context: Path, *extra: str) -> list[str]:
+    """`podman build` of the Containerfile in ``context`` FROM the local base, keeping the HEALTHCHECK (docker format)."""
+    volume = ["-v", f"{CA_BUNDLE}:/run/host-ca.crt:ro"] if CA_BUNDLE.is_file() else []
+    return ["build", "--build-arg", f"BASE={BASE_IMAGE}", "--format", "docker", "--force-rm", *volume, *extra, str(context)]
+
+
+@pytest.fixture(scope="module")
+def image(podman_env: dict[str, str], base_image: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The service image built from this checkout, tagged localhost/sentiment-api:test; its id, which no other run re-tags."""
+    iidfile = tmp_path_factory.mktemp("image") / "iid"
+    started = time.monotonic()
+    build = build_command(ROOT, "-f", str(ROOT / "Containerfile"), "-t", IMAGE, "--iidfile", str(iidfile))
+    podman(podman_env, *build, timeout=BUILD_TIMEOUT)
+    print(f"\nbuilt {IMAGE} in {time.monotonic() - started:.1f} s")
+    return iidfile.read_text().strip()
+
+
+@dataclass
+class Container:
+    """A running container of the image: its name, its URL on the loopback, and how long it took to be ready."""
+
+    name: str
+    url: str
+    startup_seconds: float
+
+
+def container_state(env: dict[str, str], name: str) -> dict:
+    """podman's view of the container's state (Running, ExitCode, ...)."""
+    return json.loads(podman(env, "inspect", "--format", "{{json .State}}", name).stdout)
+
+
+@contextlib.contextmanager
+def running(env: dict[str, str], image: str) -> Iterator[Container]:
+    """Run the image read-only with a tmpfs /tmp on a free loopback port; yield it once /ready answers; always remove it."""
+    name = f"sentiment-api-test-{uuid.uuid4().hex[:8]}"
+    port = free_port()
+    url = f"http://{HOST}:{port}"
+    started = time.monotonic()
+    try:
+        podman(env, "run", "-d", "--name", name, "--read-only", "--tmpfs", "/tmp", "-p", f"{HOST}:{port}:8000", *ULIMITS, image)
+        deadline = started + READY_TIMEOUT
+        while True:
+            with contextlib.suppress(requests.RequestException):
+                if requests.get(f"{url}/ready", timeout=2).status_code == 200:
+                    break
+            if not container_state(env, name)["Running"] or time.monotonic() > deadline:
+                logs = podman(env, "logs", name, check=False)
+                pytest.fail(f"{name} never answered /ready within {READY_TIMEOUT:.0f} s:\n{tail(logs.stdout + logs.stderr)}")
+            time.sleep(0.1)
+        yield Container(name, url, time.monotonic() - started)
+    finally:
+        podman(env, "rm", "-f", "-t", "0", name, check=False)
+
+
+@pytest.fixture(scope="module")
+def container(podman_env: dict[str, str], image: str) -> Iterator[Container]:
+    """One container of the image, shared by the tests that only call it."""
+    with running(podman_env, image) as served:
+        yield served
+
+
+def test_serves_read_only_as_non_root(podman_env: dict[str, str], container: Container) -> None:
+    ready = requests.get(f"{container.url}/ready", timeout=10)
+    assert ready.status_code == 200 and ready.json()["status"] == "ready"
+    answer = requests.get(f"{container.url}/", {"query": "that movie was boring"}, timeout=10)
+    assert answer.status_code == 200 and answer.json()["prediction"] == "Negative"
+    metrics = requests.get(f"{container.url}/metrics", timeout=10)
+    assert metrics.status_code == 200 and "http_requests_total" in metrics.text
+    uid = podman(podman_env, "exec", container.name, "id", "-u").stdout.strip()
+    assert uid != "0"
+    # Nothing but /tmp is writable: not the code, not the models.
+    refused = podman(podman_env, "exec", container.name, "touch", "/app/lib/models/written", check=False)
+    assert refused.returncode != 0 and "Read-only file system" in refused.stderr
+    # The image's HEALTHCHECK (kept by --format docker) passes against the running server.
+    podman(podman_env, "healthcheck", "run", container.name)
+
+
+def test_image_holds_only_what_serving_needs(podman_env: dict[str, str], image: str) -> None:
+    check = (
+        "import importlib.util, json, os; print(json.dumps({"
+        "'app': sorted(os.listdir('/app')), 'lib': sorted(os.listdir('/app/lib')),"
+        "'absent_packages': [m for m in ('pandas', 'matplotlib') if importlib.util.find_spec(m) is None],"
+        "'ca_bytes': os.path.getsize('/run/host-ca.crt') if os.path.exists('/run/host-ca.crt') else 0}))"
+    )
+    name = f"sentiment-api-test-{uuid.uuid4().hex[:8]}"
+    try:
+        done = podman(podman_env, "run", "--name", name, *ULIMITS, image, "python", "-c", check)
+    finally:
+        podman(podman_env, "rm", "-f", "-t", "0", name, check=False)
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert set(found["app"]) <= {"app.py", "model.py", "gunicorn.conf.py", "lib", "__pycache__"}
+    assert "models" in found["lib"] and "data" not in found["lib"]
+    assert found["absent_packages"] == ["pandas", "matplotlib"]  # build-only dependencies stay out
+    assert found["ca_bytes"] == 0  # the build's CA bundle was mounted, never copied (podman leaves an empty mount point)
+
+
+def test_stops_gracefully_on_sigterm(podman_env: dict[str, str], image: str) -> None:
+    with running(podman_env, image) as served:
+        assert requests.get(f"{served.url}/", {"query": "that movie was boring"}, timeout=10).status_code == 200
+        started = time.monotonic()
+        podman(podman_env, "stop", "-t", str(STOP_GRACE), served.name, timeout=STOP_GRACE + COMMAND_TIMEOUT)
+        took = time.monotonic() - started
+        state = container_state(podman_env, served.name)
+        logs = podman(podman_env, "logs", served.name)
+    print(f"\nSIGTERM to exit: {took:.2f} s, exit code {state['ExitCode']}")
+    assert took < STOP_GRACE, "podman had to SIGKILL: gunicorn did not stop within the grace period"
+    assert state["ExitCode"] == 0
+    assert "Shutting down: Master" in logs.stdout + logs.stderr  # gunicorn's graceful path, not a kill
+
+
+def test_image_size_and_start_up(podman_env: dict[str, str], image: str, container: Container) -> None:
+    size = int(podman(podman_env, "image", "inspect", "--format", "{{.Size}}", image).stdout.strip())
+    print(f"\n{IMAGE}: {size / 10**6:.0f} MB; podman run to first /ready 200: {container.startup_seconds:.2f} s")
+    assert size < MAX_IMAGE_BYTES
+
+
+def test_bad_model_fails_the_build(podman_env: dict[str, str], base_image: str, tmp_path: Path) -> None:
+    context = tmp_path / "context"
+    context.mkdir()
+    for name in CONTEXT_FILES:
+        shutil.copy2(ROOT / name, context / name)
+    shutil.copytree(ROOT / "lib", context / "lib", ignore=shutil.ignore_patterns("data", "__pycache__", ".*"))
+    corrupted = context / "lib" / "models" / "ratings" / "idf.npy"
+    with corrupted.open("ab") as artifact:
+        artifact.write(b"tampered")
+    done = podman(podman_env, *build_command(context, "-f", str(context / "Containerfile")), timeout=BUILD_TIMEOUT, check=False)
+    output = done.stdout + done.stderr
+    assert done.returncode != 0, f"the build accepted a corrupted model:\n{tail(output)}"
+    assert "lib/models/ratings/idf.npy" in output, tail(output)
