@@ -1,0 +1,249 @@
+"""/docs in a real headless browser: "Try it out" then "Execute" on every operation, with Swagger UI's defaults.
+
+Debian's chromium, driven by selenium through Debian's chromedriver (paths given, so nothing is downloaded), against the
+production command. The operations come from the served /openapi.json, so a new model's paths are covered without
+editing this file. Screenshots of each executed operation are saved in the test's temporary folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import requests
+from selenium import webdriver
+from selenium.common.exceptions import TimeoutException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support.ui import WebDriverWait
+
+from bench.harness import Server
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+MISSING = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not path.is_file()]
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.slow,  # a live server too, so `-m "not slow"` leaves it out as well
+    pytest.mark.skipif(
+        bool(MISSING),
+        reason=f"needs Debian's chromium and chromium-driver ({', '.join(MISSING)} missing): "
+        "apt-get install chromium chromium-driver",
+    ),
+]
+
+CHROMIUM_FLAGS = [
+    "--headless=new",
+    "--no-sandbox",  # the tests run as root, where Chromium's sandbox cannot start
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1400,2400",
+]
+METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+TEST_BUDGET = 300.0  # seconds for the whole test (about 60 here), browser start included; each wait gets at most what is left
+STEP_TIMEOUT = 90.0  # seconds one step may take: a page load, a button, an answer (/docs/ script: about 20 s to render here)
+FETCH_ERROR = "Failed to execute 'fetch'"
+
+T = TypeVar("T")
+
+
+class Deadline:
+    """The whole test's time budget: each explicit wait gets at most what is left of it."""
+
+    def __init__(self, seconds: float) -> None:
+        self.end = time.monotonic() + seconds
+
+    def left(self) -> float:
+        left = self.end - time.monotonic()
+        if left <= 0:
+            pytest.fail(f"the browser test ran over its {TEST_BUDGET:.0f} s budget")
+        return min(left, STEP_TIMEOUT)
+
+    def wait(self, driver: WebDriver, condition: Callable[[WebDriver], T], what: str) -> T:
+        """Wait (polling, no sleep) until ``condition`` gives a true value, or fail saying ``what`` never happened."""
+        try:
+            return WebDriverWait(driver, self.left(), poll_frequency=0.1).until(condition)
+        except TimeoutException:
+            pytest.fail(f"timed out waiting for {what}")
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float) -> Iterator[None]:
+    """Fail the test if the block takes longer than ``seconds``, even inside one stuck WebDriver command."""
+
+    def expire(signum: int, frame: object) -> None:
+        pytest.fail(f"the browser test ran over its {seconds:.0f} s budget")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.fixture
+def budget() -> Iterator[Deadline]:
+    """The test's time budget: explicit waits are cut to it, and a hard limit a little past it stops anything stuck."""
+    with time_limit(TEST_BUDGET + STEP_TIMEOUT):
+        yield Deadline(TEST_BUDGET)
+
+
+@pytest.fixture
+def browser(tmp_path: Path, budget: Deadline) -> Iterator[WebDriver]:
+    """Headless Chromium with a fresh profile in tmp_path, its console log kept for the test to read."""
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]:
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    # An explicit driver path: selenium then skips Selenium Manager, which would try to download a driver.
+    service = Service(executable_path=str(CHROMEDRIVER), log_output=str(tmp_path / "chromedriver.log"))
+    driver = webdriver.Chrome(service=service, options=options)
+    try:
+        driver.set_page_load_timeout(STEP_TIMEOUT)
+        driver.set_script_timeout(STEP_TIMEOUT)
+        yield driver
+    finally:
+        driver.quit()
+
+
+def resolve(document: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
+    """Follow a local $ref (#/components/...) to what it names."""
+    while "$ref" in item:
+        target: Any = document
+        for part in item["$ref"].removeprefix("#/").split("/"):
+            target = target[part]
+        item = target
+    return item
+
+
+def operations(document: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """Every (path, method, operation) of the document, in its order."""
+    for path, item in document["paths"].items():
+        for method in METHODS:
+            if method in item:
+                yield path, method, item[method]
+
+
+def block_id(operation: dict[str, Any]) -> str:
+    """The id Swagger UI gives an operation's block when deep linking is on: operations-<tag>-<operationId>."""
+    return f"operations-{operation['tags'][0]}-{operation['operationId']}".replace(" ", "_")
+
+
+def fill_empty_parameters(block: WebElement, document: dict[str, Any], operation: dict[str, Any]) -> list[str]:
+    """Give the document's example to a parameter Swagger UI left empty, if the call needs it; return those filled.
+
+    Needed means required, or the operation has no request body (a GET's text can only come in the URL: without it the
+    answer is the documented 400). Swagger UI 4 pre-fills ``example`` itself, so this usually fills nothing.
+    """
+    filled = []
+    has_body = "requestBody" in operation
+    for parameter in (resolve(document, p) for p in operation.get("parameters", [])):
+        if not (parameter.get("required") or (not has_body and "example" in parameter)):
+            continue
+        row = block.find_element(By.CSS_SELECTOR, f'tr[data-param-name="{parameter["name"]}"][data-param-in="{parameter["in"]}"]')
+        fields = row.find_elements(By.CSS_SELECTOR, "input, textarea, select")
+        assert fields, f"no input for parameter {parameter['name']!r}"
+        field = fields[0]
+        if field.tag_name == "select" or field.get_attribute("value"):
+            continue  # an enum's select shows (and sends) its first value; a filled input keeps Swagger UI's value
+        example = parameter.get("example", resolve(document, parameter.get("schema", {})).get("example"))
+        assert example is not None, (
+            f"Swagger UI left required parameter {parameter['name']!r} empty and the document has no example"
+        )
+        field.send_keys(str(example))
+        filled.append(parameter["name"])
+    return filled
+
+
+LIVE_ROW = ".live-responses-table tbody tr.response"  # the executed call's row (the thead has a "Code" cell too)
+
+
+def live_status(block: WebElement) -> str | None:
+    """The status code of the executed call as Swagger UI shows it ('200'), or None while the answer is pending."""
+    cells = block.find_elements(By.CSS_SELECTOR, f"{LIVE_ROW} td.response-col_status")
+    if not cells:
+        return None
+    match = re.match(r"\s*(\d{3})", cells[0].text)
+    return match.group(1) if match else f"no status ({live_error(block)!r})"
+
+
+def live_error(block: WebElement) -> str:
+    """The error Swagger UI shows when the call itself failed ('TypeError: Failed to execute 'fetch'...'), else ''.
+
+    Swagger UI renders it as Markdown straight inside the row's Details cell, before (and apart from) any response body,
+    which may itself contain such words (the /docs/ script does).
+    """
+    return block.parent.execute_script(
+        "return Array.from(arguments[0].querySelectorAll(arguments[1]), e => e.textContent).join(' ');",
+        block,
+        f"{LIVE_ROW} td.response-col_description > :is(.markdown, .renderedMarkdown)",
+    )
+
+
+def execute(
+    driver: WebDriver, deadline: Deadline, base: str, document: dict[str, Any], operation: dict[str, Any]
+) -> tuple[str, list[str]]:
+    """Open /docs, expand the operation, Try it out, Execute with the defaults: the status Swagger UI shows, and the
+    parameters this had to fill."""
+    driver.get(base + "/docs")
+    name = operation["operationId"]
+    block = deadline.wait(driver, lambda d: d.find_element(By.ID, block_id(operation)), f"{name}'s block on /docs")
+    block.find_element(By.CSS_SELECTOR, ".opblock-summary").click()
+    try_out = deadline.wait(driver, lambda _: block.find_element(By.CSS_SELECTOR, "button.try-out__btn"), f"{name}: Try it out")
+    try_out.click()
+    run = deadline.wait(driver, lambda _: block.find_element(By.CSS_SELECTOR, "button.execute"), f"{name}: Execute")
+    filled = fill_empty_parameters(block, document, operation)
+    run.click()
+    return deadline.wait(driver, lambda _: live_status(block), f"{name}: the live response"), filled
+
+
+def test_try_it_out_executes_every_operation(
+    production_server: Server, budget: Deadline, browser: WebDriver, tmp_path: Path
+) -> None:
+    document = requests.get(production_server.url + "/openapi.json", timeout=10).json()
+    seen: dict[str, str] = {}
+    seconds: dict[str, float] = {}
+    filled: dict[str, list[str]] = {}
+    problems: list[str] = []
+    console: list[dict[str, Any]] = []
+    for path, method, operation in operations(document):
+        label = f"{method.upper()} {path}"
+        started = time.monotonic()
+        status, filled[label] = execute(browser, budget, production_server.url, document, operation)
+        seen[label], seconds[label] = status, round(time.monotonic() - started, 1)
+        # The viewport, from the operation's top: the pre-filled values, the request sent and the status that came back.
+        block = browser.find_element(By.ID, block_id(operation))
+        browser.execute_script("arguments[0].scrollIntoView({block: 'start'});", block)
+        browser.save_screenshot(str(tmp_path / f"{operation['operationId']}.png"))
+        console += browser.get_log("browser")
+        if status not in operation["responses"]:
+            problems.append(f"{label}: {status} is not a status the document lists ({', '.join(operation['responses'])})")
+        # With the defaults every operation is a happy path: predictions get the example text (GET in the URL, POST
+        # the example batch), the others need nothing, and /docs/{filename} sends its enum's first file.
+        elif not status.startswith("2"):
+            problems.append(f"{label}: {status}, expected 2xx with the pre-filled values")
+        if error := live_error(block):
+            problems.append(f"{label}: Swagger UI shows the call failed: {error[:500]!r}")
+    (tmp_path / "statuses.json").write_text(json.dumps({"status": seen, "seconds": seconds, "filled": filled}, indent=2))
+    print(f"statuses seen: {json.dumps(seen)}; seconds each: {json.dumps(seconds)}; screenshots in {tmp_path}")
+    problems += [f"browser console: {entry['message']}" for entry in console if FETCH_ERROR in entry["message"]]
+    assert seen, "/openapi.json lists no operation"
+    assert not problems, "\n".join(problems)
