@@ -10,6 +10,7 @@ import pickle
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -132,3 +133,13 @@ def gadgets(marker: Path) -> dict[str, bytes]:
         "numpy-module-os": (b"cbuiltins\ngetattr\n(cnumpy.lib._datasource\nos\nVsystem\ntR(V" + command.encode() + b"\ntR."),
         "object-npy": object_array.getvalue(),
     }
+
+
+def resolve(spec: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
+    """Follow a local $ref (#/components/...) to what it names."""
+    while "$ref" in item:
+        node: Any = spec
+        for part in item["$ref"].removeprefix("#/").split("/"):
+            node = node[part]
+        item = node
+    return item

@@ -27,6 +27,7 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
 from bench.harness import Server
+from tests.helpers import resolve
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -122,16 +123,6 @@ def browser(tmp_path: Path, budget: Deadline) -> Iterator[WebDriver]:
         yield driver
     finally:
         driver.quit()
-
-
-def resolve(document: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
-    """Follow a local $ref (#/components/...) to what it names."""
-    while "$ref" in item:
-        target: Any = document
-        for part in item["$ref"].removeprefix("#/").split("/"):
-            target = target[part]
-        item = target
-    return item
 
 
 def operations(document: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:

@@ -18,7 +18,7 @@ from werkzeug.test import TestResponse
 from app import create_app
 from lib import openapi, resources
 from lib.settings import Settings
-from tests.helpers import rewrite_manifest
+from tests.helpers import resolve, rewrite_manifest
 
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 IGNORED_METHODS = {"HEAD", "OPTIONS"}  # Flask adds both to every route
@@ -39,16 +39,6 @@ def spec(client: FlaskClient) -> dict[str, Any]:
 def openapi_path(rule: str) -> str:
     """Flask's /docs/<path:filename> is OpenAPI's /docs/{filename}."""
     return RULE_VARIABLE.sub(r"{\1}", rule)
-
-
-def resolve(spec: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
-    """Follow a local $ref (#/components/...) to what it names."""
-    while "$ref" in item:
-        node: Any = spec
-        for part in item["$ref"].removeprefix("#/").split("/"):
-            node = node[part]
-        item = node
-    return item
 
 
 def schema_errors(spec: dict[str, Any], schema: dict[str, Any], instance: Any) -> list[str]:
