@@ -396,8 +396,20 @@ def test_access_log_can_keep_a_keyed_hmac_of_the_query(tmp_path: Path) -> None:
         ),
     ],
 )
-def test_bad_setting_stops_the_server_with_one_line(variable: str, value: str, message: str) -> None:
+def test_bad_setting_stops_the_config_with_one_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, variable: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))  # the config makes no folder of its own
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SystemExit) as stopped:
+        runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    assert stopped.value.code == f"Error: {message}"
+
+
+@pytest.mark.parametrize(("variable", "value"), [("WEB_CONCURRENCY", "0"), ("MAX_BATCH", "-1")])
+def test_bad_setting_stops_the_server_with_one_line(variable: str, value: str) -> None:
+    """As gunicorn itself shows it: one line, status 1, no traceback."""
     env = {**os.environ, "PORT": str(free_port()), variable: value}
     result = subprocess.run(production_command(), cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
-    assert result.returncode != 0
-    assert result.stderr.strip() == f"Error: {message}"
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"Error: Config {variable!r} has value {value!r}. Not a positive integer."

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+import app
 from app import create_app
 from bench.harness import ROOT
 from lib.settings import LOCAL_ORIGINS, ConfigError, Settings
@@ -34,7 +35,6 @@ def test_cors_settings() -> None:
         Settings.from_mapping({"CORS_ORIGINS": "a.example"})
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     ("variables", "message"),
     [
@@ -50,14 +50,23 @@ def test_cors_settings() -> None:
         ({"LOG_QUERIES": "hmac"}, "Config 'QUERY_LOG_KEY' must be a secret of at least 16 characters when LOG_QUERIES=hmac."),
     ],
 )
-def test_development_server_stops_with_one_line_naming_the_setting(variables: dict[str, str], message: str) -> None:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in ("PORT", "LOG_LEVEL", "PROMETHEUS_MULTIPROC_DIR", "LOG_QUERIES")
-    }
+def test_development_server_stops_with_one_line_naming_the_setting(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], variables: dict[str, str], message: str
+) -> None:
+    for key in ("PORT", "LOG_LEVEL", "PROMETHEUS_MULTIPROC_DIR", "LOG_QUERIES", "QUERY_LOG_KEY"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in variables.items():
+        monkeypatch.setenv(key, value)
+    assert app.main() == 1
+    assert capsys.readouterr().err.strip() == f"error: {message}"
+
+
+@pytest.mark.slow
+def test_development_server_command_stops_with_one_line() -> None:
+    """The same, as `python app.py` prints it."""
+    env = {key: value for key, value in os.environ.items() if key != "PROMETHEUS_MULTIPROC_DIR"}
     result = subprocess.run(
-        [sys.executable, "app.py"], cwd=ROOT, env={**env, **variables}, capture_output=True, text=True, timeout=60
+        [sys.executable, "app.py"], cwd=ROOT, env={**env, "PORT": "99999"}, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 1
-    assert result.stderr.strip() == f"error: {message}"
+    assert result.stderr.strip() == "error: Config 'PORT' has value '99999'. Not a port number (1-65535)."
