@@ -38,7 +38,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     log.setLevel(settings.log_level)
     app = Flask(__name__, static_folder=None)
     app.config.update(MAX_CONTENT_LENGTH=settings.max_body_bytes, ERROR_404_HELP=False, SETTINGS=settings)
-    metrics = Metrics()
+    metrics = Metrics(settings.metrics_dir)
     registry = ModelRegistry(settings.models_dir, metrics)
     registry.load()
     lifecycle = Lifecycle()

@@ -112,15 +112,11 @@ class NLPModel:
         Same arithmetic as ``vectorizer_transform`` + ``predict_proba`` (to ~1e-12), about a
         hundred times cheaper for a short phrase: the single-query serving path.
         """
-        if self._fast is None:
-            self._fast = _FastPath(self.vectorizer, self.clf)
-        return self._fast(text)
+        return self._fast_path()(text)
 
     def score_one(self, text: str) -> tuple[np.ndarray, int, int]:
         """Return one text's class probabilities, its terms the model knows, and its terms: the single-query path."""
-        if self._fast is None:
-            self._fast = _FastPath(self.vectorizer, self.clf)
-        return self._fast.score(text)
+        return self._fast_path().score(text)
 
     def score_texts(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Return class probabilities of raw texts and, per text, (known terms, terms): the serving path.
@@ -129,9 +125,13 @@ class NLPModel:
         arithmetic as ``predict_texts`` (to ~1e-12) in one sparse product, with each text analyzed
         once for both the features and the counts.
         """
+        return self._fast_path().score_many(texts)
+
+    def _fast_path(self) -> _FastPath:
+        """The fitted arrays arranged for scoring, built once per fit or load."""
         if self._fast is None:
             self._fast = _FastPath(self.vectorizer, self.clf)
-        return self._fast.score_many(texts)
+        return self._fast
 
     @property
     def version(self) -> str:
@@ -183,7 +183,7 @@ class NLPModel:
         model.vectorizer = _vectorizer_from(directory, payloads)
         model.clf = _classifier_from(directory, payloads, len(model.labels), len(model.vectorizer.vocabulary_))
         model.manifest = manifest
-        model._fast = _FastPath(model.vectorizer, model.clf)
+        model._fast_path()  # built at load, so the first request pays nothing
         return model
 
 
@@ -380,7 +380,7 @@ def _write(path: Path, payload: bytes) -> str:
 
 
 class _FastPath:
-    """TF-IDF + multinomial NB for one text, over the fitted arrays, without sparse matrices."""
+    """TF-IDF + multinomial NB over the fitted arrays: one text with small dense arrays, a batch in one sparse product."""
 
     def __init__(self, vectorizer: TfidfVectorizer, clf: MultinomialNB) -> None:
         self.analyze = vectorizer.build_analyzer()
@@ -396,8 +396,8 @@ class _FastPath:
     def __call__(self, text: str) -> np.ndarray:
         return self.score(text)[0]
 
-    def score(self, text: str) -> tuple[np.ndarray, int, int]:
-        """Return the class probabilities, how many of the text's terms the model knows, and how many terms it has."""
+    def counts(self, text: str) -> tuple[dict[int, int], int]:
+        """Count the text's terms the model knows, by column; also return how many terms the text has."""
         counts: dict[int, int] = {}
         vocabulary = self.vocabulary
         terms = self.analyze(text)
@@ -405,58 +405,48 @@ class _FastPath:
             index = vocabulary.get(token)
             if index is not None:
                 counts[index] = counts.get(index, 0) + 1
-        return self._probabilities(counts), sum(counts.values()), len(terms)
+        return counts, len(terms)
+
+    def score(self, text: str) -> tuple[np.ndarray, int, int]:
+        """Return the class probabilities, how many of the text's terms the model knows, and how many terms it has."""
+        counts, terms = self.counts(text)
+        joint = self.log_prior.copy()
+        if counts:
+            indices = np.fromiter(counts.keys(), dtype=np.intp, count=len(counts))
+            weights = self._tf_idf(np.fromiter(counts.values(), dtype=np.float64, count=len(counts)), indices)
+            joint += self._normalize(weights) @ self.log_prob[indices]
+        return _softmax(joint), sum(counts.values()), terms
 
     def score_many(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Score texts in one sparse product; return probabilities and (known terms, terms) per text."""
         indptr, indices, values = [0], list[int](), list[int]()
         coverage = np.zeros((len(texts), 2), dtype=np.int64)
-        vocabulary = self.vocabulary
         for row, text in enumerate(texts):
-            counts: dict[int, int] = {}
-            terms = self.analyze(text)
-            for token in terms:
-                index = vocabulary.get(token)
-                if index is not None:
-                    counts[index] = counts.get(index, 0) + 1
+            counts, terms = self.counts(text)
             indices.extend(counts.keys())
             values.extend(counts.values())
             indptr.append(len(indices))
-            coverage[row] = sum(counts.values()), len(terms)
+            coverage[row] = sum(counts.values()), terms
         features = sparse.csr_matrix(
             (np.asarray(values, dtype=np.float64), np.asarray(indices, dtype=np.intp), np.asarray(indptr, dtype=np.intp)),
             shape=(len(texts), self.log_prob.shape[0]),
         )
-        if self.binary:
-            features.data[:] = 1.0
-        elif self.sublinear_tf:
-            np.log(features.data, out=features.data)
-            features.data += 1.0
-        if self.idf is not None:
-            features.data *= self.idf[features.indices]
+        features.data = self._tf_idf(features.data, features.indices)
         if self.norm is not None:
             features = normalize(features, norm=self.norm, copy=False)
-        joint = features @ self.log_prob + self.log_prior
-        joint -= joint.max(axis=1, keepdims=True)
-        probabilities = np.exp(joint)
-        return probabilities / probabilities.sum(axis=1, keepdims=True), coverage
+        return _softmax(features @ self.log_prob + self.log_prior), coverage
 
-    def _probabilities(self, counts: dict[int, int]) -> np.ndarray:
-        joint = self.log_prior.copy()
-        if counts:
-            indices = np.fromiter(counts.keys(), dtype=np.intp, count=len(counts))
-            weights = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
-            if self.binary:
-                weights[:] = 1.0
-            elif self.sublinear_tf:
-                weights = np.log(weights) + 1.0
-            if self.idf is not None:
-                weights *= self.idf[indices]
-            weights = self._normalize(weights)
-            joint += weights @ self.log_prob[indices]
-        joint -= joint.max()
-        probabilities = np.exp(joint)
-        return probabilities / probabilities.sum()
+    def _tf_idf(self, counts: np.ndarray, indices: np.ndarray) -> np.ndarray:
+        """Weigh term counts as the vectorizer does: binary or sublinear term frequency, times idf."""
+        if self.binary:
+            weights = np.ones_like(counts)
+        elif self.sublinear_tf:
+            weights = np.log(counts) + 1.0
+        else:
+            weights = counts.copy()
+        if self.idf is not None:
+            weights *= self.idf[indices]
+        return weights
 
     def _normalize(self, weights: np.ndarray) -> np.ndarray:
         if self.norm == "l2":
@@ -466,3 +456,9 @@ class _FastPath:
         else:
             return weights
         return weights / length if length > 0 else weights
+
+
+def _softmax(joint: np.ndarray) -> np.ndarray:
+    """Turn joint log-likelihoods (last axis: classes) into probabilities, without overflow."""
+    shifted = np.exp(joint - joint.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)

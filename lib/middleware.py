@@ -22,6 +22,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from lib.errors import ApiError
 from lib.observability import REQUEST_ID_HEADER, SAFE_REQUEST_ID, AccessLog, Metrics
+from lib.resources import MODEL_VERSION_HEADER
 from lib.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -114,7 +115,7 @@ def cors_step(app: Flask, settings: Settings) -> Callable[[Response], Response] 
         app,
         origins=list(settings.cors_origins),
         methods=["GET", "POST"],
-        expose_headers=[REQUEST_ID_HEADER, "X-Model-Version"],
+        expose_headers=[REQUEST_ID_HEADER, MODEL_VERSION_HEADER],
         max_age=600,
     )
     [step] = [hook for hook in hooks if hook not in before]

@@ -1,8 +1,8 @@
 """Request ids, Prometheus metrics and log context for the service (lib/middleware.py applies them per request).
 
-Under gunicorn, ``PROMETHEUS_MULTIPROC_DIR`` is set (by ``gunicorn.conf.py``) before this module
-is imported: each worker then writes its counters to files there, and ``/metrics`` merges them, so
-every worker answers with the totals of all of them.
+Under gunicorn, ``PROMETHEUS_MULTIPROC_DIR`` is set (by ``gunicorn.conf.py``) before prometheus-client
+is imported: each worker then writes its counters to files there, and ``/metrics`` merges them (the
+folder comes in as ``Settings.metrics_dir``), so every worker answers with the totals of all of them.
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import os
 import re
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -44,7 +44,8 @@ class RequestIdFilter(logging.Filter):
 class Metrics:
     """The service's Prometheus metrics, on a registry of its own (one per app)."""
 
-    def __init__(self) -> None:
+    def __init__(self, multiprocess_dir: Path | None = None) -> None:
+        self.multiprocess_dir = multiprocess_dir  # set: every worker's files there are merged by exposition()
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "http_requests", "HTTP requests answered.", ["endpoint", "method", "status"], registry=self.registry
@@ -88,36 +89,32 @@ class Metrics:
             buckets=(0.0, 0.25, 0.5, 0.75, 0.9, 1.0),
             registry=self.registry,
         )
-        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
-        self._prediction_children: dict[tuple[str, str], Any] = {}
-        self._quality_children: dict[tuple[str, str], tuple[Any, Any]] = {}
+        self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """A metric's series for these label values: labels() takes a lock and builds a key, so once per combination."""
+        key = (metric, labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def observe_request(self, endpoint: str, method: str, status: int, seconds: float) -> None:
         """Count and time one answered request."""
-        key = (endpoint, method, status)
-        children = self._request_children.get(key)
-        if children is None:  # labels() takes a lock and builds a key: do it once per combination
-            children = (self.requests.labels(endpoint, method, str(status)), self.latency.labels(endpoint, str(status)))
-            self._request_children[key] = children
-        children[0].inc()
-        children[1].observe(seconds)
+        code = str(status)
+        self._child(self.requests, endpoint, method, code).inc()
+        self._child(self.latency, endpoint, code).observe(seconds)
 
     def count_prediction(self, model: str, label: str, count: int = 1) -> None:
         """Count predictions of one label."""
-        child = self._prediction_children.get((model, label))
-        if child is None:
-            child = self._prediction_children[(model, label)] = self.predictions.labels(model, label)
-        child.inc(count)
+        self._child(self.predictions, model, label).inc(count)
 
     def observe_answers(self, model: str, version: str, confidences: Sequence[float], coverage: Sequence[Sequence[int]]) -> None:
         """Record each answer's confidence and the share of its text's terms the model knew."""
-        children = self._quality_children.get((model, version))
-        if children is None:
-            children = (self.confidence.labels(model, version), self.known_share.labels(model, version))
-            self._quality_children[(model, version)] = children
-        for confidence, (known, terms) in zip(confidences, coverage, strict=True):
-            children[0].observe(confidence)
-            children[1].observe(known / terms if terms else 0.0)
+        confidence, known_share = self._child(self.confidence, model, version), self._child(self.known_share, model, version)
+        for value, (known, terms) in zip(confidences, coverage, strict=True):
+            confidence.observe(value)
+            known_share.observe(known / terms if terms else 0.0)
 
     def models_loaded(
         self, manifests: Mapping[str, Mapping], load_seconds: Mapping[str, float], replaced: Mapping[str, Mapping]
@@ -132,9 +129,9 @@ class Metrics:
     def exposition(self) -> Response:
         """Render every metric in Prometheus text format, merged across workers when there are several."""
         registry = self.registry
-        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        if self.multiprocess_dir is not None:
             registry = CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry)
+            multiprocess.MultiProcessCollector(registry, path=str(self.multiprocess_dir))
         return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 
 

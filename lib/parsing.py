@@ -39,18 +39,15 @@ def json_object() -> dict[str, Any]:
     return body
 
 
-def has_body() -> bool:
-    """Say whether the request carries a body: an empty one (HTTPie sends it from scripts) is no body."""
-    return bool(request.content_length)
+def json_body() -> dict[str, Any] | None:
+    """Return the request's JSON object, or None without a JSON body (an empty one, as HTTPie sends from scripts, is none)."""
+    return json_object() if request.is_json and request.content_length else None
 
 
 def read_batch_body() -> dict[str, Any] | None:
     """Return a JSON body that holds ``queries`` (a batch), or None when the request is a single query."""
-    if request.is_json and has_body():
-        body = json_object()
-        if "queries" in body:
-            return body
-    return None
+    body = json_body()
+    return body if body is not None and "queries" in body else None
 
 
 def read_query(settings: Settings) -> str:
@@ -62,8 +59,8 @@ def read_query(settings: Settings) -> str:
                 400, f"'query' appears {len(given)} times in the URL. Send one, or POST {{\"queries\": [...]}} for several."
             )
         value: Any = given[0]
-    elif request.is_json and has_body():
-        value = json_object().get("query")
+    elif (body := json_body()) is not None:
+        value = body.get("query")
     else:
         value = request.form.get("query")
     return checked_text(value, "query", settings)

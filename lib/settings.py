@@ -64,16 +64,21 @@ class Settings:
         )
 
 
-def positive_int(values: Mapping[str, Any], key: str, default: int) -> int:
-    """Read a positive integer setting, naming the key and the value when it is not one."""
+def bounded_int(values: Mapping[str, Any], key: str, default: int, low: int, high: int | None, expected: str) -> int:
+    """Read an integer setting within [low, high], naming the key, the value and what was ``expected`` otherwise."""
     raw = values.get(key, default)
     try:
         number = int(raw)
     except (TypeError, ValueError):
-        number = 0
-    if number < 1 or isinstance(raw, bool):
-        raise ConfigError(f"Config {key!r} has value {raw!r}. Not a positive integer.")
+        number = low - 1
+    if number < low or (high is not None and number > high) or isinstance(raw, bool):
+        raise ConfigError(f"Config {key!r} has value {raw!r}. Not {expected}.")
     return number
+
+
+def positive_int(values: Mapping[str, Any], key: str, default: int) -> int:
+    """Read a positive integer setting."""
+    return bounded_int(values, key, default, 1, None, "a positive integer")
 
 
 def non_negative_number(values: Mapping[str, Any], key: str, default: float, whole: bool = False) -> float:
@@ -110,14 +115,7 @@ def log_level(values: Mapping[str, Any], default: str) -> str:
 
 def port(values: Mapping[str, Any], default: int) -> int:
     """Read PORT as a TCP port number, 1-65535."""
-    raw = values.get("PORT", default)
-    try:
-        number = int(raw)
-    except (TypeError, ValueError):
-        number = 0
-    if not 1 <= number <= 65535:
-        raise ConfigError(f"Config 'PORT' has value {raw!r}. Not a port number (1-65535).")
-    return number
+    return bounded_int(values, "PORT", default, 1, 65535, "a port number (1-65535)")
 
 
 def writable_folder(values: Mapping[str, Any], key: str) -> Path | None:
