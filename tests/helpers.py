@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import os
 import pickle
+import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -143,3 +145,14 @@ def resolve(spec: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
             node = node[part]
         item = node
     return item
+
+
+def raw_exchange(server: Server, payload: bytes) -> bytes:
+    """Send raw bytes on a fresh connection and read the whole answer (the server closes it)."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as connection:
+        connection.sendall(payload)
+        answer = b""
+        with contextlib.suppress(TimeoutError, ConnectionResetError):
+            while chunk := connection.recv(65536):
+                answer += chunk
+    return answer

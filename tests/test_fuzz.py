@@ -6,11 +6,9 @@ framing and forwarded/SCRIPT_NAME headers (the last two on the live production s
 Bounded: a few hundred examples per property, no deadlines (CI machines are noisy).
 """
 
-import contextlib
 import functools
 import json
 import re
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +21,7 @@ from werkzeug.test import TestResponse
 from app import create_app
 from bench.harness import Server
 from model import NLPModel
+from tests.helpers import raw_exchange
 
 pytestmark = pytest.mark.slow  # hypothesis fuzzing
 
@@ -154,17 +153,6 @@ def chunked_bodies(draw: st.DrawFn) -> bytes:
 LIVE = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 
-def live_exchange(server: Server, payload: bytes) -> bytes:
-    """Send raw bytes on a fresh connection and read the whole answer (the server closes it)."""
-    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as connection:
-        connection.sendall(payload)
-        answer = b""
-        with contextlib.suppress(TimeoutError, ConnectionResetError):
-            while chunk := connection.recv(65536):
-                answer += chunk
-    return answer
-
-
 def assert_clean_raw(answer: bytes) -> None:
     """A 2xx or 4xx status and a JSON body, from the production server itself."""
     status_line, _, rest = answer.partition(b"\r\n")
@@ -179,7 +167,7 @@ def test_any_chunked_framing_on_the_live_server(production_server: Server, frami
     head = (
         b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
     )
-    assert_clean_raw(live_exchange(production_server, head + framing))
+    assert_clean_raw(raw_exchange(production_server, head + framing))
 
 
 PROXY_HEADERS = st.sampled_from(
@@ -206,4 +194,4 @@ HEADER_VALUES = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint
 def test_any_proxy_headers_on_the_live_server(production_server: Server, headers: dict[str, str], path: str) -> None:
     lines = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
     request = f"GET {path}?query=good HTTP/1.1\r\nHost: x\r\n{lines}Connection: close\r\n\r\n"
-    assert_clean_raw(live_exchange(production_server, request.encode()))
+    assert_clean_raw(raw_exchange(production_server, request.encode()))

@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from bench.harness import ROOT, Server, free_port, production_command
-from tests.helpers import CLIENT_TIMEOUT, COMMITTED_MODELS, gadgets, metric_value, plant, start_server
+from tests.helpers import CLIENT_TIMEOUT, COMMITTED_MODELS, gadgets, metric_value, plant, raw_exchange, start_server
 
 pytestmark = pytest.mark.slow  # live production servers, stalled clients, reloads
 
@@ -285,16 +285,6 @@ def test_sigterm_drains_before_stopping(tmp_path: Path) -> None:
         server.process.wait(timeout=20)
         assert server.process.returncode == 0
         assert 1.5 < time.monotonic() - started < 10, "workers stop once the drain period is over"
-
-
-def raw_exchange(server: Server, payload: bytes) -> bytes:
-    """Send bytes as they are on a new connection and return everything the server answers."""
-    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as connection:
-        connection.sendall(payload)
-        answer = b""
-        while chunk := connection.recv(65536):
-            answer += chunk
-    return answer
 
 
 CHUNKED_HEAD = (
