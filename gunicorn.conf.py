@@ -39,7 +39,7 @@ def _worker_class(values: Mapping[str, str]) -> str:
     return name
 
 
-_setting(Settings.from_mapping)  # the app's own settings, checked before anything starts
+_SETTINGS: Settings = _setting(Settings.from_mapping)  # the app's own settings, checked before anything starts
 
 # Single-threaded maths in every worker. NumPy's BLAS would otherwise start a thread pool per
 # worker whose spinning threads fight the workers for the cores: measured here, it halved
@@ -101,12 +101,11 @@ limit_request_line = MAX_URL_BYTES
 limit_request_fields = 100
 limit_request_field_size = MAX_URL_BYTES
 
-loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+loglevel = _SETTINGS.log_level.lower()
 errorlog = "-"
 # The access log is the app's own (lib/observability.py: AccessLog), one JSON object per line on
 # stdout, so it is the same under any server and escapes whatever a client sends; gunicorn's is off.
 accesslog = None
-ACCESS_LOG = os.environ.get("ACCESS_LOG", "-")
 
 # One JSON object per line on both streams: access log on stdout, everything else on stderr,
 # with the request id on any line logged while a request is served.
@@ -128,7 +127,7 @@ logconfig_dict = {
     },
     "loggers": {
         "gunicorn.error": {"handlers": ["error"], "level": loglevel.upper(), "propagate": False},
-        "sentiment_api.access": {"handlers": ["access"] if ACCESS_LOG else [], "level": "INFO", "propagate": False},
+        "sentiment_api.access": {"handlers": ["access"] if _SETTINGS.access_log else [], "level": "INFO", "propagate": False},
     },
     "root": {"handlers": ["error"], "level": loglevel.upper()},
 }
