@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 from flask import Response, g, has_request_context
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
@@ -112,9 +113,15 @@ class Metrics:
     def observe_answers(self, model: str, version: str, confidences: Sequence[float], coverage: Sequence[Sequence[int]]) -> None:
         """Record each answer's confidence and the share of its text's terms the model knew."""
         confidence, known_share = self._child(self.confidence, model, version), self._child(self.known_share, model, version)
-        for value, (known, terms) in zip(confidences, coverage, strict=True):
+        if len(confidences) == 1:  # a single query: two plain observes cost less than the array set-up below
+            (known, terms), value = coverage[0], confidences[0]
             confidence.observe(value)
             known_share.observe(known / terms if terms else 0.0)
+            return
+        counts = np.asarray(coverage, dtype=np.float64).reshape(-1, 2)
+        shares = np.divide(counts[:, 0], counts[:, 1], out=np.zeros(len(counts)), where=counts[:, 1] > 0)
+        observe_many(confidence, np.asarray(confidences, dtype=np.float64))
+        observe_many(known_share, shares)
 
     def models_loaded(
         self, manifests: Mapping[str, Mapping], load_seconds: Mapping[str, float], replaced: Mapping[str, Mapping]
@@ -172,3 +179,19 @@ class AccessLog:
         elif query and self.log_queries == "hmac":
             line["query_hmac"] = hmac.new(self.key, query.encode("latin-1", "replace"), hashlib.sha256).hexdigest()
         self.logger.info(orjson.dumps(line, option=orjson.OPT_NON_STR_KEYS).decode())
+
+
+def observe_many(histogram: Any, values: np.ndarray) -> None:
+    """Observe a batch of values with one write per bucket, where ``observe`` makes two per value.
+
+    prometheus-client has no bulk observe, and in multi-process mode each write takes a lock on a
+    shared file: for a 1,000-query batch, per-value calls cost ~9 ms. This does what
+    ``Histogram.observe`` does (add to the sum, count the first bucket whose bound is >= the value)
+    through the same internals; the version is pinned and a test holds it to ``observe``.
+    """
+    bounds = histogram._upper_bounds
+    per_bucket = np.bincount(np.searchsorted(bounds, values, side="left"), minlength=len(bounds))
+    histogram._sum.inc(float(values.sum()))
+    for bucket, count in zip(histogram._buckets, per_bucket.tolist(), strict=True):
+        if count:
+            bucket.inc(count)

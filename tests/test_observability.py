@@ -2,11 +2,14 @@
 
 import json
 
+import numpy as np
 import pytest
 import sklearn
 from flask.testing import FlaskClient
+from prometheus_client import generate_latest
 
 from app import create_app
+from lib.observability import Metrics, observe_many
 from tests.helpers import metric_value, served_labels
 
 
@@ -90,3 +93,16 @@ def test_confidence_and_coverage_histograms_per_model_version(client: FlaskClien
     assert metric_value(text, "prediction_confidence_count", **labels) == 3
     assert metric_value(text, "prediction_known_terms_ratio_bucket", le="0.0", **labels) == 1  # "zzzz": the prior alone
     assert metric_value(text, "prediction_known_terms_ratio_count", **labels) == 3
+
+
+def test_batch_histogram_updates_equal_one_observe_per_value() -> None:
+    values = np.array([0.0, 0.25, 0.26, 0.5, 0.74, 0.9, 0.95, 1.0, 0.3333, 0.0])
+    one_by_one, batched = Metrics(), Metrics()
+    for value in values:
+        one_by_one.known_share.labels("m", "v").observe(float(value))
+    observe_many(batched.known_share.labels("m", "v"), values)
+    samples = [
+        [line for line in generate_latest(metrics.registry).decode().splitlines() if "_created" not in line]
+        for metrics in (one_by_one, batched)
+    ]
+    assert samples[0] == samples[1]
