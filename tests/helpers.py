@@ -10,7 +10,6 @@ import os
 import pickle
 import socket
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import numpy as np
 import pytest
 from flask.testing import FlaskClient
 
-from bench.harness import ROOT, Server, serving
+from bench.harness import ROOT, Server
 from model import content_version
 
 COMMITTED_MODELS = ROOT / "lib" / "models"
@@ -63,12 +62,6 @@ def write_tsv(path: Path, rows: list[tuple], header: str = "PhraseId\tSentenceId
     lines = [header] + ["\t".join(str(value) for value in row) for row in rows]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
-
-
-def start_server(command: list[str], env: dict[str, str], port: int, log_dir: Path) -> Iterator[Server]:
-    """Yield a server started by bench.harness on 127.0.0.1:port once healthy, and always stop it."""
-    with serving(command, env, log_dir, port=port) as server:
-        yield server
 
 
 CLIENT_TIMEOUT = 2  # seconds; shorter than the production default, so the slow-client tests finish sooner

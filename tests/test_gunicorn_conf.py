@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from bench.harness import ROOT, Server, free_port, production_command
-from tests.helpers import CLIENT_TIMEOUT, COMMITTED_MODELS, gadgets, metric_value, plant, raw_exchange, start_server
+from bench.harness import ROOT, Server, free_port, production_command, serving
+from tests.helpers import CLIENT_TIMEOUT, COMMITTED_MODELS, gadgets, metric_value, plant, raw_exchange
 
 pytestmark = pytest.mark.slow  # live production servers, stalled clients, reloads
 
@@ -117,9 +117,8 @@ def reloadable_server(tmp_path: Path, tiny_models: Path) -> Iterator[tuple[Serve
     """A two-worker production server over a models folder that the test may replace."""
     models = tmp_path / "models"
     shutil.copytree(COMMITTED_MODELS, models)
-    port = free_port()
-    env = {"HOST": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": "2", "MODELS_DIR": str(models), "ACCESS_LOG": ""}
-    for server in start_server(production_command(), env, port, tmp_path):
+    env = {"WEB_CONCURRENCY": "2", "MODELS_DIR": str(models), "ACCESS_LOG": ""}
+    with serving(production_command(), env, tmp_path) as server:
         yield server, models
 
 
@@ -271,9 +270,8 @@ def test_requests_gunicorn_refuses_are_answered_in_json(production_server: Serve
 
 def test_sigterm_drains_before_stopping(tmp_path: Path) -> None:
     """With DRAIN_SECONDS, /ready turns 503 at SIGTERM while predictions are still answered, then the server exits."""
-    port = free_port()
-    env = {"HOST": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": "2", "DRAIN_SECONDS": "3", "ACCESS_LOG": ""}
-    for server in start_server(production_command(), env, port, tmp_path):
+    env = {"WEB_CONCURRENCY": "2", "DRAIN_SECONDS": "3", "ACCESS_LOG": ""}
+    with serving(production_command(), env, tmp_path) as server:
         assert requests.get(f"{server.url}/ready", timeout=10).status_code == 200
         time.sleep(1)  # both workers past their start-up, so both have the drain handler
         os.kill(server.process.pid, signal.SIGTERM)
@@ -327,9 +325,8 @@ def test_client_cannot_set_script_name(production_server: Server) -> None:
 
 
 def test_listed_proxy_may_mount_the_service_under_a_prefix(tmp_path: Path) -> None:
-    port = free_port()
-    env = {"HOST": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": "1", "FORWARDED_ALLOW_IPS": "127.0.0.1", "ACCESS_LOG": ""}
-    for server in start_server(production_command(), env, port, tmp_path):
+    env = {"WEB_CONCURRENCY": "1", "FORWARDED_ALLOW_IPS": "127.0.0.1", "ACCESS_LOG": ""}
+    with serving(production_command(), env, tmp_path) as server:
         request = b"GET /api/?query=good HTTP/1.1\r\nHost: x\r\nSCRIPT_NAME: /api\r\nConnection: close\r\n\r\n"
         assert raw_exchange(server, request).startswith(b"HTTP/1.1 200")
 
@@ -357,10 +354,9 @@ def test_access_log_keeps_no_text_by_default(production_server: Server) -> None:
 
 
 def test_access_log_can_keep_a_keyed_hmac_of_the_query(tmp_path: Path) -> None:
-    port = free_port()
     key = "a-secret-of-some-length"
-    env = {"HOST": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": "1", "LOG_QUERIES": "hmac", "QUERY_LOG_KEY": key}
-    for server in start_server(production_command(), env, port, tmp_path):
+    env = {"WEB_CONCURRENCY": "1", "LOG_QUERIES": "hmac", "QUERY_LOG_KEY": key}
+    with serving(production_command(), env, tmp_path) as server:
         requests.get(server.url, {"query": "my secret review"}, headers={"X-Request-ID": "hmac-1"}, timeout=10)
         time.sleep(0.5)
         [line] = [json.loads(line) for line in server.stdout.read_text().splitlines() if "hmac-1" in line]
