@@ -1,7 +1,7 @@
 """The HTTP service: ``create_app()`` wraps the saved models in Flask-RESTful resources.
 
     python app.py                      # local development server on 127.0.0.1:5000
-    gunicorn -c gunicorn.conf.py       # production
+    python -m lib.server               # production (granian): make production
 
 Models load once, inside the factory, and are injected into the resources; nothing heavy runs at
 import. Where things live: settings in ``lib/settings.py``, request parsing in ``lib/parsing.py``,
@@ -42,7 +42,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     registry = ModelRegistry(settings.models_dir, metrics)
     registry.load()
     lifecycle = Lifecycle()
-    app.extensions.update(models=registry, lifecycle=lifecycle)
+    app.extensions.update(models=registry, lifecycle=lifecycle, metrics=metrics)
     install(app, settings, metrics)
 
     api = JsonApi(app, catch_all_404s=True)

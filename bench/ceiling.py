@@ -1,6 +1,6 @@
 """The ceiling: a Flask app that answers like the service but does no work, run under the same gunicorn config.
 
-    gunicorn -c gunicorn.conf.py bench.ceiling:app
+    gunicorn -c bench/gunicorn_conf.py bench.ceiling:app
 
 Whatever the service loses against this app per request is what its own code (parsing, inference,
 error handling) costs; the rest is gunicorn, Flask and the HTTP stack, which no change to app.py can win back.

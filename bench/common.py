@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.harness import ROOT, Server, ServerError, production_command, server_env, serving, wait_for_workers
+from bench.harness import ROOT, Server, ServerError, gunicorn_command, production_command, server_env, serving, wait_for_workers
 from bench.wrk import WrkError, WrkResult
 
 RESULTS = ROOT / "bench" / "results"
@@ -81,12 +81,12 @@ def tool_version(command: Sequence[str]) -> str:
 
 
 def server_command(app: str = "") -> list[str]:
-    """The production command, serving ``app`` (a gunicorn app spec such as bench.ceiling:app) instead if given."""
-    return production_command() + ([app] if app else [])
+    """The production command, or the old stack (gunicorn) serving ``app`` (a spec such as bench.ceiling:app) if given."""
+    return gunicorn_command(app) if app else production_command()
 
 
 def shown_command(env: dict[str, str], port: int, app: str = "") -> str:
-    """The production command (serving ``app`` if given) with the environment it depends on, ready to paste."""
+    """The production command (gunicorn serving ``app`` if given) with the environment it depends on, ready to paste."""
     return pasteable(server_command(app), env, port)
 
 

@@ -32,7 +32,12 @@ NOT_INHERITED = ("BIND", "PROMETHEUS_MULTIPROC_DIR")  # the harness picks the ad
 
 def production_command() -> list[str]:
     """The command production runs (bound through HOST and PORT): switching servers changes only this."""
-    return [GUNICORN, "-c", "gunicorn.conf.py"]
+    return [sys.executable, "-m", "lib.server"]
+
+
+def gunicorn_command(app: str = "") -> list[str]:
+    """The old stack, for comparison: gunicorn with bench/gunicorn_conf.py, serving ``app`` (e.g. bench.ceiling:app) if given."""
+    return [GUNICORN, "-c", "bench/gunicorn_conf.py"] + ([app] if app else [])
 
 
 class ServerError(RuntimeError):

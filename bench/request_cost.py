@@ -22,7 +22,7 @@ from werkzeug.test import EnvironBuilder
 from bench.ceiling import ANSWER
 from bench.ceiling import app as ceiling
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as under gunicorn.conf.py; set before app imports NumPy
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as lib/server.py does; set before app imports NumPy
 
 QUERY = "/?query=" + "the%20film%20is%20a%20bit%20too%20long%20but%20the%20cast%20is%20wonderful"
 TEXT = "the film is a bit too long but the cast is wonderful"

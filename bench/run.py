@@ -4,16 +4,17 @@
     .venv/bin/python -m bench.run --servers granian ceiling --repeat 1
     .venv/bin/python -m bench.run --help
 
-Candidates: gunicorn-sync (the production command), gunicorn-gthread (the same, 4 threads per worker), granian (its
-WSGI server with the app preloaded, bench/granian_preload.py), and the ceiling (bench/ceiling.py's constant JSON under
-gunicorn sync). Every server starts at once, each on 127.0.0.1 and its own free port with the same worker count, and
-wrk drives them with real sentences from the Kaggle test.tsv in interleaved rounds: round r measures each server once
-(a warm-up, then the measured run) in an order rotated by one place per round, while the others wait idle. So the
-machine's drift over minutes falls on every server alike, and each server's ratio to the ceiling is taken round by
-round before the median. Then each server has a batch run, and once all are stopped, the total PSS of each process
-tree at 2 and 5 workers is taken in fresh starts, one server at a time (other servers mapping the same libraries would
-lower it). NLPModel.predict_texts on the same batch, in process, is the batch reference. The summary (bench.summary)
-is printed and written to bench/results/latest.json; server logs and raw wrk output go next to it, a folder per server.
+Candidates: granian (the production command, lib/server.py), the old stack it replaced, gunicorn-sync
+(bench/gunicorn_conf.py) and gunicorn-gthread (the same, 4 threads per worker), and the ceiling (bench/ceiling.py's
+constant JSON under gunicorn sync). Every server starts at once, each on 127.0.0.1 and its own free port with the same
+worker count, and wrk drives them with real sentences from the Kaggle test.tsv in interleaved rounds: round r measures
+each server once (a warm-up, then the measured run) in an order rotated by one place per round, while the others wait
+idle. So the machine's drift over minutes falls on every server alike, and each server's ratio to the ceiling is taken
+round by round before the median. Then each server has a batch run, and once all are stopped, the total PSS of each
+process tree at 2 and 5 workers is taken in fresh starts, one server at a time (other servers mapping the same
+libraries would lower it). NLPModel.predict_texts on the same batch, in process, is the batch reference. The summary
+(bench.summary) is printed and written to bench/results/latest.json; server logs and raw wrk output go next to it, a
+folder per server.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ from bench.common import (
     server_command,
     tool_version,
 )
-from bench.harness import ROOT, Server, connections_by_worker, memory_snapshot, production_command
+from bench.harness import ROOT, Server, connections_by_worker, gunicorn_command, memory_snapshot, production_command
 
 
 @dataclass(frozen=True)
@@ -66,9 +67,9 @@ class Candidate:
 
 
 CANDIDATES = {
-    "gunicorn-sync": Candidate(production_command(), {"WORKER_CLASS": "sync", "THREADS": "1"}),
-    "gunicorn-gthread": Candidate(production_command(), {"WORKER_CLASS": "gthread", "THREADS": "4"}),
-    "granian": Candidate([sys.executable, "-m", "bench.granian_preload"]),
+    "gunicorn-sync": Candidate(gunicorn_command(), {"WORKER_CLASS": "sync", "THREADS": "1"}),
+    "gunicorn-gthread": Candidate(gunicorn_command(), {"WORKER_CLASS": "gthread", "THREADS": "4"}),
+    "granian": Candidate(production_command()),
     summary.REFERENCE: Candidate(server_command("bench.ceiling:app"), {"WORKER_CLASS": "sync", "THREADS": "1"}, "/", False),
 }
 SENTIMENT_MODEL = ROOT / "lib" / "models" / "sentiment"
@@ -332,7 +333,7 @@ def benchmark(args: argparse.Namespace, command: str, sentences: list[str]) -> R
         "environment": {
             "cpus": os.cpu_count(),
             "cpu_busy_before_percent": busy,
-            "gunicorn": tool_version([production_command()[0], "--version"]),
+            "gunicorn": tool_version([gunicorn_command()[0], "--version"]),
             "granian": package_version("granian"),
             "wrk": tool_version([binary, "-v"]),
             "python": sys.version.split()[0],

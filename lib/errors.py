@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import socket
-from contextlib import suppress
 from typing import Any
 
 import orjson
@@ -49,7 +47,6 @@ def status_and_message(exc: Exception) -> tuple[int, str]:
     if isinstance(exc, UnicodeDecodeError):
         return 400, "The request holds bytes that are not valid UTF-8; percent-encode the query as UTF-8."
     if isinstance(exc, (ClientDisconnected, TimeoutError)):
-        stop_reading_client()
         return 408, "The request body did not arrive in time (the client stalled or disconnected)."
     if isinstance(exc, NotFound):
         return 404, f"No endpoint at {request.path}. See /docs for the API."
@@ -59,14 +56,6 @@ def status_and_message(exc: Exception) -> tuple[int, str]:
         return exc.code or 500, exc.description or exc.name
     log.exception("unhandled error on %s %s", request.method, request.path)
     return 500, f"Internal server error. It has been logged with request id {request_id()}; please retry or report it."
-
-
-def stop_reading_client() -> None:
-    """Close the read side of a stalled client's socket, so the server drops it instead of waiting for the rest."""
-    client = request.environ.get("gunicorn.socket")
-    if client is not None:
-        with suppress(OSError):
-            client.shutdown(socket.SHUT_RD)
 
 
 class JsonApi(Api):

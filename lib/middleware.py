@@ -1,7 +1,7 @@
 """What every request passes through besides its view, as one step before and one after it.
 
-Before: the start time, the request id (a safe incoming X-Request-ID, else a new one), and the
-body-size gate (413 from the Content-Length alone, before any of the body is read). After: the
+Before: the start time, the request id (a safe incoming X-Request-ID, else a new one), the URL-length
+gate (414) and the body-size gate (413 from the Content-Length alone, before any of the body is read). After: the
 Prometheus counts and latency, the JSON access-log line, the X-Request-ID header, the security headers, and flask-cors's
 CORS headers for requests that carry an Origin. One hook each way, because every hook costs each
 request a few microseconds of Flask's dispatch (measured: see README, Performance).
@@ -19,16 +19,20 @@ from typing import Any, cast
 from flask import Flask, Response, g, request
 from flask_cors import CORS
 from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from lib.errors import ApiError
 from lib.observability import REQUEST_ID_HEADER, SAFE_REQUEST_ID, AccessLog, Metrics
 from lib.resources import MODEL_VERSION_HEADER
-from lib.settings import Settings
+from lib.settings import MAX_URL_BYTES, Settings
 
 log = logging.getLogger(__name__)
 
 #: Methods counted under their own name in the metrics; any other token counts as "other".
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+#: The same limit under any server (granian itself takes request lines of hundreds of kilobytes).
+URL_TOO_LONG = f"URI Too Long: the URL is over {MAX_URL_BYTES:,} bytes. Send long texts in a body (form or JSON)."
 
 #: Answers are about users' texts: no cache keeps them, and no browser sniffs their type.
 SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff"}
@@ -46,6 +50,8 @@ def install(app: Flask, settings: Settings, metrics: Metrics) -> None:
         environ = request.environ
         incoming = environ.get("HTTP_X_REQUEST_ID", "")
         g.request_id = incoming if SAFE_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+        if len(environ.get("QUERY_STRING", "")) + len(environ.get("PATH_INFO", "")) > MAX_URL_BYTES:
+            raise ApiError(414, URL_TOO_LONG)
         if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
             buffer_chunked_body(environ, max_body_bytes)
         length = request.content_length
@@ -75,6 +81,28 @@ def install(app: Flask, settings: Settings, metrics: Metrics) -> None:
 
     app.before_request(begin)
     app.after_request(finish)
+    if settings.forwarded_allow_ips:
+        app.wsgi_app = TrustedProxies(app.wsgi_app, settings.forwarded_allow_ips)  # type: ignore[method-assign]
+
+
+class TrustedProxies:
+    """Believe X-Forwarded-For, -Proto, -Host and -Prefix only from the listed proxy addresses ("*": any).
+
+    From anyone else they are ignored, so no client can pose as another address or mount the service under a
+    path of its choosing. Behind a listed proxy, the prefix it sends is where the demo page and /docs live.
+    """
+
+    def __init__(self, app: Callable[..., Any], addresses: tuple[str, ...]) -> None:
+        self.app = app
+        self.behind_proxy = ProxyFix(app, x_for=1, x_proto=1, x_host=1, x_prefix=1)
+        self.addresses = frozenset(addresses)
+        self.any_address = "*" in self.addresses
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        """Pass the request on, through ProxyFix when it comes from a listed proxy."""
+        if self.any_address or environ.get("REMOTE_ADDR") in self.addresses:
+            return self.behind_proxy(environ, start_response)
+        return self.app(environ, start_response)
 
 
 def buffer_chunked_body(environ: dict[str, Any], limit: int) -> None:

@@ -1,18 +1,21 @@
 """Request ids, Prometheus metrics and log context for the service (lib/middleware.py applies them per request).
 
-Under gunicorn, ``PROMETHEUS_MULTIPROC_DIR`` is set (by ``gunicorn.conf.py``) before prometheus-client
+Under the production server, ``PROMETHEUS_MULTIPROC_DIR`` is set (by ``lib/server.py``) before prometheus-client
 is imported: each worker then writes its counters to files there, and ``/metrics`` merges them (the
 folder comes in as ``Settings.metrics_dir``), so every worker answers with the totals of all of them.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import hmac
 import logging
+import os
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,7 @@ import numpy as np
 import orjson
 from flask import Response, g, has_request_context
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
+from prometheus_client.mmap_dict import MmapedDict
 
 REQUEST_ID_HEADER = "X-Request-ID"
 #: An incoming X-Request-ID is kept only if it matches; otherwise one is generated.
@@ -135,11 +139,68 @@ class Metrics:
 
     def exposition(self) -> Response:
         """Render every metric in Prometheus text format, merged across workers when there are several."""
-        registry = self.registry
+        if self.multiprocess_dir is None:
+            return Response(generate_latest(self.registry), content_type=CONTENT_TYPE_LATEST)
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=str(self.multiprocess_dir))
+        with locked(self.multiprocess_dir):  # never read while exited workers' counts are being moved
+            fold_exited_processes(self.multiprocess_dir)
+            text = generate_latest(registry)
+        return Response(text, content_type=CONTENT_TYPE_LATEST)
+
+    def fold_exited(self) -> None:
+        """Fold the files of workers that have exited (called as a worker starts, and at each scrape)."""
         if self.multiprocess_dir is not None:
-            registry = CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry, path=str(self.multiprocess_dir))
-        return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+            with locked(self.multiprocess_dir):
+                fold_exited_processes(self.multiprocess_dir)
+
+
+#: Counts of exited workers, one file per kind: counter_exited.db, histogram_exited.db.
+EXITED = "exited"
+FOLDED_KINDS = ("counter", "histogram")
+
+
+@contextlib.contextmanager
+def locked(folder: Path) -> Iterator[None]:
+    """Hold the metrics folder's lock, shared by every process of the server."""
+    with open(folder / ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def fold_exited_processes(folder: Path) -> int:
+    """Add the counts of workers that have exited into one file per kind, and delete theirs; return how many.
+
+    Every worker writes its own counter and histogram files (1 MB each), and a worker that exits (reload, a crash, a
+    kill) leaves them behind. Deleting them would make the totals fall, which Prometheus reads as a counter reset;
+    folding them keeps the totals and bounds the folder by the live workers. The caller holds ``locked(folder)``.
+    """
+    folded = 0
+    for path in sorted(folder.glob("*_*.db")):
+        kind, _, pid = path.stem.partition("_")
+        if kind not in FOLDED_KINDS or not pid.isdigit() or process_alive(int(pid)):
+            continue
+        merged = MmapedDict(str(folder / f"{kind}_{EXITED}.db"))
+        try:
+            for key, value, timestamp, _ in MmapedDict.read_all_values_from_file(str(path)):
+                total, latest = merged.read_value(key)
+                merged.write_value(key, total + value, max(latest, timestamp))
+        finally:
+            merged.close()
+        path.unlink()
+        folded += 1
+    return folded
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id exists (a signal 0 tests without sending anything)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 ACCESS_LOGGER = "sentiment_api.access"

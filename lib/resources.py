@@ -5,7 +5,7 @@ Each resource receives what it needs through ``resource_class_kwargs``; none rea
 
 from __future__ import annotations
 
-import threading
+import multiprocessing
 from collections import Counter
 from typing import Any
 
@@ -101,10 +101,13 @@ class Health(LeanResource):
 
 
 class Lifecycle:
-    """Whether this process should still receive traffic: not once a graceful shutdown has begun."""
+    """Whether this server should still receive traffic: not once a graceful shutdown has begun.
+
+    The flag lives in shared memory made before the workers fork, so the server's parent can set it for all of them.
+    """
 
     def __init__(self) -> None:
-        self._draining = threading.Event()
+        self._draining = multiprocessing.Event()
 
     @property
     def draining(self) -> bool:

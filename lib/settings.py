@@ -6,6 +6,7 @@ the key and the value: ``Config 'MAX_BATCH' has value 'lots'. Not a positive int
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
-#: Longest request line and header the production server accepts (gunicorn's own maximum).
+#: Longest URL (path and query string) the service accepts: 414 beyond it (gunicorn's and nginx's usual limit).
 MAX_URL_BYTES = 8190
 
 #: Browser pages served from this machine may call the API unless CORS_ORIGINS says otherwise.
@@ -43,6 +44,8 @@ class Settings:
     access_log: bool = True  # ACCESS_LOG="" turns it off
     log_queries: str = "none"  # what of the URL's query string the access log keeps: none, hmac or text
     query_log_key: bytes = b""  # QUERY_LOG_KEY, the secret for LOG_QUERIES=hmac
+    # Addresses of the proxies whose X-Forwarded-For/-Proto/-Host/-Prefix headers are believed; nobody's by default.
+    forwarded_allow_ips: tuple[str, ...] = ()
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> Settings:
@@ -61,7 +64,68 @@ class Settings:
             metrics_dir=writable_folder(values, "PROMETHEUS_MULTIPROC_DIR"),
             access_log=str(values.get("ACCESS_LOG", "-")) != "",
             **query_logging(values),
+            forwarded_allow_ips=tuple(ip.strip() for ip in str(values.get("FORWARDED_ALLOW_IPS", "")).split(",") if ip.strip()),
         )
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """How the production server (lib/server.py) runs: where it listens, how many workers, how it stops."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1  # WEB_CONCURRENCY; by default one per CPU this process may use (see available_cpus)
+    client_timeout: float = 5.0  # CLIENT_TIMEOUT: seconds a client may take to send its request headers
+    drain_seconds: float = 0.0  # DRAIN_SECONDS: on SIGTERM, /ready answers 503 this long before workers stop
+    graceful_timeout: float = 30.0  # GRACEFUL_TIMEOUT: then in-flight requests get this long before a kill
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> ServerSettings:
+        """Read HOST, PORT, WEB_CONCURRENCY, CLIENT_TIMEOUT, DRAIN_SECONDS and GRACEFUL_TIMEOUT."""
+        defaults = cls()
+        return cls(
+            host=str(values.get("HOST", defaults.host)),
+            port=port(values, defaults.port),
+            workers=bounded_int(values, "WEB_CONCURRENCY", available_cpus(), 1, 256, "a number of workers (1-256)"),
+            client_timeout=positive_seconds(values, "CLIENT_TIMEOUT", defaults.client_timeout),
+            drain_seconds=non_negative_number(values, "DRAIN_SECONDS", defaults.drain_seconds),
+            graceful_timeout=positive_seconds(values, "GRACEFUL_TIMEOUT", defaults.graceful_timeout),
+        )
+
+
+def available_cpus(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
+    """CPUs this process may use: its affinity, capped by a cgroup CPU quota.
+
+    ``os.cpu_count()`` sees the host's cores, not ``--cpus`` or a Kubernetes CPU limit, and would over-fork in a pod.
+    """
+    cpus = len(os.sched_getaffinity(0))
+    quota = cgroup_cpu_quota(cgroup_root)
+    return max(1, min(cpus, math.ceil(quota))) if quota else cpus
+
+
+def cgroup_cpu_quota(root: Path) -> float | None:
+    """The CPU quota in CPUs from cgroup v2 ``cpu.max`` or v1 ``cpu.cfs_quota_us``; None when there is none."""
+    for folder in (root / _own_cgroup(), root):
+        try:
+            quota, period = (folder / "cpu.max").read_text().split()[:2]
+        except (OSError, ValueError):
+            continue
+        return None if quota == "max" else int(quota) / int(period)
+    try:
+        quota_us = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period_us = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return quota_us / period_us if quota_us > 0 else None
+
+
+def _own_cgroup() -> str:
+    """This process's cgroup v2 path, relative to the cgroup root ("" when unknown or namespaced)."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return ""
+    return next((line[3:].lstrip("/") for line in lines if line.startswith("0::")), "")
 
 
 def bounded_int(values: Mapping[str, Any], key: str, default: int, low: int, high: int | None, expected: str) -> int:
@@ -92,6 +156,14 @@ def non_negative_number(values: Mapping[str, Any], key: str, default: float, who
         kind = "whole number" if whole else "number"
         raise ConfigError(f"Config {key!r} has value {raw!r}. Not a {kind} of 0 or more.")
     return number
+
+
+def positive_seconds(values: Mapping[str, Any], key: str, default: float) -> float:
+    """Read a duration in seconds that must be above 0 (at least a millisecond)."""
+    seconds = non_negative_number(values, key, default)
+    if seconds < 0.001:
+        raise ConfigError(f"Config {key!r} has value {values[key]!r}. Not a number of seconds above 0.")
+    return seconds
 
 
 def origins(values: Mapping[str, Any], default: tuple[str, ...]) -> tuple[str, ...]:

@@ -8,14 +8,21 @@ import io
 import json
 import os
 import pickle
+import shutil
 import socket
 import subprocess
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+import requests
 from flask.testing import FlaskClient
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 from bench.harness import ROOT, Server
 from model import content_version
@@ -149,3 +156,60 @@ def raw_exchange(server: Server, payload: bytes) -> bytes:
             while chunk := connection.recv(65536):
                 answer += chunk
     return answer
+
+
+def replace_model(models: Path, name: str, source: Path) -> None:
+    """Swap a model folder in whole, the way the build does."""
+    staging = models / f".{name}.new"
+    shutil.copytree(source, staging)
+    (models / name).rename(models / f".{name}.old")
+    staging.rename(models / name)
+    shutil.rmtree(models / f".{name}.old")
+
+
+def served_version(url: str, name: str) -> str:
+    return requests.get(f"{url}/models", timeout=10).json()["models"][name]["version"]
+
+
+def wait_for_version(url: str, name: str, expected: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while served_version(url, name) != expected:
+        assert time.monotonic() < deadline, f"{name} still {served_version(url, name)}, expected {expected}"
+        time.sleep(0.2)
+
+
+class Traffic(threading.Thread):
+    """Clients calling the API without pause, counting what fails.
+
+    They retry a GET whose kept-alive connection the server closed as they sent on it, as nginx in front does
+    and as HTTP clients should: a worker that stops (reload, recycling) closes its idle connections, and a
+    request already on its way on one of them can only be sent again. Status codes are never retried.
+    """
+
+    def __init__(self, url: str, clients: int = 4) -> None:
+        super().__init__(daemon=True)
+        self.url, self.clients = url, clients
+        self.stopping = threading.Event()
+        self.answered, self.failures = 0, []
+
+    def run(self) -> None:
+        with ThreadPoolExecutor(self.clients) as pool:
+            for future in [pool.submit(self.client) for _ in range(self.clients)]:
+                future.result()
+
+    def client(self) -> None:
+        session = requests.Session()
+        session.mount("http://", HTTPAdapter(max_retries=Retry(total=2, connect=2, read=2, status=0, backoff_factor=0)))
+        while not self.stopping.is_set():
+            try:
+                response = session.get(self.url, params={"query": "a fine film"}, timeout=10)
+                if response.status_code == 200:
+                    self.answered += 1
+                else:
+                    self.failures.append(response.status_code)
+            except requests.RequestException as exc:
+                self.failures.append(repr(exc))
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join(timeout=30)

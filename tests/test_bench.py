@@ -2,9 +2,7 @@
 
 import itertools
 import json
-import os
 import sys
-import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -13,7 +11,7 @@ import psutil
 import pytest
 import requests
 
-from bench import common, granian_preload, harness, run, soak, summary, wrk
+from bench import common, harness, run, soak, summary, wrk
 
 DATA = Path(__file__).parent / "data"
 
@@ -79,16 +77,18 @@ def test_server_env_picks_the_address(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_production_command_and_free_port() -> None:
-    command = harness.production_command()
-    assert Path(command[0]).name == "gunicorn" and command[1:] == ["-c", "gunicorn.conf.py"]
-    assert common.server_command("bench.ceiling:app") == [*command, "bench.ceiling:app"]
+    assert harness.production_command() == [sys.executable, "-m", "lib.server"]
+    assert common.server_command() == harness.production_command()
+    gunicorn = harness.gunicorn_command()
+    assert Path(gunicorn[0]).name == "gunicorn" and gunicorn[1:] == ["-c", "bench/gunicorn_conf.py"]
+    assert common.server_command("bench.ceiling:app") == [*gunicorn, "bench.ceiling:app"]
     assert 1024 <= harness.free_port() <= 65535
 
 
 def test_shown_command_can_be_pasted() -> None:
     shown = common.shown_command({"ACCESS_LOG": "", "WEB_CONCURRENCY": "2", "MODELS_DIR": "/x"}, 8001, "bench.ceiling:app")
     assert shown.startswith("HOST=127.0.0.1 PORT=8001 ACCESS_LOG='' WEB_CONCURRENCY=2 ")
-    assert shown.endswith("gunicorn -c gunicorn.conf.py bench.ceiling:app") and "MODELS_DIR" not in shown
+    assert shown.endswith("gunicorn -c bench/gunicorn_conf.py bench.ceiling:app") and "MODELS_DIR" not in shown
 
 
 def test_phrases_path_from_option_then_variable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -175,14 +175,14 @@ def test_query_paths_and_wrk_script() -> None:
     assert '"/?query=a%20b"' in script and 'wrk.format("GET", paths[next_index])' in script
 
 
-def test_candidates_run_the_production_command_granian_and_the_ceiling() -> None:
-    production = harness.production_command()
+def test_candidates_run_the_production_command_the_old_stack_and_the_ceiling() -> None:
+    production, old = harness.production_command(), harness.gunicorn_command()
     assert list(run.CANDIDATES) == ["gunicorn-sync", "gunicorn-gthread", "granian", "ceiling"]
     sync, gthread, granian, ceiling = run.CANDIDATES.values()
-    assert (sync.command, sync.env) == (production, {"WORKER_CLASS": "sync", "THREADS": "1"})
-    assert (gthread.command, gthread.env) == (production, {"WORKER_CLASS": "gthread", "THREADS": "4"})
-    assert granian.command == [sys.executable, "-m", "bench.granian_preload"] and granian.env == {}
-    assert ceiling.command == [*production, "bench.ceiling:app"] and ceiling.env == sync.env
+    assert (sync.command, sync.env) == (old, {"WORKER_CLASS": "sync", "THREADS": "1"})
+    assert (gthread.command, gthread.env) == (old, {"WORKER_CLASS": "gthread", "THREADS": "4"})
+    assert granian.command == production and granian.env == {}
+    assert ceiling.command == [*old, "bench.ceiling:app"] and ceiling.env == sync.env
     assert [c.ready_path for c in run.CANDIDATES.values()] == ["/health", "/health", "/health", "/"]
     assert [c.serves_models for c in run.CANDIDATES.values()] == [True, True, True, False]
     args = run.parse_args(["--no-access-log", "--workers", "3"])
@@ -413,59 +413,6 @@ def test_render_marks_what_a_run_did_not_measure() -> None:
     text = summary.render(report)
     assert "req/s at 16 connections >= 1.5x ceiling  n/a" in text and "p99 at 16 connections <= 10 ms           not met" in text
     assert summary.targets_table({"servers": {"ceiling": {}}}) == ["targets: no candidate server was measured"]
-
-
-# --- bench.granian_preload ----------------------------------------------------------------------
-
-
-def test_granian_launcher_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HOST", "127.0.0.2")
-    monkeypatch.setenv("PORT", "8123")
-    monkeypatch.setenv("WEB_CONCURRENCY", "3")
-    server = granian_preload.server()
-    assert (server.target, server.bind_addr, server.bind_port, server.workers, server.interface) == (
-        "app:create_app",
-        "127.0.0.2",
-        8123,
-        3,
-        "wsgi",
-    )
-    assert (server.blocking_threads, server.backpressure, server.respawn_failed_workers, server.log_access) == (
-        1,
-        16,
-        True,
-        False,
-    )  # the app logs access
-    for variable in ("HOST", "PORT", "WEB_CONCURRENCY"):
-        monkeypatch.delenv(variable)
-    monkeypatch.setenv("ACCESS_LOG", "")
-    server = granian_preload.server()
-    assert (server.bind_addr, server.bind_port, server.workers, server.log_access) == ("127.0.0.1", 8000, 2, False)
-
-
-def test_granian_launcher_makes_a_metrics_folder_only_when_none_is_set(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
-    assert granian_preload.metrics_dir() is None
-    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")
-    monkeypatch.setenv("TMPDIR", str(tmp_path))
-    monkeypatch.setattr(tempfile, "tempdir", None)  # so tempfile reads TMPDIR again
-    made = granian_preload.metrics_dir()
-    assert made and Path(made).parent == tmp_path and Path(made).is_dir()
-    assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == made and Path(made).name.startswith(granian_preload.METRICS_PREFIX)
-
-
-@pytest.mark.slow
-def test_granian_launcher_serves_from_forked_workers_and_cleans_up(tmp_path: Path) -> None:
-    env = {"WEB_CONCURRENCY": "2", "TMPDIR": str(tmp_path), "ACCESS_LOG": ""}
-    with harness.serving(run.CANDIDATES["granian"].command, env, tmp_path / "logs", name="granian", timeout=60) as server:
-        harness.wait_for_workers(server, 2)
-        answer = requests.get(server.url + "/", params={"query": "that movie was boring"}, timeout=5)
-        assert answer.status_code == 200 and answer.json()["prediction"] == "Negative"
-        workers = harness.live_descendants(server.process.pid)
-        assert len(workers) == 2 and all(psutil.Process(pid).ppid() == server.process.pid for pid in workers)
-        assert len(list(tmp_path.glob(granian_preload.METRICS_PREFIX + "*"))) == 1
-    assert server.process.returncode == 0 and all(gone(pid) for pid in workers)
-    assert list(tmp_path.glob(granian_preload.METRICS_PREFIX + "*")) == []
 
 
 # --- bench.soak ---------------------------------------------------------------------------------

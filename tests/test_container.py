@@ -24,6 +24,7 @@ import pytest
 import requests
 
 from bench.harness import HOST, ROOT, free_port
+from tests.helpers import Traffic, replace_model, wait_for_version
 
 TOOLS = ("podman", "debootstrap", "runc")
 MISSING = [tool for tool in TOOLS if shutil.which(tool) is None]
@@ -43,7 +44,7 @@ IMAGE = "localhost/sentiment-api:test"
 BASE_LOCK = Path(tempfile.gettempdir()) / "sentiment-api-debian-py-base.lock"
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")  # the host's; mounted for the build only (CONTAINERS.md point 3)
 # What the Containerfile copies: the bad-model build gets these and nothing else.
-CONTEXT_FILES = ("Containerfile", ".dockerignore", "requirements.txt", "app.py", "model.py", "gunicorn.conf.py")
+CONTEXT_FILES = ("Containerfile", ".dockerignore", "requirements.txt", "app.py", "model.py")
 # podman's defaults (nofile 1048576) exceed this host's hard limits; a --ulimit on the command line replaces the
 # containers.conf defaults rather than adding to them, so nproc is given again beside nofile.
 ULIMITS = ("--ulimit", "nofile=20000:20000", "--ulimit", "nproc=32768:32768")
@@ -202,14 +203,31 @@ def container_state(env: dict[str, str], name: str) -> dict:
 
 
 @contextlib.contextmanager
-def running(env: dict[str, str], image: str) -> Iterator[Container]:
-    """Run the image read-only with a tmpfs /tmp on a free loopback port; yield it once /ready answers; always remove it."""
+def running(env: dict[str, str], image: str, *options: str) -> Iterator[Container]:
+    """Run the image read-only with a tmpfs /tmp on a free loopback port; yield it once /ready answers; always remove it.
+
+    ``options`` go to `podman run` before the image (limits, volumes, environment).
+    """
     name = f"sentiment-api-test-{uuid.uuid4().hex[:8]}"
     port = free_port()
     url = f"http://{HOST}:{port}"
     started = time.monotonic()
     try:
-        podman(env, "run", "-d", "--name", name, "--read-only", "--tmpfs", "/tmp", "-p", f"{HOST}:{port}:8000", *ULIMITS, image)
+        podman(
+            env,
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--read-only",
+            "--tmpfs",
+            "/tmp",
+            "-p",
+            f"{HOST}:{port}:8000",
+            *ULIMITS,
+            *options,
+            image,
+        )
         deadline = started + READY_TIMEOUT
         while True:
             with contextlib.suppress(requests.RequestException):
@@ -260,7 +278,7 @@ def test_image_holds_only_what_serving_needs(podman_env: dict[str, str], image: 
     finally:
         podman(podman_env, "rm", "-f", "-t", "0", name, check=False)
     found = json.loads(done.stdout.strip().splitlines()[-1])
-    assert set(found["app"]) <= {"app.py", "model.py", "gunicorn.conf.py", "lib", "__pycache__"}
+    assert set(found["app"]) <= {"app.py", "model.py", "lib", "__pycache__"}
     assert "models" in found["lib"] and "data" not in found["lib"]
     assert found["absent_packages"] == ["pandas", "matplotlib"]  # build-only dependencies stay out
     assert found["ca_bytes"] == 0  # the build's CA bundle was mounted, never copied (podman leaves an empty mount point)
@@ -275,9 +293,9 @@ def test_stops_gracefully_on_sigterm(podman_env: dict[str, str], image: str) -> 
         state = container_state(podman_env, served.name)
         logs = podman(podman_env, "logs", served.name)
     print(f"\nSIGTERM to exit: {took:.2f} s, exit code {state['ExitCode']}")
-    assert took < STOP_GRACE, "podman had to SIGKILL: gunicorn did not stop within the grace period"
+    assert took < STOP_GRACE, "podman had to SIGKILL: the server did not stop within the grace period"
     assert state["ExitCode"] == 0
-    assert "Shutting down: Master" in logs.stdout + logs.stderr  # gunicorn's graceful path, not a kill
+    assert "Granian shutdown completed" in logs.stdout + logs.stderr  # the graceful path, not a kill
 
 
 def test_image_size_and_start_up(podman_env: dict[str, str], image: str, container: Container) -> None:
@@ -299,3 +317,36 @@ def test_bad_model_fails_the_build(podman_env: dict[str, str], base_image: str, 
     output = done.stdout + done.stderr
     assert done.returncode != 0, f"the build accepted a corrupted model:\n{tail(output)}"
     assert "lib/models/ratings/idf.npy" in output, tail(output)
+
+
+def test_workers_follow_the_cpu_limit(podman_env: dict[str, str], image: str) -> None:
+    """No WEB_CONCURRENCY: the server reads the container's CPU quota, not the host's core count."""
+    with running(podman_env, image, "--cpus", "1") as served:
+        assert requests.get(f"{served.url}/", {"query": "a fine film"}, timeout=10).status_code == 200
+        logs = podman(podman_env, "logs", served.name)
+    spawned = (logs.stdout + logs.stderr).count("Spawning worker-")
+    assert spawned == 1, f"{spawned} workers under --cpus 1 on a host with {os.cpu_count()} CPUs"
+
+
+def test_models_on_a_volume_reload_on_sighup_without_a_failed_request(
+    podman_env: dict[str, str], image: str, tiny_models: Path, tmp_path: Path
+) -> None:
+    """The operator's second way to update: models on a volume, replaced, then `podman kill --signal HUP`."""
+    models = tmp_path / "models"
+    shutil.copytree(ROOT / "lib" / "models", models, ignore=shutil.ignore_patterns(".*"))
+    volume = ("-v", f"{models}:/models:ro", "-e", "MODELS_DIR=/models", "-e", "WEB_CONCURRENCY=2")
+    new = json.loads((tiny_models / "sentiment" / "manifest.json").read_text())["version"]
+    with running(podman_env, image, *volume) as served:
+        old = requests.get(f"{served.url}/models", timeout=10).json()["models"]["sentiment"]["version"]
+        assert old != new
+        traffic = Traffic(served.url)
+        traffic.start()
+        try:
+            time.sleep(1)
+            replace_model(models, "sentiment", tiny_models / "sentiment")
+            podman(podman_env, "kill", "--signal", "HUP", served.name)
+            wait_for_version(served.url, "sentiment", new, timeout=60)
+            time.sleep(1)
+        finally:
+            traffic.stop()
+    assert traffic.failures == [] and traffic.answered > 50

@@ -2,6 +2,7 @@
 
 import io
 import json
+from pathlib import Path
 
 from flask.testing import FlaskClient
 from werkzeug.test import EnvironBuilder
@@ -116,3 +117,25 @@ def test_too_many_form_parts_says_so(tiny_models) -> None:
     response = client.post("/", data=body[:-2] + "--\r\n", content_type="multipart/form-data; boundary=b")
     assert response.status_code == 413
     assert "more than 1,000 parts" in response.json["message"]
+
+
+def test_url_over_the_limit_is_414_whatever_the_server(client: FlaskClient) -> None:
+    response = client.get("/", query_string={"query": "a" * 9000})
+    assert response.status_code == 414 and response.json["message"].startswith("URI Too Long")
+    assert client.get("/", query_string={"query": "a" * 7000}).status_code == 413  # within the URL limit: the query limit
+
+
+FORWARDED = {"X-Forwarded-For": "10.9.9.9", "X-Forwarded-Prefix": "/api", "X-Forwarded-Host": "api.example"}
+
+
+def test_forwarded_headers_are_ignored_unless_from_a_listed_proxy(tiny_models: Path) -> None:
+    listed = {"MODELS_DIR": str(tiny_models), "FORWARDED_ALLOW_IPS": "10.0.0.5"}
+    for config, remote, prefixed in [
+        ({"MODELS_DIR": str(tiny_models)}, "10.0.0.5", False),  # no proxy listed: nobody's headers count
+        (listed, "10.0.0.6", False),  # not the listed proxy
+        (listed, "10.0.0.5", True),
+        ({**listed, "FORWARDED_ALLOW_IPS": "*"}, "192.0.2.1", True),
+    ]:
+        page = create_app(config).test_client().get("/docs", headers=FORWARDED, environ_base={"REMOTE_ADDR": remote})
+        assert page.status_code == 200
+        assert ("/api/openapi.json" in page.get_data(as_text=True)) is prefixed, (config, remote)

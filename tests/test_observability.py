@@ -1,12 +1,15 @@
 """Request ids and Prometheus metrics (lib/observability.py), through Flask's test client."""
 
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
 import sklearn
 from flask.testing import FlaskClient
-from prometheus_client import generate_latest
+from prometheus_client import CollectorRegistry, generate_latest, multiprocess
+from prometheus_client.mmap_dict import MmapedDict, mmap_key
 
 from app import create_app
 from lib.observability import Metrics, observe_many
@@ -106,3 +109,31 @@ def test_batch_histogram_updates_equal_one_observe_per_value() -> None:
         for metrics in (one_by_one, batched)
     ]
     assert samples[0] == samples[1]
+
+
+def write_counter(path: Path, value: float) -> None:
+    """A worker's counter file as prometheus-client writes it, holding one series."""
+    key = mmap_key("http_requests", "http_requests_total", ["endpoint"], ["/"], "HTTP requests answered.")
+    values = MmapedDict(str(path))
+    values.write_value(key, value, 0.0)
+    values.close()
+
+
+def merged_total(folder: Path) -> float:
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=str(folder))
+    return metric_value(generate_latest(registry).decode(), "http_requests_total", endpoint="/")
+
+
+def test_exited_workers_files_are_folded_and_their_counts_kept(tmp_path: Path) -> None:
+    dead = [999_999_991, 999_999_992]  # above any pid_max: processes that cannot exist
+    for pid, count in zip(dead, (3, 4), strict=True):
+        write_counter(tmp_path / f"counter_{pid}.db", count)
+    write_counter(tmp_path / f"counter_{os.getpid()}.db", 5)  # a live worker's file stays where it is
+    assert merged_total(tmp_path) == 12
+    text = Metrics(tmp_path).exposition().get_data(as_text=True)
+    assert metric_value(text, "http_requests_total", endpoint="/") == 12
+    assert {path.name for path in tmp_path.glob("*.db")} == {"counter_exited.db", f"counter_{os.getpid()}.db"}
+    write_counter(tmp_path / "counter_999999993.db", 10)  # another worker exits later: added to the same file
+    Metrics(tmp_path).fold_exited()
+    assert merged_total(tmp_path) == 22 and len(list(tmp_path.glob("*.db"))) == 2

@@ -10,7 +10,7 @@ import pytest
 import app
 from app import create_app
 from bench.harness import ROOT
-from lib.settings import LOCAL_ORIGINS, ConfigError, Settings
+from lib.settings import LOCAL_ORIGINS, ConfigError, ServerSettings, Settings, available_cpus, cgroup_cpu_quota
 
 
 @pytest.mark.parametrize(
@@ -70,3 +70,51 @@ def test_development_server_command_stops_with_one_line() -> None:
     )
     assert result.returncode == 1
     assert result.stderr.strip() == "error: Config 'PORT' has value '99999'. Not a port number (1-65535)."
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        ({"cpu.max": "150000 100000\n"}, 1.5),  # cgroup v2: --cpus 1.5
+        ({"cpu.max": "max 100000\n"}, None),  # v2, no limit
+        ({"cpu/cpu.cfs_quota_us": "200000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 2.0),  # cgroup v1
+        ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),  # v1, no limit
+        ({}, None),  # no cgroup files at all
+    ],
+)
+def test_cpu_quota_is_read_from_cgroup_v2_or_v1(tmp_path: Path, files: dict[str, str], expected: float | None) -> None:
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert cgroup_cpu_quota(tmp_path) == expected
+
+
+def test_workers_default_to_the_cpus_allowed_not_the_hosts(tmp_path: Path) -> None:
+    (tmp_path / "cpu.max").write_text("50000 100000\n")  # half a CPU: still one worker
+    assert available_cpus(tmp_path) == 1
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert available_cpus(tmp_path) == len(os.sched_getaffinity(0))
+
+
+def test_server_settings_defaults_and_overrides() -> None:
+    assert ServerSettings.from_mapping({}).port == 8000 and ServerSettings.from_mapping({}).host == "127.0.0.1"
+    given = ServerSettings.from_mapping({"WEB_CONCURRENCY": "3", "DRAIN_SECONDS": "2.5", "CLIENT_TIMEOUT": "0.5"})
+    assert (given.workers, given.drain_seconds, given.client_timeout) == (3, 2.5, 0.5)
+
+
+def test_trusted_proxies_are_read_as_a_list() -> None:
+    assert Settings.from_mapping({}).forwarded_allow_ips == ()
+    assert Settings.from_mapping({"FORWARDED_ALLOW_IPS": " 10.0.0.1, 127.0.0.1 ,"}).forwarded_allow_ips == (
+        "10.0.0.1",
+        "127.0.0.1",
+    )
+
+
+def test_server_check_loads_the_models_and_stops() -> None:
+    done = subprocess.run([sys.executable, "-m", "lib.server", "--check"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.startswith("ok: ratings-")
+    bad = {**os.environ, "MODELS_DIR": "/nonexistent"}
+    done = subprocess.run(
+        [sys.executable, "-m", "lib.server", "--check"], cwd=ROOT, env=bad, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1 and done.stderr.startswith("Error: ")

@@ -1,7 +1,7 @@
-"""Production server settings: ``gunicorn -c gunicorn.conf.py`` serves the API on 127.0.0.1:8000.
+"""The old production stack, kept as the benchmarks' reference: ``gunicorn -c bench/gunicorn_conf.py`` on 127.0.0.1:8000.
 
-Every setting reads an environment variable first, and ``GUNICORN_CMD_ARGS`` still overrides
-anything here. Why each value is what it is: see "Serving in production" in the README.
+bench.run measures the production server (lib/server.py, granian) against it and against its ceiling (a constant
+Flask view under these same settings). Every setting reads an environment variable first.
 """
 
 import atexit

@@ -1,0 +1,203 @@
+"""The production server: ``python -m lib.server`` (``make production``) serves the API on HOST:PORT with granian.
+
+granian's HTTP front is Rust; each worker runs the app on one Python thread, so a request costs only the app's own
+Python (see "Serving in production" in the README for the measurements behind the choice, and for what the proxy
+in front of it guards). The app is built once, here in the parent, and the workers fork from it: they share the
+loaded models copy-on-write, and a bad setting or model stops the start with one line before any worker exists.
+
+Signals: SIGHUP loads the models again in the parent (a folder that fails verification is refused and the old
+models keep serving), then replaces the workers one by one. SIGTERM makes /ready answer 503 for DRAIN_SECONDS,
+then stops the workers, which finish in-flight requests within GRACEFUL_TIMEOUT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import logging
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from lib.settings import ConfigError, ServerSettings, Settings
+
+log = logging.getLogger("lib.server")
+
+#: Requests a worker queues for its Python thread before granian answers 503 (measured: see README, Performance).
+BACKPRESSURE = 16
+#: Seconds between starting a new worker and stopping the one it replaces on SIGHUP.
+RESPAWN_INTERVAL = 1.0
+METRICS_PREFIX = "sentiment-api-metrics-"
+STREAM = {"class": "logging.StreamHandler"}
+
+
+def logging_config(level: str, access_log: bool) -> dict[str, Any]:
+    """One JSON object per line: the access log on stdout, everything else on stderr, with request ids."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"request_id": {"()": "lib.observability.RequestIdFilter"}},
+        "formatters": {
+            "json": {
+                "()": "pythonjsonlogger.json.JsonFormatter",
+                "fmt": "%(asctime)s %(levelname)s %(name)s %(process)d %(request_id)s %(message)s",
+                "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger", "process": "pid"},
+            },
+            "access": {"format": "%(message)s"},
+        },
+        "handlers": {
+            "error": {**STREAM, "stream": "ext://sys.stderr", "formatter": "json", "filters": ["request_id"]},
+            "access": {**STREAM, "stream": "ext://sys.stdout", "formatter": "access"},
+        },
+        "loggers": {
+            "_granian": {"handlers": ["error"], "level": level, "propagate": False},
+            "granian.access": {"handlers": [], "level": "CRITICAL", "propagate": False},  # the app logs access
+            "sentiment_api.access": {"handlers": ["access"] if access_log else [], "level": "INFO", "propagate": False},
+        },
+        "root": {"handlers": ["error"], "level": level},
+    }
+
+
+def read_settings(environ: Mapping[str, str]) -> tuple[Settings, ServerSettings]:
+    """Every setting, checked before anything starts; production listens on port 8000 unless PORT says otherwise."""
+    return Settings.from_mapping(environ), ServerSettings.from_mapping(environ)
+
+
+def metrics_folder(environ: dict[str, str] | os._Environ[str]) -> Path | None:
+    """Give the workers a fresh folder for their Prometheus files unless PROMETHEUS_MULTIPROC_DIR names one.
+
+    Returns the folder when this made it, for removal at exit: counts start from zero with each server start.
+    """
+    if environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return None
+    environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix=METRICS_PREFIX)
+    return Path(environ["PROMETHEUS_MULTIPROC_DIR"])
+
+
+def reload_models(wsgi: Any) -> Callable[[], None]:
+    """The SIGHUP hook: verify and load the models again in the parent, before the new workers fork from it."""
+
+    def reload() -> None:
+        wsgi.extensions["models"].reload()  # refuses a bad folder, logs why, keeps the old models
+        gc.freeze()
+
+    return reload
+
+
+def drain_on_sigterm(server: Any, wsgi: Any, seconds: float) -> Callable[[], None]:
+    """The start-up hook that makes SIGTERM (and SIGINT) answer 503 on /ready for ``seconds``, then stop as usual."""
+
+    def install() -> None:
+        stop = server.signal_handler_interrupt
+
+        def drain_then_stop(signum: int, frame: Any) -> None:
+            wsgi.extensions["lifecycle"].begin_drain()
+            log.info("draining for %.1f s before stopping", seconds)
+            timer = threading.Timer(seconds, stop)
+            timer.daemon = True
+            timer.start()
+
+        if seconds > 0:
+            signal.signal(signal.SIGTERM, drain_then_stop)
+
+    return install
+
+
+def in_worker(wsgi: Any) -> Any:
+    """Called in each worker as it starts, after the fork: fold exited workers' metric files, then serve the app."""
+    wsgi.extensions["metrics"].fold_exited()
+    return wsgi
+
+
+def granian_server(config: ServerSettings, settings: Settings) -> Any:
+    """granian's WSGI server with one Python thread per worker and a bounded queue in front of it."""
+    from granian import Granian
+    from granian.constants import Interfaces
+    from granian.http import HTTP1Settings
+    from granian.log import LogLevels
+
+    return Granian(
+        "app:create_app",  # named for the process title only: the app itself comes from serve()'s target_loader
+        address=config.host,
+        port=config.port,
+        interface=Interfaces.WSGI,
+        workers=config.workers,
+        blocking_threads=1,
+        backpressure=BACKPRESSURE,
+        http1_settings=HTTP1Settings(header_read_timeout=int(config.client_timeout * 1000)),
+        respawn_failed_workers=True,  # a crashed or killed worker is replaced, not the end of the server
+        respawn_interval=RESPAWN_INTERVAL,
+        workers_kill_timeout=int(config.graceful_timeout) or 1,
+        log_level=LogLevels(settings.log_level.lower()),
+        log_dictconfig=logging_config(settings.log_level, settings.access_log),
+        log_access=False,
+    )
+
+
+def serve(environ: dict[str, str] | os._Environ[str]) -> int:
+    """Check the settings, build the app once, and serve it from forked workers until SIGTERM; 1 on a bad start."""
+    try:
+        settings, config = read_settings(environ)
+    except ConfigError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 1
+    for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        environ.setdefault(variable, "1")  # before NumPy loads: BLAS thread pools per worker fight for the cores
+    made, parent = metrics_folder(environ), os.getpid()
+    try:
+        return run(settings, config)
+    finally:
+        if made is not None and os.getpid() == parent:  # a forked worker never removes what its siblings use
+            shutil.rmtree(made, ignore_errors=True)
+
+
+def run(settings: Settings, config: ServerSettings) -> int:
+    """Build the app (a bad model stops here with one line) and serve it."""
+    import app  # only now: the metrics folder and thread settings must be in place when the app's libraries load
+    from model import ModelLoadError
+
+    server = granian_server(config, settings)  # also sets up logging, here and in each worker
+    try:
+        wsgi = app.create_app()
+    except (ModelLoadError, ConfigError) as exc:
+        log.error("not starting: %s", exc)
+        print(f"Error: {exc}", file=sys.stderr)
+        return 1
+    gc.freeze()  # the collector in each worker then never writes to the pages it shares with the parent
+    server.on_reload(reload_models(wsgi))
+    server.on_startup(drain_on_sigterm(server, wsgi, config.drain_seconds))
+    server.serve(target_loader=lambda _target: in_worker(wsgi))
+    return 0
+
+
+def check(environ: Mapping[str, str]) -> int:
+    """Load the settings and the models as a start would, then stop: a container build fails here on a bad model."""
+    import app
+    from model import ModelLoadError
+
+    try:
+        read_settings(environ)
+        served = app.create_app().extensions["models"].models
+    except (ConfigError, ModelLoadError) as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 1
+    print("ok: " + ", ".join(model.version for model in served.values()))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve until stopped (or with --check, verify the settings and models and stop); status 1 with one line when bad."""
+    parser = argparse.ArgumentParser(prog="python -m lib.server", description="Serve the API in production (granian).")
+    parser.add_argument("--check", action="store_true", help="load the settings and models as a start would, then exit")
+    args = parser.parse_args(argv)
+    sys.exit(check(os.environ) if args.check else serve(os.environ))
+
+
+if __name__ == "__main__":
+    main()
