@@ -304,12 +304,14 @@ def log_findings(text: str, master: int, killed: int) -> dict[str, Any]:
         with contextlib.suppress(json.JSONDecodeError):
             records.append(json.loads(line))
     records = [record for record in records if isinstance(record, dict)]
-    hup = next((i for i, r in enumerate(records) if "Hang up" in str(r.get("message", ""))), None)
+    hup = next((i for i, r in enumerate(records) if "HUP signal received" in str(r.get("message", ""))), None)
     reloaded = hup is not None and any(
         r.get("pid") == master and str(r.get("message", "")).startswith("loaded sentiment") for r in records[hup:]
     )
     errors = [str(r.get("message")) for r in records if r.get("level") in ("ERROR", "CRITICAL")]
-    expected = [message for message in errors if f"pid:{killed})" in message]
+    spawned = (str(r.get("message", "")) for r in records)
+    slot = next((m.split()[1] for m in spawned if m.startswith("Spawning worker-") and m.endswith(f"PID: {killed}")), None)
+    expected = [message for message in errors if slot is not None and message == f"Unexpected exit from {slot}"]
     return {
         "hang_up_logged": hup is not None,
         "master_loaded_models_after_hup": reloaded,
@@ -445,7 +447,7 @@ def event_lines(kill: dict[str, Any], recovery: dict[str, Any], reload: dict[str
     versions = reload["sentiment_version_before"], reload["sentiment_version_after"]
     same = "same version: identical files" if versions[0] == versions[1] else "new version"
     reloaded = log["master_loaded_models_after_hup"]
-    logged = "master logged 'Hang up' and loaded the models again" if reloaded else "master log shows NO reload of the models"
+    logged = "the parent logged the HUP and loaded the models again" if reloaded else "server log shows NO reload of the models"
     other = log["other_error_lines"]
     return [
         f"kill: SIGKILL worker {kill['pid']} at {kill['at_s']} s (held {kill['connections_held']} of the connections, "

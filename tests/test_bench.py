@@ -459,7 +459,7 @@ def test_per_kind_flags_unexpected_statuses_and_unknown_answers() -> None:
 
 
 def test_log_findings_from_a_real_soak_log() -> None:
-    findings = soak.log_findings((DATA / "bench" / "soak-server.stderr.log").read_text(), master=9499, killed=9525)
+    findings = soak.log_findings((DATA / "bench" / "soak-server.stderr.log").read_text(), master=648, killed=659)
     assert findings == {
         "hang_up_logged": True,
         "master_loaded_models_after_hup": True,
@@ -488,7 +488,7 @@ def soak_report(connections_held: int = 0) -> dict:
             "workers_replaced": True,
             "replaced_ms": 892.3,
         },
-        "server_log": soak.log_findings((DATA / "bench" / "soak-server.stderr.log").read_text(), 9499, 9525),
+        "server_log": soak.log_findings((DATA / "bench" / "soak-server.stderr.log").read_text(), 648, 659),
         "memory": {"start": memory, "before_reload": memory, "end": memory, "growth_percent": 0.0, "anon_growth_percent": 0.0},
     }
     report["settings"]["wrk"] = "wrk 4.1"
@@ -523,5 +523,5 @@ def test_render_soak_report() -> None:
     assert "observed 1 failures and 0 timeouts -> as expected" in text
     assert "latency, all kinds together: p50 138.81 ms, p99 358.33 ms" in text
     assert "recovered in 249.0 ms (full set of workers after 32.8 ms" in text
-    assert "master logged 'Hang up' and loaded the models again" in text
+    assert "the parent logged the HUP and loaded the models again" in text
     assert "  get                  200     6,497     6,453       6,453  -" in text.splitlines()
