@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.frozen import FrozenEstimator
-from sklearn.metrics import accuracy_score, brier_score_loss, confusion_matrix, f1_score, roc_auc_score
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, roc_auc_score
 from sklearn.model_selection import GroupKFold, GroupShuffleSplit
 from sklearn.pipeline import make_pipeline
 
@@ -47,6 +47,7 @@ CALIBRATION_SHARE = 0.2  # of the sentences a model is fitted on, held out from 
 CALIBRATION_METHODS = ("none", "sigmoid", "isotonic", "temperature")  # what --compare-calibration measures
 CALIBRATION_MIN_PER_CLASS = 5  # CalibratedClassifierCV's own floor (5 folds); fewer leaves the model uncalibrated
 ECE_BINS = 15
+BOOTSTRAP_ROUNDS = 1000  # resamples behind --compare-calibration's intervals
 CALIBRATION_SOURCE = f"whole sentences of {CALIBRATION_SHARE:.0%} of the training sentences, held out from a sibling fit"
 SERVED_CALIBRATION_SOURCE = "whole validation sentences, held out from the validated model"
 
@@ -183,10 +184,20 @@ def score(y: np.ndarray, probabilities: np.ndarray, n_labels: int) -> dict[str, 
 
 
 def brier(y: np.ndarray, probabilities: np.ndarray) -> float:
-    """Brier score: for two classes the mean squared error of P(class 1), else summed over the classes (multi-class)."""
-    labels = list(range(probabilities.shape[1]))
-    scores = probabilities[:, 1] if len(labels) == 2 else probabilities
-    return float(brier_score_loss(y, scores, labels=labels))
+    """Brier score as scikit-learn's brier_score_loss gives it (tested equal), cheap enough to resample a thousand times.
+
+    For two classes the mean squared error of P(class 1); for more, the squared errors summed over the classes.
+    """
+    squared = ((probabilities - np.eye(probabilities.shape[1])[y]) ** 2).sum(axis=1)
+    return float(squared.mean() / 2 if probabilities.shape[1] == 2 else squared.mean())
+
+
+def macro_f1(y: np.ndarray, predicted: np.ndarray, n_labels: int) -> float:
+    """Macro-F1 as scikit-learn's f1_score(average="macro", zero_division=0) gives it (tested equal), from a bincount."""
+    matrix = np.bincount(y * n_labels + predicted, minlength=n_labels * n_labels).reshape(n_labels, n_labels)
+    right = 2.0 * np.diag(matrix)
+    seen = matrix.sum(axis=0) + matrix.sum(axis=1)
+    return float(np.mean(np.divide(right, seen, out=np.zeros_like(right), where=seen > 0)))
 
 
 def evaluate(spec: ModelSpec, model: NLPModel, validation: pd.DataFrame, calibration: dict[str, Any]) -> dict[str, Any]:
@@ -324,19 +335,44 @@ def compare_calibration(name: str, phrases: pd.DataFrame) -> list[tuple[str, str
     fitting, held_out = split_by_sentence(train, CALIBRATION_SHARE)
     sibling = fit(spec, fitting)
     calibration_texts, calibration_y = evaluation_rows(spec, util.whole_sentences(held_out))
+    levels = {
+        level: evaluation_rows(spec, rows)
+        for level, rows in (("phrases", validation), ("sentences", util.whole_sentences(validation)))
+    }
+    uncalibrated = {level: model.predict_texts(texts) for level, (texts, _) in levels.items()}
     rows = []
     for method in CALIBRATION_METHODS:
-        if method == "none":
-            calibrated = None
-        else:
+        if method != "none":
             calibrated = calibrate(sibling, method, calibration_texts, calibration_y)
             # ensemble=False's one calibrated classifier, pointed at the model fitted on all the training part.
             calibrated.calibrated_classifiers_[0].estimator = make_pipeline(model.vectorizer, model.clf)
-        for level, level_rows in (("phrases", validation), ("sentences", util.whole_sentences(validation))):
-            texts, y = evaluation_rows(spec, level_rows)
-            probabilities = model.predict_texts(texts) if calibrated is None else calibrated.predict_proba(texts)
-            rows.append((method, level, score(y, probabilities, len(spec.labels))))
+        for level, (texts, y) in levels.items():
+            probabilities = uncalibrated[level] if method == "none" else calibrated.predict_proba(texts)
+            scores = score(y, probabilities, len(spec.labels))
+            if method != "none" and level == "sentences":
+                scores["changes"] = bootstrap_changes(y, uncalibrated[level], probabilities)
+            rows.append((method, level, scores))
     return rows
+
+
+def bootstrap_changes(y: np.ndarray, before: np.ndarray, after: np.ndarray) -> dict[str, list[float]]:
+    """95% intervals of the change in accuracy, macro-F1, Brier and ECE from ``before`` to ``after``, resampling the texts.
+
+    The noise a difference must beat: an interval that holds 0 is no measurable change.
+    """
+    generator = np.random.default_rng(RANDOM_STATE)
+    metrics = {
+        "accuracy": lambda y, p: float(np.mean(p.argmax(axis=1) == y)),
+        "macro_f1": lambda y, p: macro_f1(y, p.argmax(axis=1), p.shape[1]),
+        "brier": brier,
+        "ece": lambda y, p: util.expected_calibration_error(y, p, ECE_BINS),
+    }
+    changes: dict[str, list[float]] = {name: [] for name in metrics}
+    for _ in range(BOOTSTRAP_ROUNDS):
+        sample = generator.integers(0, len(y), len(y))
+        for name, metric in metrics.items():
+            changes[name].append(metric(y[sample], after[sample]) - metric(y[sample], before[sample]))
+    return {name: [round(float(q), 4) for q in np.percentile(values, [2.5, 97.5])] for name, values in changes.items()}
 
 
 def tune(name: str, phrases: pd.DataFrame, folds: int = 5) -> list[tuple[float, float, dict[str, Any]]]:
@@ -407,11 +443,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.compare_calibration:
             for name in args.models:
                 print(f"\n{name}: calibration choices on the validation set (ECE: {ECE_BINS} equal-width bins)")
-                print(f"  {'method':<12} {'level':<10} {'accuracy':>8} {'macro-F1':>8} {'Brier':>7} {'ECE':>7}")
+                print("  sentences: change from none, 95% bootstrap interval over the sentences (one that holds 0 is noise)")
+                print(
+                    f"  {'method':<12} {'level':<10} {'accuracy':>8} {'macro-F1':>8} {'Brier':>7} {'ECE':>7}   "
+                    + "".join(f"{title + ' change':<19}" for title in ("accuracy", "macro-F1", "Brier", "ECE")).rstrip()
+                )
                 for method, level, scores in compare_calibration(name, phrases):
+                    changes = "".join(f"[{low:+.4f}, {high:+.4f}] " for low, high in scores.get("changes", {}).values())
                     print(
                         f"  {method:<12} {level:<10} {scores['accuracy']:>8.4f} {scores['macro_f1']:>8.4f} "
-                        f"{scores['brier']:>7.4f} {scores['ece']:>7.4f}"
+                        f"{scores['brier']:>7.4f} {scores['ece']:>7.4f}   {changes}".rstrip()
                     )
             return 0
         args.out.mkdir(parents=True, exist_ok=True)

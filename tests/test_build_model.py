@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sklearn.metrics import brier_score_loss, f1_score
 
 import build_model
 import util
@@ -154,9 +155,37 @@ def test_brier_score_by_hand() -> None:
     assert build_model.brier(np.array([0, 2]), probabilities) == pytest.approx(0.26)
 
 
-def test_compare_calibration_scores_every_method(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("n_labels", [2, 5])
+def test_resampled_metrics_equal_scikit_learn(n_labels: int) -> None:
+    generator = np.random.default_rng(0)
+    y = generator.integers(0, n_labels, 300)
+    probabilities = generator.dirichlet(np.ones(n_labels), 300)
+    scores = probabilities[:, 1] if n_labels == 2 else probabilities
+    assert build_model.brier(y, probabilities) == pytest.approx(brier_score_loss(y, scores, labels=list(range(n_labels))))
+    predicted = np.where(
+        probabilities.argmax(axis=1) == n_labels - 1, 0, probabilities.argmax(axis=1)
+    )  # one label never predicted
+    expected = f1_score(y, predicted, average="macro", labels=list(range(n_labels)), zero_division=0)
+    assert build_model.macro_f1(y, predicted, n_labels) == pytest.approx(expected)
+
+
+def test_compare_calibration_scores_every_method(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(build_model, "BOOTSTRAP_ROUNDS", 50)
     data = write_tsv(tmp_path / "train.tsv", noisy_rows())
     assert build_model.main(["--data", str(data), "--compare-calibration", "--models", "ratings"]) == 0
     out = capsys.readouterr().out
     for method in build_model.CALIBRATION_METHODS:
         assert f"  {method:<12} sentences" in out and f"  {method:<12} phrases" in out
+
+
+def test_bootstrap_intervals_hold_zero_for_no_change_and_exclude_it_for_a_real_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(build_model, "BOOTSTRAP_ROUNDS", 200)
+    y = np.array([0, 1] * 100)
+    sure = np.eye(2)[y] * 0.9 + 0.05  # right and 95% sure
+    hedging = np.full_like(sure, 0.5) + (sure - 0.5) * 0.2  # right and 59% sure: same labels, far worse calibrated
+    assert build_model.bootstrap_changes(y, sure, sure) == {name: [0.0, 0.0] for name in ("accuracy", "macro_f1", "brier", "ece")}
+    changes = build_model.bootstrap_changes(y, hedging, sure)
+    assert changes["accuracy"] == changes["macro_f1"] == [0.0, 0.0]
+    assert changes["brier"][1] < 0 and changes["ece"][1] < 0
