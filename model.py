@@ -406,8 +406,20 @@ def temperature_scale(probabilities: np.ndarray, inverse_temperature: float) -> 
     it rebuilds the first column as 1 - p[1] from the positive class, so this does too.
     """
     if probabilities.shape[-1] == 2:
-        probabilities = np.stack([1.0 - probabilities[..., 1], probabilities[..., 1]], axis=-1)
+        probabilities = probabilities.copy()  # cheaper than np.stack for the one-text path
+        probabilities[..., 0] = 1.0 - probabilities[..., 1]
     return _softmax(inverse_temperature * np.log(probabilities + LOGIT_EPS))
+
+
+def _temperature_scale_one(probabilities: list[float], inverse_temperature: float) -> np.ndarray:
+    """``temperature_scale`` for one text's probabilities, the same arithmetic on Python floats."""
+    if len(probabilities) == 2:
+        probabilities = [1.0 - probabilities[1], probabilities[1]]
+    logits = [inverse_temperature * math.log(p + LOGIT_EPS) for p in probabilities]
+    top = max(logits)
+    shifted = [math.exp(logit - top) for logit in logits]
+    total = sum(shifted)
+    return np.array([value / total for value in shifted])
 
 
 def _npy(array: np.ndarray) -> bytes:
@@ -486,6 +498,8 @@ class _FastPath:
         probabilities = _softmax(joint)
         if self.inverse_temperature is None:
             return probabilities
+        if probabilities.ndim == 1:  # one text: a handful of floats, cheaper in plain Python than in numpy calls
+            return _temperature_scale_one(probabilities.tolist(), self.inverse_temperature)
         return temperature_scale(probabilities, self.inverse_temperature)
 
     def _tf_idf(self, counts: np.ndarray, indices: np.ndarray) -> np.ndarray:
