@@ -6,6 +6,10 @@ Validation holds out whole sentences (grouped by SentenceId, so no sentence's ph
 the split) and scores both phrases and whole sentences, which is what users send. The served
 model is then refitted on all rows. ``--tune`` runs the grouped cross-validation that chose the
 parameters in MODEL_SPECS, on the training part only, and prints the ranking.
+
+Each model's probabilities are calibrated by temperature scaling, fitted on whole sentences held
+out from a sibling fit (never on validation sentences). ``--compare-calibration`` measures the
+alternatives (none, sigmoid, isotonic, temperature) on the validation sentences and prints them.
 """
 
 from __future__ import annotations
@@ -25,8 +29,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.frozen import FrozenEstimator
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, roc_auc_score
 from sklearn.model_selection import GroupKFold, GroupShuffleSplit
+from sklearn.pipeline import make_pipeline
 
 import util
 from model import NLPModel
@@ -36,6 +43,13 @@ DEFAULT_DATA = ROOT / "lib" / "data" / "train.tsv"
 DEFAULT_OUT = ROOT / "lib" / "models"
 RANDOM_STATE = 0
 VALIDATION_SHARE = 0.2
+CALIBRATION_SHARE = 0.2  # of the sentences a model is fitted on, held out from a sibling fit to calibrate it
+CALIBRATION_METHODS = ("none", "sigmoid", "isotonic", "temperature")  # what --compare-calibration measures
+CALIBRATION_MIN_PER_CLASS = 5  # CalibratedClassifierCV's own floor (5 folds); fewer leaves the model uncalibrated
+ECE_BINS = 15
+BOOTSTRAP_ROUNDS = 1000  # resamples behind --compare-calibration's intervals
+CALIBRATION_SOURCE = f"whole sentences of {CALIBRATION_SHARE:.0%} of the training sentences, held out from a sibling fit"
+SERVED_CALIBRATION_SOURCE = "whole validation sentences, held out from the validated model"
 
 
 @dataclass(frozen=True)
@@ -99,11 +113,11 @@ def step(message: str) -> Iterator[None]:
     print(f" done in {time.perf_counter() - started:.1f}s", file=sys.stderr)
 
 
-def split_by_sentence(phrases: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Hold out a share of whole sentences, with every phrase of each, for validation."""
+def split_by_sentence(phrases: pd.DataFrame, share: float = VALIDATION_SHARE) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Hold out a share of whole sentences, with every phrase of each, for validation (or calibration)."""
     if phrases["SentenceId"].nunique() < 2:
         raise util.DataError("need phrases from at least two sentences to hold some out for validation")
-    splitter = GroupShuffleSplit(n_splits=1, test_size=VALIDATION_SHARE, random_state=RANDOM_STATE)
+    splitter = GroupShuffleSplit(n_splits=1, test_size=share, random_state=RANDOM_STATE)
     train_rows, validation_rows = next(splitter.split(phrases, groups=phrases["SentenceId"]))
     return phrases.iloc[train_rows], phrases.iloc[validation_rows]
 
@@ -128,15 +142,39 @@ def fit(spec: ModelSpec, phrases: pd.DataFrame) -> NLPModel:
     return model.train(model.vectorizer_transform(texts), y)
 
 
-def score(model: NLPModel, texts: pd.Series, y: np.ndarray) -> dict[str, Any]:
-    """Accuracy, macro-F1, confusion matrix and (binary) ROC AUC of a model on labelled texts."""
-    probabilities = model.predict_texts(texts)
+def fit_temperature(spec: ModelSpec, sibling: NLPModel, held_out: pd.DataFrame, source: str) -> dict[str, Any]:
+    """Fit temperature scaling of a fitted model on the whole sentences held out from it; return how, and its beta.
+
+    scikit-learn's CalibratedClassifierCV over the frozen sibling, on whole sentences because that
+    is what users send. The model served or validated takes the sibling's calibration, as
+    CalibratedClassifierCV(ensemble=False) does with the calibrator fitted on its cross-validation.
+    """
+    texts, y = evaluation_rows(spec, util.whole_sentences(held_out))
+    counts = np.bincount(y, minlength=len(spec.labels))
+    if counts.min() < CALIBRATION_MIN_PER_CLASS:
+        return {"method": None, "reason": f"too few sentences per class to calibrate on ({counts.tolist()})"}
+    calibrated = calibrate(sibling, "temperature", texts, y)
+    # The one calibrator of the one (ensemble=False) calibrated classifier: beta of softmax(beta * log p).
+    beta = float(calibrated.calibrated_classifiers_[0].calibrators[0].beta_)
+    return {"method": "temperature", "inverse_temperature": beta, "fitted_on": f"{len(y):,} {source}"}
+
+
+def calibrate(model: NLPModel, method: str, texts: pd.Series, y: np.ndarray) -> CalibratedClassifierCV:
+    """Fit scikit-learn's calibration of an already fitted model on held-out labelled texts."""
+    frozen = FrozenEstimator(make_pipeline(model.vectorizer, model.clf))
+    return CalibratedClassifierCV(frozen, method=method).fit(texts, y)
+
+
+def score(y: np.ndarray, probabilities: np.ndarray, n_labels: int) -> dict[str, Any]:
+    """Accuracy, macro-F1, Brier score, ECE, confusion matrix and (binary) ROC AUC of probabilities for labelled texts."""
     predicted = probabilities.argmax(axis=1)
-    classes = list(range(len(model.labels)))
+    classes = list(range(n_labels))
     result: dict[str, Any] = {
         "n": len(y),
         "accuracy": round(float(accuracy_score(y, predicted)), 4),
         "macro_f1": round(float(f1_score(y, predicted, average="macro", labels=classes, zero_division=0)), 4),
+        "brier": round(brier(y, probabilities), 4),
+        "ece": round(util.expected_calibration_error(y, probabilities, ECE_BINS), 4),
     }
     if set(y) == set(classes):  # AUC needs every class present; multi-class is one-vs-rest, macro
         scores = probabilities[:, 1] if len(classes) == 2 else probabilities
@@ -145,21 +183,45 @@ def score(model: NLPModel, texts: pd.Series, y: np.ndarray) -> dict[str, Any]:
     return result
 
 
-def evaluate(spec: ModelSpec, model: NLPModel, validation: pd.DataFrame) -> dict[str, Any]:
-    """Score a model on held-out phrases and on the whole sentences among them."""
-    return {
+def brier(y: np.ndarray, probabilities: np.ndarray) -> float:
+    """Brier score as scikit-learn's brier_score_loss gives it (tested equal), cheap enough to resample a thousand times.
+
+    For two classes the mean squared error of P(class 1); for more, the squared errors summed over the classes.
+    """
+    squared = ((probabilities - np.eye(probabilities.shape[1])[y]) ** 2).sum(axis=1)
+    return float(squared.mean() / 2 if probabilities.shape[1] == 2 else squared.mean())
+
+
+def macro_f1(y: np.ndarray, predicted: np.ndarray, n_labels: int) -> float:
+    """Macro-F1 as scikit-learn's f1_score(average="macro", zero_division=0) gives it (tested equal), from a bincount."""
+    matrix = np.bincount(y * n_labels + predicted, minlength=n_labels * n_labels).reshape(n_labels, n_labels)
+    right = 2.0 * np.diag(matrix)
+    seen = matrix.sum(axis=0) + matrix.sum(axis=1)
+    return float(np.mean(np.divide(right, seen, out=np.zeros_like(right), where=seen > 0)))
+
+
+def evaluate(spec: ModelSpec, model: NLPModel, validation: pd.DataFrame, calibration: dict[str, Any]) -> dict[str, Any]:
+    """Score a model on held-out phrases and on the whole sentences among them, calibrated and not."""
+    metrics: dict[str, Any] = {
         "validation": (
             f"{VALIDATION_SHARE:.0%} of sentences held out (GroupShuffleSplit by SentenceId, "
             f"random_state={RANDOM_STATE}); served model refitted on all rows"
         ),
         "labels": list(spec.labels),
-        "phrases": score(model, *evaluation_rows(spec, validation)),
-        "sentences": score(model, *evaluation_rows(spec, util.whole_sentences(validation))),
+        "calibration": {**calibration, "ece_bins": f"{ECE_BINS} equal-width bins of the predicted label's probability"},
+        "uncalibrated": {},
     }
+    for level, rows in (("phrases", validation), ("sentences", util.whole_sentences(validation))):
+        texts, y = evaluation_rows(spec, rows)
+        features = model.vectorizer_transform(texts)
+        metrics[level] = score(y, model.predict_proba(features), len(spec.labels))
+        raw = score(y, model.clf.predict_proba(features), len(spec.labels))
+        metrics["uncalibrated"][level] = {key: raw[key] for key in ("accuracy", "macro_f1", "brier", "ece")}
+    return metrics
 
 
 def write_report(name: str, spec: ModelSpec, model: NLPModel, validation: pd.DataFrame, metrics: dict, folder: Path) -> None:
-    """Write metrics.json, confusion.png and roc.png (when every class was seen) for the validation run."""
+    """Write metrics.json, confusion.png, reliability.png and roc.png (when every class was seen) for the validation run."""
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     sentences = metrics["sentences"]
     util.plot_confusion(
@@ -168,19 +230,29 @@ def write_report(name: str, spec: ModelSpec, model: NLPModel, validation: pd.Dat
         folder / "confusion.png",
         f"{name}: whole validation sentences (accuracy {sentences['accuracy']:.3f})",
     )
+    texts, y = evaluation_rows(spec, util.whole_sentences(validation))
+    features = model.vectorizer_transform(texts)
+    curves = {"uncalibrated": model.clf.predict_proba(features)}
+    if model.inverse_temperature_ is not None:
+        curves[f"temperature scaling (beta {model.inverse_temperature_:.3f})"] = model.predict_proba(features)
+    util.plot_reliability(y, curves, ECE_BINS, folder / "reliability.png", f"{name}: whole validation sentences")
     if "roc_auc" in sentences:
-        texts, y = evaluation_rows(spec, util.whole_sentences(validation))
-        util.plot_roc(y, model.predict_texts(texts), spec.labels, folder / "roc.png", f"{name}: whole validation sentences")
+        util.plot_roc(y, model.predict_proba(features), spec.labels, folder / "roc.png", f"{name}: whole validation sentences")
 
 
 def build(name: str, spec: ModelSpec, phrases: pd.DataFrame, data_path: Path, out: Path) -> dict[str, Any]:
     """Validate, refit on all rows, and save one model folder atomically; return its manifest."""
     train, validation = split_by_sentence(phrases)
-    with step(f"{name}: fitting on {len(train):,} phrases, validating on {len(validation):,}"):
+    fitting, held_out = split_by_sentence(train, CALIBRATION_SHARE)
+    with step(f"{name}: fitting on {len(train):,} phrases, calibrating, validating on {len(validation):,}"):
         validated = fit(spec, train)
-        metrics = evaluate(spec, validated, validation)
-    with step(f"{name}: refitting on all {len(phrases):,} phrases"):
+        calibration = fit_temperature(spec, fit(spec, fitting), held_out, CALIBRATION_SOURCE)
+        validated.set_calibration(calibration.get("inverse_temperature"))
+        metrics = evaluate(spec, validated, validation, calibration)
+    with step(f"{name}: refitting on all {len(phrases):,} phrases, calibrating on the validation sentences"):
         final = fit(spec, phrases)
+        served_calibration = fit_temperature(spec, validated, validation, SERVED_CALIBRATION_SOURCE)
+        final.set_calibration(served_calibration.get("inverse_temperature"))
     staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=out))
     staging.chmod(0o755)  # mkdtemp's 0700 would hide the models from a server run as another user
     try:
@@ -204,6 +276,7 @@ def build(name: str, spec: ModelSpec, phrases: pd.DataFrame, data_path: Path, ou
                         "classifier": spec.classifier,
                         "vocabulary_size": len(final.vectorizer.vocabulary_),
                     },
+                    "calibration": served_calibration,
                     "metrics": metrics,
                 },
             )
@@ -229,21 +302,77 @@ def summary(manifests: dict[str, dict[str, Any]], out: Path) -> str:
     lines = [
         f"Models written to {out}",
         f"{'model':<10} {'version':<23} {'vocab':>7} {'phrase acc':>10} {'sentence acc':>12} "
-        f"{'macro-F1':>8} {'ROC AUC':>7}  floor",
+        f"{'macro-F1':>8} {'ROC AUC':>7} {'ECE before/after':>16}  floor",
     ]
     for name, manifest in manifests.items():
         sentences = manifest["metrics"]["sentences"]
         floor = MODEL_SPECS[name].sentence_accuracy_floor
         verdict = "ok" if sentences["accuracy"] >= floor else "BELOW"
         auc = sentences.get("roc_auc")
+        ece = f"{manifest['metrics']['uncalibrated']['sentences']['ece']:.3f} / {sentences['ece']:.3f}"
         lines.append(
             f"{name:<10} {manifest['version']:<23} {manifest['params']['vocabulary_size']:>7,} "
             f"{manifest['metrics']['phrases']['accuracy']:>10.3f} {sentences['accuracy']:>12.3f} "
-            f"{sentences['macro_f1']:>8.3f} {'-' if auc is None else f'{auc:.3f}':>7}  "
+            f"{sentences['macro_f1']:>8.3f} {'-' if auc is None else f'{auc:.3f}':>7} {ece:>16}  "
             f"{floor:.2f} {verdict}"
         )
-    lines.append("Accuracy and F1 on held-out whole sentences; see metrics.json, confusion.png, roc.png.")
+    lines.append(
+        "Metrics on held-out whole sentences, ECE before and after calibration; "
+        "see metrics.json, confusion.png, roc.png, reliability.png."
+    )
     return "\n".join(lines)
+
+
+def compare_calibration(name: str, phrases: pd.DataFrame) -> list[tuple[str, str, dict[str, Any]]]:
+    """Score every CALIBRATION_METHODS choice on the validation phrases and sentences, as the build would fit it.
+
+    Each calibrator is fitted on the frozen sibling's held-out sentences, then applied to the model
+    fitted on the whole training part, exactly as the build does with ``fit_temperature``.
+    """
+    spec = MODEL_SPECS[name]
+    train, validation = split_by_sentence(phrases)
+    model = fit(spec, train)
+    fitting, held_out = split_by_sentence(train, CALIBRATION_SHARE)
+    sibling = fit(spec, fitting)
+    calibration_texts, calibration_y = evaluation_rows(spec, util.whole_sentences(held_out))
+    levels = {
+        level: evaluation_rows(spec, rows)
+        for level, rows in (("phrases", validation), ("sentences", util.whole_sentences(validation)))
+    }
+    uncalibrated = {level: model.predict_texts(texts) for level, (texts, _) in levels.items()}
+    rows = []
+    for method in CALIBRATION_METHODS:
+        if method != "none":
+            calibrated = calibrate(sibling, method, calibration_texts, calibration_y)
+            # ensemble=False's one calibrated classifier, pointed at the model fitted on all the training part.
+            calibrated.calibrated_classifiers_[0].estimator = make_pipeline(model.vectorizer, model.clf)
+        for level, (texts, y) in levels.items():
+            probabilities = uncalibrated[level] if method == "none" else calibrated.predict_proba(texts)
+            scores = score(y, probabilities, len(spec.labels))
+            if method != "none" and level == "sentences":
+                scores["changes"] = bootstrap_changes(y, uncalibrated[level], probabilities)
+            rows.append((method, level, scores))
+    return rows
+
+
+def bootstrap_changes(y: np.ndarray, before: np.ndarray, after: np.ndarray) -> dict[str, list[float]]:
+    """95% intervals of the change in accuracy, macro-F1, Brier and ECE from ``before`` to ``after``, resampling the texts.
+
+    The noise a difference must beat: an interval that holds 0 is no measurable change.
+    """
+    generator = np.random.default_rng(RANDOM_STATE)
+    metrics = {
+        "accuracy": lambda y, p: float(np.mean(p.argmax(axis=1) == y)),
+        "macro_f1": lambda y, p: macro_f1(y, p.argmax(axis=1), p.shape[1]),
+        "brier": brier,
+        "ece": lambda y, p: util.expected_calibration_error(y, p, ECE_BINS),
+    }
+    changes: dict[str, list[float]] = {name: [] for name in metrics}
+    for _ in range(BOOTSTRAP_ROUNDS):
+        sample = generator.integers(0, len(y), len(y))
+        for name, metric in metrics.items():
+            changes[name].append(metric(y[sample], after[sample]) - metric(y[sample], before[sample]))
+    return {name: [round(float(q), 4) for q in np.percentile(values, [2.5, 97.5])] for name, values in changes.items()}
 
 
 def tune(name: str, phrases: pd.DataFrame, folds: int = 5) -> list[tuple[float, float, dict[str, Any]]]:
@@ -291,6 +420,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--models", nargs="+", choices=sorted(MODEL_SPECS), default=list(MODEL_SPECS), help="which models to build (default: all)"
     )
     parser.add_argument("--tune", action="store_true", help="rank the parameter grid by grouped 5-fold CV instead of building")
+    parser.add_argument(
+        "--compare-calibration",
+        action="store_true",
+        help="score no calibration, sigmoid, isotonic and temperature scaling on the validation sentences instead of building",
+    )
     return parser.parse_args(argv)
 
 
@@ -305,6 +439,21 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"\n{name}: mean (sd) whole-sentence accuracy over 5 grouped folds, best first")
                 for mean, sd, params in tune(name, phrases)[:10]:
                     print(f"  {mean:.4f} ({sd:.4f})  {params}")
+            return 0
+        if args.compare_calibration:
+            for name in args.models:
+                print(f"\n{name}: calibration choices on the validation set (ECE: {ECE_BINS} equal-width bins)")
+                print("  sentences: change from none, 95% bootstrap interval over the sentences (one that holds 0 is noise)")
+                print(
+                    f"  {'method':<12} {'level':<10} {'accuracy':>8} {'macro-F1':>8} {'Brier':>7} {'ECE':>7}   "
+                    + "".join(f"{title + ' change':<19}" for title in ("accuracy", "macro-F1", "Brier", "ECE")).rstrip()
+                )
+                for method, level, scores in compare_calibration(name, phrases):
+                    changes = "".join(f"[{low:+.4f}, {high:+.4f}] " for low, high in scores.get("changes", {}).values())
+                    print(
+                        f"  {method:<12} {level:<10} {scores['accuracy']:>8.4f} {scores['macro_f1']:>8.4f} "
+                        f"{scores['brier']:>7.4f} {scores['ece']:>7.4f}   {changes}".rstrip()
+                    )
             return 0
         args.out.mkdir(parents=True, exist_ok=True)
         manifests = {name: build(name, MODEL_SPECS[name], phrases, args.data, args.out) for name in args.models}

@@ -4,7 +4,8 @@ The method names follow the tutorial this project descends from (``vectorizer_fi
 ``vectorizer_transform``, ``train``, ``predict``, ``predict_proba``). ``save``/``load`` keep a
 fitted model as plain data, never a pickle: the vectorizer's settings and vocabulary as JSON,
 the idf weights and the classifier's log-probabilities as ``.npy`` arrays read with
-``allow_pickle=False``. Whatever a model folder holds, loading it runs no code. A manifest pins
+``allow_pickle=False``. Whatever a model folder holds, loading it runs no code. A calibrated
+model also holds its temperature scaling's one parameter, applied on every scoring path. A manifest pins
 every file by SHA-256, and the version is derived from what is loaded. ``predict_texts`` and
 ``predict_one`` are the serving paths. This module knows nothing of HTTP or plotting.
 """
@@ -37,6 +38,11 @@ IDF_FILE = "idf.npy"  # one weight per vocabulary term
 FEATURE_LOG_PROB_FILE = "feature_log_prob.npy"  # log P(term | class), one row per label
 CLASS_LOG_PRIOR_FILE = "class_log_prior.npy"  # log P(class), one per label
 ARTIFACT_FILES = (VECTORIZER_FILE, IDF_FILE, FEATURE_LOG_PROB_FILE, CLASS_LOG_PRIOR_FILE)
+#: Optional: the inverse temperature beta of a calibrated model, one float64 (no file: uncalibrated).
+TEMPERATURE_FILE = "inverse_temperature.npy"
+#: scikit-learn's temperature scaling: softmax(beta * log(p + LOGIT_EPS)), beta searched in e**-10..e**10.
+LOGIT_EPS = 1e-12
+INVERSE_TEMPERATURE_RANGE = (math.exp(-10.0), math.exp(10.0))
 REBUILD_HINT = "Rebuild the models with: python build_model.py --data PATH/TO/train.tsv"
 
 #: The vectorizer settings that shape ``transform``, with the values a saved model may hold.
@@ -76,6 +82,7 @@ class NLPModel:
         self.vectorizer = TfidfVectorizer(**dict(vectorizer_params or {}))
         self.clf = MultinomialNB(**dict(classifier_params or {}))
         self.manifest: dict[str, Any] = {}
+        self.inverse_temperature_: float | None = None  # calibration; None: the classifier's own probabilities
         self._fast: _FastPath | None = None
 
     def vectorizer_fit(self, texts: Iterable[str]) -> NLPModel:
@@ -99,8 +106,20 @@ class NLPModel:
         return self.clf.predict(features)
 
     def predict_proba(self, features: Any) -> np.ndarray:
-        """Return class probabilities (columns in label order) of vectorized texts."""
-        return self.clf.predict_proba(features)
+        """Return class probabilities (columns in label order) of vectorized texts, calibrated if the model is."""
+        probabilities = self.clf.predict_proba(features)
+        if self.inverse_temperature_ is None:
+            return probabilities
+        return temperature_scale(probabilities, self.inverse_temperature_)
+
+    def set_calibration(self, inverse_temperature: float | None) -> NLPModel:
+        """Calibrate every scoring path by temperature scaling with this beta (fitted on held-out texts); None removes it.
+
+        The ranking of classes never changes, so neither do predicted labels: only how sure the model says it is.
+        """
+        self.inverse_temperature_ = None if inverse_temperature is None else float(inverse_temperature)
+        self._fast = None
+        return self
 
     def predict_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Return class probabilities of raw texts in one vectorised call (the batch path)."""
@@ -130,7 +149,7 @@ class NLPModel:
     def _fast_path(self) -> _FastPath:
         """The fitted arrays arranged for scoring, built once per fit or load."""
         if self._fast is None:
-            self._fast = _FastPath(self.vectorizer, self.clf)
+            self._fast = _FastPath(self.vectorizer, self.clf, self.inverse_temperature_)
         return self._fast
 
     @property
@@ -160,12 +179,15 @@ class NLPModel:
         """Serialize the fitted state: what ``transform`` and ``predict_proba`` read, nothing else."""
         params = analyzer_params(self.vectorizer)
         terms = self.vectorizer.get_feature_names_out().tolist()
-        return {
+        artifacts = {
             VECTORIZER_FILE: (json.dumps({"params": params, "vocabulary": terms}, sort_keys=True) + "\n").encode(),
             IDF_FILE: _npy(self.vectorizer.idf_),
             FEATURE_LOG_PROB_FILE: _npy(self.clf.feature_log_prob_),
             CLASS_LOG_PRIOR_FILE: _npy(self.clf.class_log_prior_),
         }
+        if self.inverse_temperature_ is not None:
+            artifacts[TEMPERATURE_FILE] = _npy(np.array([self.inverse_temperature_]))
+        return artifacts
 
     @classmethod
     def load(cls, directory: str | Path) -> NLPModel:
@@ -182,6 +204,8 @@ class NLPModel:
         model = cls(manifest["labels"])
         model.vectorizer = _vectorizer_from(directory, payloads)
         model.clf = _classifier_from(directory, payloads, len(model.labels), len(model.vectorizer.vocabulary_))
+        if TEMPERATURE_FILE in payloads:
+            model.inverse_temperature_ = _inverse_temperature_from(directory / TEMPERATURE_FILE, payloads[TEMPERATURE_FILE])
         model.manifest = manifest
         model._fast_path()  # built at load, so the first request pays nothing
         return model
@@ -241,8 +265,8 @@ def _manifest_fault(manifest: Any) -> str | None:
     if len(set(labels)) != len(labels):
         return "labels must be distinct"
     files = manifest["files"]
-    if not isinstance(files, dict) or set(files) != set(ARTIFACT_FILES):
-        return f"files must be exactly {', '.join(ARTIFACT_FILES)}"
+    if not isinstance(files, dict) or set(files) - {TEMPERATURE_FILE} != set(ARTIFACT_FILES):
+        return f"files must be exactly {', '.join(ARTIFACT_FILES)}, and {TEMPERATURE_FILE} if calibrated"
     if not all(isinstance(digest, str) and _SHA256.fullmatch(digest) for digest in files.values()):
         return "every file's digest must be 64 lower-case hex digits (SHA-256)"
     return None
@@ -366,6 +390,38 @@ def _classifier_from(directory: Path, payloads: Mapping[str, bytes], n_labels: i
     return clf
 
 
+def _inverse_temperature_from(path: Path, payload: bytes) -> float:
+    """Read the calibration's beta: one float64 in the range scikit-learn searches (0 or less would flip or flatten answers)."""
+    beta = float(_array(path, payload, (1,))[0])
+    low, high = INVERSE_TEMPERATURE_RANGE
+    if not low <= beta <= high:
+        raise ModelLoadError(f"{path}: inverse temperature {beta!r} is outside [{low:.3g}, {high:.3g}]. {REBUILD_HINT}")
+    return beta
+
+
+def temperature_scale(probabilities: np.ndarray, inverse_temperature: float) -> np.ndarray:
+    """Calibrate probabilities (last axis: classes) exactly as scikit-learn's temperature scaling does.
+
+    ``CalibratedClassifierCV(method="temperature")``: softmax(beta * log(p + 1e-12)); for two classes
+    it rebuilds the first column as 1 - p[1] from the positive class, so this does too.
+    """
+    if probabilities.shape[-1] == 2:
+        probabilities = probabilities.copy()  # cheaper than np.stack for the one-text path
+        probabilities[..., 0] = 1.0 - probabilities[..., 1]
+    return _softmax(inverse_temperature * np.log(probabilities + LOGIT_EPS))
+
+
+def _temperature_scale_one(probabilities: list[float], inverse_temperature: float) -> np.ndarray:
+    """``temperature_scale`` for one text's probabilities, the same arithmetic on Python floats."""
+    if len(probabilities) == 2:
+        probabilities = [1.0 - probabilities[1], probabilities[1]]
+    logits = [inverse_temperature * math.log(p + LOGIT_EPS) for p in probabilities]
+    top = max(logits)
+    shifted = [math.exp(logit - top) for logit in logits]
+    total = sum(shifted)
+    return np.array([value / total for value in shifted])
+
+
 def _npy(array: np.ndarray) -> bytes:
     """Serialize an array as ``.npy`` bytes: float64, C order, no pickle, same bytes every time."""
     buffer = io.BytesIO()
@@ -382,7 +438,7 @@ def _write(path: Path, payload: bytes) -> str:
 class _FastPath:
     """TF-IDF + multinomial NB over the fitted arrays: one text with small dense arrays, a batch in one sparse product."""
 
-    def __init__(self, vectorizer: TfidfVectorizer, clf: MultinomialNB) -> None:
+    def __init__(self, vectorizer: TfidfVectorizer, clf: MultinomialNB, inverse_temperature: float | None = None) -> None:
         self.analyze = vectorizer.build_analyzer()
         self.vocabulary = vectorizer.vocabulary_
         self.idf = vectorizer.idf_ if vectorizer.use_idf else None
@@ -392,6 +448,7 @@ class _FastPath:
         # Row per feature, so one text's features gather a small contiguous block.
         self.log_prob = np.ascontiguousarray(clf.feature_log_prob_.T)
         self.log_prior = clf.class_log_prior_.copy()
+        self.inverse_temperature = inverse_temperature
 
     def __call__(self, text: str) -> np.ndarray:
         return self.score(text)[0]
@@ -415,7 +472,7 @@ class _FastPath:
             indices = np.fromiter(counts.keys(), dtype=np.intp, count=len(counts))
             weights = self._tf_idf(np.fromiter(counts.values(), dtype=np.float64, count=len(counts)), indices)
             joint += self._normalize(weights) @ self.log_prob[indices]
-        return _softmax(joint), sum(counts.values()), terms
+        return self._probabilities(joint), sum(counts.values()), terms
 
     def score_many(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Score texts in one sparse product; return probabilities and (known terms, terms) per text."""
@@ -434,7 +491,16 @@ class _FastPath:
         features.data = self._tf_idf(features.data, features.indices)
         if self.norm is not None:
             features = normalize(features, norm=self.norm, copy=False)
-        return _softmax(features @ self.log_prob + self.log_prior), coverage
+        return self._probabilities(features @ self.log_prob + self.log_prior), coverage
+
+    def _probabilities(self, joint: np.ndarray) -> np.ndarray:
+        """Turn joint log-likelihoods into the model's (calibrated, if it is) class probabilities."""
+        probabilities = _softmax(joint)
+        if self.inverse_temperature is None:
+            return probabilities
+        if probabilities.ndim == 1:  # one text: a handful of floats, cheaper in plain Python than in numpy calls
+            return _temperature_scale_one(probabilities.tolist(), self.inverse_temperature)
+        return temperature_scale(probabilities, self.inverse_temperature)
 
     def _tf_idf(self, counts: np.ndarray, indices: np.ndarray) -> np.ndarray:
         """Weigh term counts as the vectorizer does: binary or sublinear term frequency, times idf."""

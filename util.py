@@ -92,6 +92,52 @@ def whole_sentences(phrases: pd.DataFrame) -> pd.DataFrame:
     return phrases.loc[longest.sort_values().to_numpy()]
 
 
+def reliability_bins(y_true: np.ndarray, probabilities: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bin texts by the predicted label's probability (equal-width bins over [0, 1], right edges closed).
+
+    Return, per bin, the mean confidence, the share of correct predictions, and how many texts fell
+    in it (empty bins hold 0 for the first two).
+    """
+    confidence = probabilities.max(axis=1)
+    correct = (probabilities.argmax(axis=1) == y_true).astype(np.float64)
+    bins = np.clip(np.ceil(confidence * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
+    counts = np.bincount(bins, minlength=n_bins)
+    filled = np.maximum(counts, 1)
+    mean_confidence = np.bincount(bins, weights=confidence, minlength=n_bins) / filled
+    accuracy = np.bincount(bins, weights=correct, minlength=n_bins) / filled
+    return mean_confidence, accuracy, counts
+
+
+def expected_calibration_error(y_true: np.ndarray, probabilities: np.ndarray, n_bins: int = 15) -> float:
+    """ECE: the gap between confidence and accuracy per bin of the predicted label's probability, weighted by the bin's share."""
+    mean_confidence, accuracy, counts = reliability_bins(y_true, probabilities, n_bins)
+    return float(np.abs(accuracy - mean_confidence) @ counts / counts.sum())
+
+
+def plot_reliability(y_true: np.ndarray, curves: dict[str, np.ndarray], n_bins: int, path: str | Path, title: str) -> None:
+    """Save a reliability diagram as a PNG: accuracy against confidence per bin, one line per set of probabilities."""
+    plt = _pyplot()
+    figure, (axes, histogram) = plt.subplots(2, 1, figsize=(5.5, 6.5), sharex=True, height_ratios=(3, 1))
+    axes.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfectly calibrated")
+    edges = np.linspace(0, 1, n_bins + 1)
+    for label, probabilities in curves.items():
+        mean_confidence, accuracy, counts = reliability_bins(y_true, probabilities, n_bins)
+        filled = counts > 0
+        ece = expected_calibration_error(y_true, probabilities, n_bins)
+        axes.plot(mean_confidence[filled], accuracy[filled], marker="o", label=f"{label}: ECE {ece:.3f}")
+        histogram.stairs(counts, edges, label=label)
+    axes.set_ylabel("share of predictions that were right")
+    axes.set_xlim(0, 1)
+    axes.set_ylim(0, 1)
+    axes.legend(loc="upper left", fontsize="small")
+    axes.set_title(title)
+    histogram.set_xlabel("confidence (probability of the predicted label)")
+    histogram.set_ylabel("texts")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
 def plot_confusion(matrix: np.ndarray, labels: Sequence[str], path: str | Path, title: str) -> None:
     """Save a confusion matrix (rows: true label, columns: predicted) as a PNG."""
     from sklearn.metrics import ConfusionMatrixDisplay

@@ -93,11 +93,17 @@ def prediction_schema(served: ServedModel) -> Schema:
             "maximum": len(labels) - 1,
             "description": f"Index of the predicted label: 0 ({labels[0]}) to {len(labels) - 1} ({labels[-1]}).",
         }
+    calibration = (
+        "calibrated on held-out sentences (temperature scaling), so of the answers given with confidence p about a "
+        "share p were right in validation"
+        if served.model.inverse_temperature_ is not None
+        else "this model's own probability, not calibrated"
+    )
     properties["confidence"] = {
         "type": "number",
         "minimum": 0,
         "maximum": 1,
-        "description": "Probability of the predicted label, rounded to 3 decimals.",
+        "description": f"Probability of the predicted label, rounded to 3 decimals: {calibration}.",
     }
     properties["probabilities"] = probabilities_schema(labels)
     properties["coverage"] = {

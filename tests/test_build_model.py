@@ -1,19 +1,23 @@
 """The build command on the tiny fixture: artifacts, report, determinism and errors."""
 
 import json
+import random
 from pathlib import Path
 
+import numpy as np
 import pytest
+from sklearn.metrics import brier_score_loss, f1_score
 
 import build_model
 import util
-from model import ARTIFACT_FILES, NLPModel
+from model import ARTIFACT_FILES, TEMPERATURE_FILE, NLPModel
+from tests.helpers import write_tsv
 
 
 def test_build_writes_every_artifact(tiny_models: Path) -> None:
     for name in build_model.MODEL_SPECS:
         folder = tiny_models / name
-        for filename in ("manifest.json", "metrics.json", *ARTIFACT_FILES, "confusion.png"):
+        for filename in ("manifest.json", "metrics.json", *ARTIFACT_FILES, "confusion.png", "reliability.png"):
             assert (folder / filename).is_file(), f"{name}/{filename}"
         manifest = json.loads((folder / "manifest.json").read_text())
         assert manifest["labels"] == list(build_model.MODEL_SPECS[name].labels)
@@ -21,7 +25,8 @@ def test_build_writes_every_artifact(tiny_models: Path) -> None:
         metrics = manifest["metrics"]
         assert metrics == json.loads((folder / "metrics.json").read_text())
         for level in ("phrases", "sentences"):
-            assert {"n", "accuracy", "macro_f1", "confusion_matrix"} <= metrics[level].keys()
+            assert {"n", "accuracy", "macro_f1", "brier", "ece", "confusion_matrix"} <= metrics[level].keys()
+            assert metrics["uncalibrated"][level].keys() == {"accuracy", "macro_f1", "brier", "ece"}
         assert NLPModel.load(folder).version == manifest["version"]
     assert not list(tiny_models.glob(".*")), "staging folders must not be left behind"
 
@@ -84,3 +89,103 @@ def test_bad_data_is_one_line_and_exit_2(
     assert [line for line in err.splitlines() if line.startswith("error:")] == [
         line for line in err.splitlines() if "error" in line
     ]
+
+
+def test_too_few_sentences_leave_a_model_uncalibrated_and_say_why(tiny_models: Path) -> None:
+    """The tiny file holds out two or three sentences to calibrate on: not enough of each class."""
+    for name in build_model.MODEL_SPECS:
+        manifest = json.loads((tiny_models / name / "manifest.json").read_text())
+        assert manifest["calibration"]["method"] is None and "too few sentences" in manifest["calibration"]["reason"]
+        assert TEMPERATURE_FILE not in manifest["files"] and NLPModel.load(tiny_models / name).inverse_temperature_ is None
+
+
+WORDS = {
+    0: ["awful", "dull", "boring", "lifeless"],
+    1: ["weak", "tired", "flat", "thin"],
+    2: ["town", "family", "story", "cast"],
+    3: ["nice", "pleasant", "warm", "charming"],
+    4: ["brilliant", "wonderful", "moving", "best"],
+}
+
+
+def noisy_rows(sentences: int = 500) -> list[tuple[int, int, str, int]]:
+    """Kaggle-shaped rows of many short sentences whose words only lean towards their rating."""
+    generator = random.Random(0)
+    rows: list[tuple[int, int, str, int]] = []
+    for sentence_id in range(1, sentences + 1):
+        rating = sentence_id % 5
+        words = [generator.choice(WORDS[rating]), generator.choice(WORDS[generator.randrange(5)]), "film"]
+        generator.shuffle(words)
+        for phrase, label in ((" ".join(words), rating), (" ".join(words[:2]), rating), (words[2], 2)):
+            rows.append((len(rows) + 1, sentence_id, phrase, label))
+    return rows
+
+
+def test_calibration_is_fitted_without_validation_sentences_and_served(tmp_path: Path) -> None:
+    data = write_tsv(tmp_path / "train.tsv", noisy_rows())
+    assert build_model.main(["--data", str(data), "--out", str(tmp_path / "out")]) == 0
+    for name in build_model.MODEL_SPECS:
+        folder = tmp_path / "out" / name
+        manifest = json.loads((folder / "manifest.json").read_text())
+        metrics = manifest["metrics"]
+        assert metrics["calibration"]["method"] == manifest["calibration"]["method"] == "temperature"
+        assert "of the training sentences, held out from a sibling fit" in metrics["calibration"]["fitted_on"]
+        assert manifest["calibration"]["fitted_on"].endswith(build_model.SERVED_CALIBRATION_SOURCE)
+        for level in ("phrases", "sentences"):  # temperature scaling never changes a label
+            assert metrics[level]["accuracy"] == metrics["uncalibrated"][level]["accuracy"]
+            assert metrics[level]["macro_f1"] == metrics["uncalibrated"][level]["macro_f1"]
+        model = NLPModel.load(folder)
+        assert TEMPERATURE_FILE in manifest["files"]
+        assert model.inverse_temperature_ == manifest["calibration"]["inverse_temperature"]
+
+
+def test_calibration_sentences_never_overlap_validation(tiny_tsv: Path) -> None:
+    train, validation = build_model.split_by_sentence(util.load_phrases(tiny_tsv))
+    fitting, held_out = build_model.split_by_sentence(train, build_model.CALIBRATION_SHARE)
+    assert not set(held_out["SentenceId"]) & set(validation["SentenceId"])
+    assert not set(held_out["SentenceId"]) & set(fitting["SentenceId"])
+    assert len(fitting) + len(held_out) == len(train)
+
+
+def test_brier_score_by_hand() -> None:
+    # Binary: mean squared error of P(class 1): ((1 - 0.8)**2 + (0 - 0.4)**2) / 2 = 0.1.
+    assert build_model.brier(np.array([1, 0]), np.array([[0.2, 0.8], [0.6, 0.4]])) == pytest.approx(0.1)
+    # More than two classes: squared errors summed over classes, then averaged: (0.14 + 0.38) / 2.
+    probabilities = np.array([[0.7, 0.2, 0.1], [0.2, 0.3, 0.5]])
+    assert build_model.brier(np.array([0, 2]), probabilities) == pytest.approx(0.26)
+
+
+@pytest.mark.parametrize("n_labels", [2, 5])
+def test_resampled_metrics_equal_scikit_learn(n_labels: int) -> None:
+    generator = np.random.default_rng(0)
+    y = generator.integers(0, n_labels, 300)
+    probabilities = generator.dirichlet(np.ones(n_labels), 300)
+    scores = probabilities[:, 1] if n_labels == 2 else probabilities
+    assert build_model.brier(y, probabilities) == pytest.approx(brier_score_loss(y, scores, labels=list(range(n_labels))))
+    predicted = np.where(
+        probabilities.argmax(axis=1) == n_labels - 1, 0, probabilities.argmax(axis=1)
+    )  # one label never predicted
+    expected = f1_score(y, predicted, average="macro", labels=list(range(n_labels)), zero_division=0)
+    assert build_model.macro_f1(y, predicted, n_labels) == pytest.approx(expected)
+
+
+def test_compare_calibration_scores_every_method(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(build_model, "BOOTSTRAP_ROUNDS", 50)
+    data = write_tsv(tmp_path / "train.tsv", noisy_rows())
+    assert build_model.main(["--data", str(data), "--compare-calibration", "--models", "ratings"]) == 0
+    out = capsys.readouterr().out
+    for method in build_model.CALIBRATION_METHODS:
+        assert f"  {method:<12} sentences" in out and f"  {method:<12} phrases" in out
+
+
+def test_bootstrap_intervals_hold_zero_for_no_change_and_exclude_it_for_a_real_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(build_model, "BOOTSTRAP_ROUNDS", 200)
+    y = np.array([0, 1] * 100)
+    sure = np.eye(2)[y] * 0.9 + 0.05  # right and 95% sure
+    hedging = np.full_like(sure, 0.5) + (sure - 0.5) * 0.2  # right and 59% sure: same labels, far worse calibrated
+    assert build_model.bootstrap_changes(y, sure, sure) == {name: [0.0, 0.0] for name in ("accuracy", "macro_f1", "brier", "ece")}
+    changes = build_model.bootstrap_changes(y, hedging, sure)
+    assert changes["accuracy"] == changes["macro_f1"] == [0.0, 0.0]
+    assert changes["brier"][1] < 0 and changes["ece"][1] < 0

@@ -62,3 +62,31 @@ def test_fast_path_matches_scikit_learn_on_thousands_of_phrases() -> None:
         expected = model.predict_texts(phrases)
         np.testing.assert_allclose(fast, expected, rtol=0, atol=1e-9)
         np.testing.assert_allclose(model.score_texts(phrases)[0], expected, rtol=0, atol=1e-9)
+
+
+@needs_kaggle
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(build_model.MODEL_SPECS))
+def test_committed_calibration_equals_scikit_learn_on_thousands_of_phrases(name: str) -> None:
+    """Temperature scaling fitted by scikit-learn on held-out sentences, then served: the same numbers."""
+    phrases = util.load_phrases(KAGGLE_TRAIN)
+    spec = build_model.MODEL_SPECS[name]
+    _, validation = build_model.split_by_sentence(phrases)
+    model = NLPModel.load(COMMITTED_MODELS / name)
+    assert model.inverse_temperature_ == model.manifest["calibration"]["inverse_temperature"]
+    calibrated = build_model.calibrate(model, "temperature", *build_model.evaluation_rows(spec, util.whole_sentences(validation)))
+    model.set_calibration(float(calibrated.calibrated_classifiers_[0].calibrators[0].beta_))
+    probes = phrases["Phrase"].sample(3000, random_state=1).tolist()
+    expected = calibrated.predict_proba(probes)
+    np.testing.assert_allclose(model.predict_texts(probes), expected, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(model.score_texts(probes)[0], expected, rtol=0, atol=1e-9)
+    # predict_one equals predict_texts on 3,000 phrases (the test above), so it equals scikit-learn too.
+
+
+@pytest.mark.parametrize("name", sorted(build_model.MODEL_SPECS))
+def test_committed_calibration_lowers_the_error_and_keeps_accuracy(name: str) -> None:
+    metrics = json.loads((COMMITTED_MODELS / name / "metrics.json").read_text())
+    before, after = metrics["uncalibrated"]["sentences"], metrics["sentences"]
+    assert after["ece"] < before["ece"] and after["brier"] < before["brier"]
+    assert after["accuracy"] == before["accuracy"] and after["macro_f1"] == before["macro_f1"]
+    assert (COMMITTED_MODELS / name / "reliability.png").read_bytes().startswith(b"\x89PNG")

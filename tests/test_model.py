@@ -13,12 +13,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.frozen import FrozenEstimator
+from sklearn.pipeline import make_pipeline
 
-from model import ARTIFACT_FILES, ModelLoadError, NLPModel
+from model import ARTIFACT_FILES, TEMPERATURE_FILE, ModelLoadError, NLPModel
 from tests.helpers import gadgets, plant, rewrite_manifest
 
 TEXTS = ["good fun film", "bad dull film", "great fun", "awful boring mess", "fun and good", "dull bad"]
 LABELS = [1, 0, 1, 0, 1, 0]
+#: Every file a calibrated model folder holds.
+CALIBRATED_FILES = (*ARTIFACT_FILES, TEMPERATURE_FILE)
 
 
 def fitted(**vectorizer_params: object) -> NLPModel:
@@ -49,11 +54,14 @@ def test_fast_path_equals_scikit_learn(params: dict) -> None:
 
 
 def test_save_and_load_round_trip(tmp_path: Path) -> None:
+    """An uncalibrated model (a data scientist's own, say) saves and loads as it always did: no calibration file."""
     model = fitted()
     manifest = model.save(tmp_path, "sentiment", {"metrics": {"accuracy": 1.0}})
     assert manifest["version"].startswith("sentiment-")
     assert set(manifest["files"]) == set(ARTIFACT_FILES)
+    assert not (tmp_path / TEMPERATURE_FILE).exists()
     loaded = NLPModel.load(tmp_path)
+    assert loaded.inverse_temperature_ is None
     assert loaded.labels == ("Negative", "Positive")
     assert loaded.version == manifest["version"]
     assert loaded.manifest["metrics"] == {"accuracy": 1.0}
@@ -88,7 +96,8 @@ def test_callables_cannot_be_saved(tmp_path: Path) -> None:
 
 @pytest.fixture
 def saved(tmp_path: Path) -> Path:
-    fitted().save(tmp_path / "m", "sentiment", {})
+    """A calibrated model folder, so every refusal below covers the calibration file too."""
+    fitted().set_calibration(1.7).save(tmp_path / "m", "sentiment", {})
     return tmp_path / "m"
 
 
@@ -106,7 +115,7 @@ def test_missing_manifest_says_how_to_rebuild(saved: Path) -> None:
     refused(saved, r"manifest.json: not found\. Rebuild the models with: python build_model.py")
 
 
-@pytest.mark.parametrize("filename", ARTIFACT_FILES)
+@pytest.mark.parametrize("filename", CALIBRATED_FILES)
 @pytest.mark.parametrize("damage", ["truncate", "flip", "replace"])
 def test_tampered_artifact_is_refused(saved: Path, filename: str, damage: str) -> None:
     path = saved / filename
@@ -116,7 +125,7 @@ def test_tampered_artifact_is_refused(saved: Path, filename: str, damage: str) -
     elif damage == "flip":
         path.write_bytes(payload[:-10] + bytes([payload[-10] ^ 1]) + payload[-9:])
     else:
-        other = next(name for name in ARTIFACT_FILES if name != filename)
+        other = next(name for name in CALIBRATED_FILES if name != filename)
         shutil.copy(saved / other, path)
     refused(saved, rf"{re.escape(filename)}: SHA-256 does not match manifest\.json")
 
@@ -204,14 +213,49 @@ def test_duplicate_vocabulary_is_refused(saved: Path) -> None:
     refused(saved, "vocabulary terms must be distinct")
 
 
-@pytest.mark.parametrize("value", [np.nan, np.inf])
-def test_non_finite_arrays_are_refused(saved: Path, value: float) -> None:
-    prior = np.lib.format.read_array(io.BytesIO((saved / "class_log_prior.npy").read_bytes()))
-    prior[0] = value
+def npy(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
-    np.save(buffer, prior)
-    plant(saved, "class_log_prior.npy", buffer.getvalue())
-    refused(saved, r"class_log_prior\.npy: holds values that are not finite")
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("filename", ["class_log_prior.npy", TEMPERATURE_FILE])
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_non_finite_arrays_are_refused(saved: Path, filename: str, value: float) -> None:
+    array = np.lib.format.read_array(io.BytesIO((saved / filename).read_bytes()))
+    array[0] = value
+    plant(saved, filename, npy(array))
+    refused(saved, rf"{re.escape(filename)}: holds values that are not finite")
+
+
+@pytest.mark.parametrize(
+    ("array", "match"),
+    [
+        (np.array([0.0]), "inverse temperature 0.0 is outside"),
+        (np.array([-1.3]), "inverse temperature -1.3 is outside"),
+        (np.array([1e9]), "inverse temperature 1000000000.0 is outside"),
+        (np.array([1.3, 1.3]), r"holds float64 \(2,\), expected float64 \(1,\)"),
+        (np.array(1.3), r"holds float64 \(\), expected float64 \(1,\)"),
+        (np.array([1.3], dtype=np.float32), r"holds float32 \(1,\), expected float64 \(1,\)"),
+        (np.array([1], dtype=np.int64), r"holds int64 \(1,\), expected float64"),
+    ],
+)
+def test_bad_calibration_is_refused(saved: Path, array: np.ndarray, match: str) -> None:
+    plant(saved, TEMPERATURE_FILE, npy(array))
+    refused(saved, rf"{re.escape(TEMPERATURE_FILE)}: {match}")
+
+
+def test_calibration_named_but_missing_is_refused(saved: Path) -> None:
+    (saved / TEMPERATURE_FILE).unlink()
+    refused(saved, rf"{re.escape(TEMPERATURE_FILE)}: not found")
+
+
+def test_calibration_dropped_from_the_manifest_is_refused(saved: Path) -> None:
+    """Deleting the calibration's entry changes the version: the manifest's own version check refuses it."""
+    manifest = json.loads((saved / "manifest.json").read_text())
+    del manifest["files"][TEMPERATURE_FILE]
+    (saved / "manifest.json").write_text(json.dumps(manifest))
+    refused(saved, "does not match the content it names")
 
 
 # --- payloads that would run code if anything in the load path unpickled them -------------------
@@ -232,7 +276,7 @@ def test_gadgets_really_run_code_when_unpickled(tmp_path: Path, gadget: str) -> 
 
 
 @pytest.mark.parametrize("gadget", GADGET_NAMES)
-@pytest.mark.parametrize("filename", ARTIFACT_FILES)
+@pytest.mark.parametrize("filename", CALIBRATED_FILES)
 def test_code_running_artifact_is_refused_without_running(saved: Path, tmp_path: Path, filename: str, gadget: str) -> None:
     marker = tmp_path / "pwned"
     plant(saved, filename, gadgets(marker)[gadget])
@@ -279,7 +323,7 @@ def load_within(folder: Path, seconds: float = 10) -> BaseException | None:
     return outcome[0]
 
 
-@pytest.mark.parametrize("filename", ["manifest.json", *ARTIFACT_FILES])
+@pytest.mark.parametrize("filename", ["manifest.json", *CALIBRATED_FILES])
 def test_fifo_is_refused_without_blocking(saved: Path, filename: str) -> None:
     (saved / filename).unlink()
     os.mkfifo(saved / filename)
@@ -311,7 +355,7 @@ def test_links_inside_the_folder_are_followed(saved: Path) -> None:
     """Mounted volumes (a Kubernetes ConfigMap, say) present files as links within the folder."""
     data = saved / "..data"
     data.mkdir()
-    for filename in ARTIFACT_FILES:
+    for filename in CALIBRATED_FILES:
         shutil.move(saved / filename, data / filename)
         (saved / filename).symlink_to(Path("..data") / filename)
     assert NLPModel.load(saved).labels == ("Negative", "Positive")
@@ -329,3 +373,68 @@ def test_scoring_paths_equal_scikit_learn_and_count_terms(params: dict) -> None:
         np.testing.assert_allclose(one, row, rtol=0, atol=1e-12)
         analyzed = model.vectorizer.build_analyzer()(text)
         assert counts == [known, terms] == [sum(term in model.vectorizer.vocabulary_ for term in analyzed), len(analyzed)]
+
+
+# --- calibration: temperature scaling, the same on every path as in scikit-learn -----------------
+
+FIVE_TEXTS = [
+    "awful dull mess",
+    "weak tired plot",
+    "a film about a town",
+    "nice warm story",
+    "brilliant wonderful film",
+]
+FIVE_LABELS = ("negative", "somewhat negative", "neutral", "somewhat positive", "positive")
+
+
+def held_out(texts: list[str], labels: list[int], copies: int = 6) -> tuple[list[str], np.ndarray]:
+    """Labelled texts to calibrate on: variations of the training texts, enough of each class for scikit-learn's five folds."""
+    variations = [f"{text} {extra}" for extra in ("", "film", "plot", "good", "bad", "story")[:copies] for text in texts]
+    return variations, np.array(labels * copies)
+
+
+def sklearn_calibrated(model: NLPModel, texts: list[str], y: np.ndarray) -> CalibratedClassifierCV:
+    """scikit-learn's temperature scaling of the model's (uncalibrated) pipeline, fitted on held-out texts."""
+    frozen = FrozenEstimator(make_pipeline(model.vectorizer, model.clf))
+    return CalibratedClassifierCV(frozen, method="temperature").fit(texts, y)
+
+
+def five_class_model() -> NLPModel:
+    model = NLPModel(FIVE_LABELS, {"ngram_range": (1, 2), "sublinear_tf": True}, {"alpha": 0.3, "fit_prior": False})
+    model.vectorizer_fit(FIVE_TEXTS)
+    return model.train(model.vectorizer_transform(FIVE_TEXTS), list(range(5)))
+
+
+PROBES = [*TEXTS, *FIVE_TEXTS, "", "unknown words only", "GOOD good good, bad!", "fun " * 50, "é ü ß 😀", "dull dull dull dull"]
+
+
+@pytest.mark.parametrize("kind", ["binary", "five classes"])
+def test_calibration_equals_scikit_learn_on_every_path(kind: str) -> None:
+    model = fitted(ngram_range=(1, 2), sublinear_tf=True) if kind == "binary" else five_class_model()
+    texts, y = held_out(TEXTS, LABELS) if kind == "binary" else held_out(FIVE_TEXTS, list(range(5)))
+    calibrated = sklearn_calibrated(model, texts, y)
+    beta = float(calibrated.calibrated_classifiers_[0].calibrators[0].beta_)
+    assert abs(beta - 1) > 0.05, "a calibration that changes nothing would prove nothing"
+    expected = calibrated.predict_proba(PROBES)
+    model.set_calibration(beta)
+    np.testing.assert_allclose(model.predict_texts(PROBES), expected, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(model.score_texts(PROBES)[0], expected, rtol=0, atol=1e-9)
+    np.testing.assert_allclose([model.predict_one(text) for text in PROBES], expected, rtol=0, atol=1e-9)
+    np.testing.assert_allclose([model.score_one(text)[0] for text in PROBES], expected, rtol=0, atol=1e-9)
+
+
+def test_calibration_keeps_labels_and_survives_save_and_load(tmp_path: Path) -> None:
+    model = five_class_model()
+    raw = model.predict_texts(PROBES)
+    model.set_calibration(0.6)
+    softened = model.predict_texts(PROBES)
+    np.testing.assert_array_equal(softened.argmax(axis=1), raw.argmax(axis=1))
+    assert (softened.max(axis=1) <= raw.max(axis=1) + 1e-12).all() and (softened.max(axis=1) < raw.max(axis=1)).any()
+    manifest = model.save(tmp_path, "ratings", {})
+    assert set(manifest["files"]) == set(CALIBRATED_FILES)
+    loaded = NLPModel.load(tmp_path)
+    assert loaded.inverse_temperature_ == 0.6
+    np.testing.assert_array_equal(loaded.predict_texts(PROBES), softened)
+    np.testing.assert_allclose([loaded.predict_one(text) for text in PROBES], softened, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(model.set_calibration(None).predict_texts(PROBES), raw)
+    assert model.save(tmp_path / "raw", "ratings", {})["version"] != manifest["version"]

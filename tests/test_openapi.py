@@ -336,3 +336,11 @@ def test_request_id_header_is_as_documented(client: FlaskClient, spec: dict[str,
     assert client.get("/health", headers={"X-Request-ID": "call-42:a.b_c"}).headers["X-Request-ID"] == "call-42:a.b_c"
     replaced = client.get("/health", headers={"X-Request-ID": "not safe!"}).headers["X-Request-ID"]
     assert replaced != "not safe!" and re.fullmatch(pattern, replaced)
+
+
+def test_confidence_says_whether_the_model_is_calibrated(client: FlaskClient, committed_client: FlaskClient) -> None:
+    """The committed models are calibrated; the tiny ones (too few sentences to calibrate on) are not, and say so."""
+    for served, expected in ((committed_client, "calibrated on held-out sentences"), (client, "not calibrated")):
+        schemas = served.get("/openapi.json").json["components"]["schemas"]
+        for name in ("SentimentPrediction", "RatingsPrediction"):
+            assert expected in schemas[name]["properties"]["confidence"]["description"]
