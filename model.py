@@ -580,7 +580,8 @@ class _Explainer:
             if origin is None:
                 span = (start, end)
             elif origin:
-                span = (origin[start], origin[end - 1] + 1)
+                # Through the end of the last character, and any the preprocessing dropped after it (an accent).
+                span = (origin[start], max(origin[end - 1] + 1, origin[end] if end < len(origin) else len(text)))
             else:
                 span = NOWHERE
             tokens.append((token, span))

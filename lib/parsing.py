@@ -142,9 +142,8 @@ def checked_flag(value: Any, name: str) -> bool:
 
 def checked_count(value: Any, name: str) -> int:
     """Read a whole number from 1 to MAX_EXPLAIN_TERMS: a JSON integer, or digits in a URL or form."""
-    if isinstance(value, str) and re.fullmatch("[0-9]{1,6}", value):
-        value = int(value)
-    if type(value) is int and 1 <= value <= MAX_EXPLAIN_TERMS:
-        return value
-    shown = repr(value) if isinstance(value, str) else json_type(value) if type(value) is not int else str(value)
+    number = int(value) if isinstance(value, str) and re.fullmatch("[0-9]{1,6}", value) else value
+    if type(number) is int and 1 <= number <= MAX_EXPLAIN_TERMS:
+        return number
+    shown = repr(value) if isinstance(value, str) else str(value) if type(value) is int else json_type(value)
     raise ApiError(400, f"'{name}' must be a whole number from 1 to {MAX_EXPLAIN_TERMS}, got {shown[:60]}.")
