@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from lib import demo
 from lib.observability import REQUEST_ID_PATTERN
 from lib.registry import ServedModel
 from lib.resources import describe
@@ -551,6 +552,22 @@ def paths(settings: Settings, models: list[ServedModel]) -> Schema:
         },
         parameters=[{"name": "filename", "in": "path", "required": True, "schema": {"type": "string", "enum": list(ASSETS)}}],
     )
+    demo_asset = operation(
+        "The demo page's script or style sheet",
+        "documentation",
+        "demo_asset",
+        {
+            "200": response(
+                "The file, revalidated by ETag (Cache-Control: no-cache).",
+                {media: {"schema": {"type": "string"}} for media in sorted(set(demo.ASSETS.values()))},
+            ),
+            "304": response("Not modified since the copy the client holds (ETag or Last-Modified)."),
+            "404": ref("responses", "NotFound"),
+        },
+        parameters=[
+            {"name": "filename", "in": "path", "required": True, "schema": {"type": "string", "enum": list(demo.ASSETS)}}
+        ],
+    )
     return {
         **{served.endpoint: prediction_path(served, settings) for served in models},
         "/health": plain_get(
@@ -589,6 +606,15 @@ def paths(settings: Settings, models: list[ServedModel]) -> Schema:
             {"text/html": text},
         ),
         "/docs/{filename}": {"get": asset},
+        "/demo": plain_get(
+            "demo",
+            "documentation",
+            "A demo page: type a sentence, see both models' answers and the words that decided them",
+            "A static HTML page that calls this API (`explain=true`) with relative URLs, so it works under a path prefix. "
+            "Its Content-Security-Policy admits only this service's own script, style sheet and API.",
+            {"text/html": text},
+        ),
+        "/demo/{filename}": {"get": demo_asset},
     }
 
 
@@ -627,7 +653,7 @@ def document(settings: Settings, models: Iterable[ServedModel]) -> Schema:
         "tags": [
             {"name": "predictions", "description": "Classify texts."},
             {"name": "operations", "description": "Health, readiness, models and metrics."},
-            {"name": "documentation", "description": "This document and its Swagger UI."},
+            {"name": "documentation", "description": "This document, its Swagger UI, and a demo page."},
         ],
         "paths": paths(settings, served),
         "components": {
