@@ -28,10 +28,10 @@ from tests.helpers import Deadline, needs_chromium
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, needs_chromium]
 
-SENTENCES = [
-    "It is not a bad film, and the cast is wonderful.",
-    "That movie was boring and far too long",
+SENTENCES = [  # the last is on the screenshots: words pushing both ways
     "A charming, funny and moving comedy about İstanbul",
+    "That movie was boring and far too long",
+    "It is not a bad film, though the plot is thin and the ending awful.",
 ]
 HOSTILE = '<img src=x onerror="window.pwned=1"><script>window.pwned=2</script> a <b>great</b> film'
 EMOJI = "😀 a wonderful film 🎬, never dull"

@@ -112,7 +112,7 @@
     renderCoverage(sentiment.coverage);
     const towardsHigh = sentiment.explanation.predicted === high ? 1 : -1;
     renderHighlights(query, sentiment.explanation, towardsHigh);
-    renderTerms(sentiment.explanation);
+    renderTerms(sentiment.explanation, towardsHigh);
     byId("legend-high").textContent = high;
     byId("legend-low").textContent = low;
     result.hidden = false;
@@ -228,14 +228,15 @@
 
   const signed = (number) => (number < 0 ? MINUS : "+") + Math.abs(number).toFixed(3);
 
-  function renderTerms(explanation) {
+  /** The most decisive terms, signed as the highlights are: + towards the second label, − towards the first. */
+  function renderTerms(explanation, towardsHigh) {
     const rows = explanation.terms.slice(0, TABLE_ROWS).map((term) => {
       const row = document.createElement("tr");
       const name = document.createElement("td");
       name.textContent = term.term;
       const value = document.createElement("td");
       value.className = "number";
-      value.textContent = signed(term.contribution);
+      value.textContent = signed(term.contribution * towardsHigh);
       const towards = document.createElement("td");
       towards.textContent = term.contribution >= 0 ? explanation.predicted : explanation.runner_up;
       row.append(name, value, towards);
