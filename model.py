@@ -536,8 +536,9 @@ class _Explainer:
         best = int(joint.argmax()) if predicted is None else predicted
         runner_up = int(np.where(np.arange(joint.size) == best, -np.inf, joint).argmax())
         contributions = weights * (log_prob[:, best] - log_prob[:, runner_up])
-        order = sorted(range(len(indices)), key=lambda i: -abs(contributions[i]))  # stable: ties keep text order
-        spans = list(known.values())
+        order = np.argsort(-np.abs(contributions), kind="stable")  # stable: ties keep text order
+        shown, rest = order[:top].tolist(), order[top:]
+        spans, terms, amounts, weighed = list(known.values()), indices.tolist(), contributions.tolist(), weights.tolist()
         return {
             "predicted": best,
             "runner_up": runner_up,
@@ -545,15 +546,15 @@ class _Explainer:
             "prior_difference": float(self.fast.log_prior[best] - self.fast.log_prior[runner_up]),
             "terms": [
                 {
-                    "term": self.terms[indices[i]],
-                    "contribution": float(contributions[i]),
-                    "weight": float(weights[i]),
+                    "term": self.terms[terms[i]],
+                    "contribution": amounts[i],
+                    "weight": weighed[i],
                     "count": len(spans[i]),
                     "spans": _located(spans[i]),
                 }
-                for i in order[:top]
+                for i in shown
             ],
-            "terms_omitted": {"count": len(order[top:]), "contribution": float(contributions[order[top:]].sum())},
+            "terms_omitted": {"count": len(rest), "contribution": float(contributions[rest].sum())},
             "unknown_terms": [
                 {"term": term, "count": len(where), "spans": _located(where)} for term, where in list(unknown.items())[:top]
             ],
