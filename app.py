@@ -6,7 +6,8 @@
 Models load once, inside the factory, and are injected into the resources; nothing heavy runs at
 import. Where things live: settings in ``lib/settings.py``, request parsing in ``lib/parsing.py``,
 the resources in ``lib/resources.py``, the error shape in ``lib/errors.py``, model discovery and
-reload in ``lib/registry.py``, the OpenAPI document in ``lib/openapi.py``, served with Swagger UI by ``lib/docs.py``.
+reload in ``lib/registry.py``, the OpenAPI document in ``lib/openapi.py``, served with Swagger UI by ``lib/docs.py``,
+the demo page in ``lib/demo.py``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 
 from flask import Flask
 
-from lib import docs
+from lib import demo, docs
 from lib.errors import JsonApi, error_response
 from lib.middleware import install
 from lib.observability import Metrics
@@ -54,6 +55,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     api.add_resource(Models, "/models", resource_class_kwargs={"registry": registry})
     api.add_resource(MetricsResource, "/metrics", resource_class_kwargs={"metrics": metrics})
     docs.register(app, settings, registry)
+    demo.register(app)
     app.register_error_handler(Exception, error_response)
     return app
 

@@ -3,7 +3,8 @@
     .venv/bin/python -m bench.request_cost
 
 Prints the CPU time per request of the constant-JSON ceiling view, of the service's /health and
-of a prediction, what each layer of the prediction path adds, and a cProfile of the prediction.
+of a prediction, what each layer of the prediction path adds, what ``explain=true`` adds, and a
+cProfile of the prediction.
 """
 
 from __future__ import annotations
@@ -41,6 +42,30 @@ def per_call_us(function: Callable[[], object], count: int = 3000, rounds: int =
     return best * 1e6
 
 
+def interleaved_us(functions: list[Callable[[], object]], count: int = 1000, rounds: int = 21) -> list[float]:
+    """Best-of-rounds microseconds per call of each function, their rounds interleaved so a busy moment hits all alike."""
+    for function in functions:
+        for _ in range(200):
+            function()
+    best = [float("inf")] * len(functions)
+    for _ in range(rounds):
+        for index, function in enumerate(functions):
+            started = time.perf_counter()
+            for _ in range(count):
+                function()
+            best[index] = min(best[index], (time.perf_counter() - started) / count)
+    return [seconds * 1e6 for seconds in best]
+
+
+def absent_explain_cost(service: Flask) -> float:
+    """What a plain prediction pays to learn it was not asked to explain: reading ``explain`` from a request without it."""
+    from lib.parsing import read_explain
+
+    settings = service.config["SETTINGS"]
+    with service.test_request_context(QUERY):
+        return per_call_us(lambda: read_explain(settings), count=20000)
+
+
 def wsgi_call(app: Callable, path: str) -> Callable[[], bytes]:
     """A function that runs one request through a WSGI app and reads the whole answer."""
     environ = EnvironBuilder(path=path).get_environ()
@@ -73,9 +98,17 @@ def main() -> None:
         ("  of which NLPModel.predict_one", per_call_us(lambda: model.predict_one(TEXT))),
         ("  scikit-learn transform + predict_proba instead", per_call_us(lambda: model.predict_texts([TEXT]), count=500)),
     ]
+    plain, explained = interleaved_us([wsgi_call(service, QUERY), wsgi_call(service, QUERY + "&explain=true")])
+    rows += [
+        ("plain prediction, interleaved with the next", plain),
+        ("service: GET /?query=...&explain=true", explained),
+        ("  of which NLPModel.explain", per_call_us(lambda: model.explain(TEXT))),
+        ("plain prediction: reading explain (absent)", absent_explain_cost(service)),
+    ]
     for label, microseconds in rows:
         print(f"{label:<52} {microseconds:8.1f} us")
     print(f"prediction / ceiling: {rows[3][1] / rows[0][1]:.2f}x the ceiling's in-process cost")
+    print(f"explain=true / plain prediction: {explained / plain:.2f}x (+{explained - plain:.1f} us), rounds interleaved")
     profiler = cProfile.Profile()
     call = wsgi_call(service, QUERY)
     profiler.enable()

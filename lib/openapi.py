@@ -22,10 +22,11 @@ from typing import Any
 
 import numpy as np
 
+from lib import demo
 from lib.observability import REQUEST_ID_PATTERN
 from lib.registry import ServedModel
 from lib.resources import describe
-from lib.settings import MAX_URL_BYTES, Settings
+from lib.settings import MAX_EXPLAIN_TERMS, MAX_URL_BYTES, Settings
 
 OPENAPI_VERSION = "3.0.3"  # Swagger UI 4 (the bundled version) renders 3.0, not 3.1
 EXAMPLE_TEXT = "that movie was boring"  # each model's example answer is its real answer to this
@@ -117,7 +118,105 @@ def prediction_schema(served: ServedModel) -> Schema:
         "additionalProperties": False,
     }
     properties["model_version"] = model_version_schema()
-    return {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False}
+    required = list(properties)
+    properties["explanation"] = ref("schemas", f"{component(served.name)}Explanation")
+    return {"type": "object", "properties": properties, "required": required, "additionalProperties": False}
+
+
+def explanation_schema(labels: tuple[str, ...]) -> Schema:
+    """What ``explain=true`` adds: the terms that decided the label, exactly, with their places in the text."""
+    span = {
+        "type": "array",
+        "items": {"type": "integer", "minimum": 0},
+        "minItems": 2,
+        "description": "Two numbers: [start, end) of one occurrence, in characters of the text as sent (not lower-cased).",
+    }
+    spans = {"type": "array", "items": span, "description": "Where the term occurs; a word pair spans both words."}
+    count = {"type": "integer", "minimum": 1, "description": "How many times the term occurs in the text."}
+    number = {"type": "number"}
+    label = {"type": "string", "enum": list(labels)}
+    return {
+        "type": "object",
+        "description": (
+            "Why naive Bayes chose `predicted` over `runner_up` (the most likely other label): each distinct known term "
+            "contributes `weight * (log P(term | predicted) - log P(term | runner_up))`, and `prior_difference` plus every "
+            "contribution (listed, and `terms_omitted`) equals `log_odds`, the joint log-likelihood of `predicted` minus "
+            "that of `runner_up`. Positive contributions pushed towards `predicted`, negative ones towards `runner_up`."
+        ),
+        "properties": {
+            "predicted": {**label, "description": "The answer's label."},
+            "runner_up": {**label, "description": "The most likely other label."},
+            "log_odds": {**number, "description": "Joint log-likelihood of `predicted` minus that of `runner_up`."},
+            "prior_difference": {**number, "description": "log P(predicted) - log P(runner_up), the part no term decides."},
+            "terms": {
+                "type": "array",
+                "description": "The `explain_terms` known terms with the largest absolute contribution, largest first.",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "term": {"type": "string", "description": "A word or word pair, as the model spells it (lower case)."},
+                        "contribution": number,
+                        "weight": {**number, "minimum": 0, "description": "The term's TF-IDF weight in this text."},
+                        "count": count,
+                        "spans": spans,
+                    },
+                    "required": ["term", "contribution", "weight", "count", "spans"],
+                    "additionalProperties": False,
+                },
+            },
+            "terms_omitted": {
+                "type": "object",
+                "description": "The known terms not listed: how many, and their summed contribution.",
+                "properties": {"count": {"type": "integer", "minimum": 0}, "contribution": number},
+                "required": ["count", "contribution"],
+                "additionalProperties": False,
+            },
+            "unknown_terms": {
+                "type": "array",
+                "description": (
+                    "The first `explain_terms` terms of the text the model has no weight for (they count for nothing), "
+                    "in text order."
+                ),
+                "items": {
+                    "type": "object",
+                    "properties": {"term": {"type": "string"}, "count": count, "spans": spans},
+                    "required": ["term", "count", "spans"],
+                    "additionalProperties": False,
+                },
+            },
+            "unknown_terms_omitted": {"type": "integer", "minimum": 0, "description": "Unknown terms beyond those listed."},
+        },
+        "required": [
+            "predicted",
+            "runner_up",
+            "log_odds",
+            "prior_difference",
+            "terms",
+            "terms_omitted",
+            "unknown_terms",
+            "unknown_terms_omitted",
+        ],
+        "additionalProperties": False,
+    }
+
+
+def explain_properties() -> Schema:
+    """``explain`` and ``explain_terms``, as a URL, a form or a JSON body may carry them."""
+    return {
+        "explain": {
+            "type": "boolean",
+            "description": "true adds an `explanation` to each answer. In a URL or form: true, false, 1 or 0, in any case.",
+        },
+        "explain_terms": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": MAX_EXPLAIN_TERMS,
+            "description": (
+                f"How many known terms (and unknown ones) an explanation lists, 1 to {MAX_EXPLAIN_TERMS}; "
+                "without it, the service's EXPLAIN_TERMS. Read only with `explain`."
+            ),
+        },
+    }
 
 
 def model_version_schema() -> Schema:
@@ -143,7 +242,7 @@ def query_body_schema(max_chars: int) -> Schema:
     return {
         "type": "object",
         "description": 'One text to classify. Other keys are ignored, except "queries", which makes the body a batch (POST).',
-        "properties": {"query": text_schema(max_chars, "The text to classify.")},
+        "properties": {"query": text_schema(max_chars, "The text to classify."), **explain_properties()},
         "required": ["query"],
         "not": {"required": ["queries"]},
     }
@@ -161,7 +260,8 @@ def batch_body_schema(max_chars: int, max_batch: int) -> Schema:
                 "maxItems": max_batch,
                 "items": text_schema(max_chars, "One text to classify."),
                 "description": f"1 to {max_batch:,} texts; more gives 413, an empty array 400.",
-            }
+            },
+            **explain_properties(),
         },
         "required": ["queries"],
     }
@@ -169,7 +269,11 @@ def batch_body_schema(max_chars: int, max_batch: int) -> Schema:
 
 def form_body_schema(max_chars: int) -> Schema:
     """A form body with ``query``, as curl -d query=... sends it."""
-    return {"type": "object", "properties": {"query": text_schema(max_chars, "The text to classify.")}, "required": ["query"]}
+    return {
+        "type": "object",
+        "properties": {"query": text_schema(max_chars, "The text to classify."), **explain_properties()},
+        "required": ["query"],
+    }
 
 
 def manifest_schema(endpoints: list[str]) -> Schema:
@@ -213,6 +317,7 @@ def schemas(settings: Settings, models: list[ServedModel]) -> Schema:
         name = component(served.name)
         per_model[f"{name}Prediction"] = prediction_schema(served)
         per_model[f"{name}Batch"] = batch_answer_schema(f"{name}Prediction", settings.max_batch)
+        per_model[f"{name}Explanation"] = explanation_schema(served.labels)
     return {
         "Error": {
             "type": "object",
@@ -264,6 +369,27 @@ def parameters(settings: Settings) -> Schema:
             ),
             "schema": text_schema(settings.max_query_chars, "The text to classify."),
             "example": "that movie was boring",
+        },
+        "Explain": {
+            "name": "explain",
+            "in": "query",
+            "required": False,
+            "description": (
+                "true adds an `explanation` to the answer (each answer, for a batch): the terms that decided the label, "
+                "exactly, with where they are in the text. Also read from a form or JSON body; the URL wins. "
+                "true, false, 1 or 0, in any case; anything else gives 400."
+            ),
+            "schema": explain_properties()["explain"],
+        },
+        "ExplainTerms": {
+            "name": "explain_terms",
+            "in": "query",
+            "required": False,
+            "description": (
+                f"With `explain`: how many known terms (and unknown ones) to list, 1 to {MAX_EXPLAIN_TERMS}, the most "
+                "decisive first; otherwise 400. Without it, the service's EXPLAIN_TERMS. Also read from a body."
+            ),
+            "schema": explain_properties()["explain_terms"],
         },
         "XRequestID": {
             "name": "X-Request-ID",
@@ -383,7 +509,7 @@ def prediction_path(served: ServedModel, settings: Settings) -> Schema:
             "predictions",
             f"{served.name}_get",
             {"200": response("The prediction.", json_content(ref("schemas", single), example), version), **errors},
-            parameters=[ref("parameters", "Query")],
+            parameters=[ref("parameters", "Query"), ref("parameters", "Explain"), ref("parameters", "ExplainTerms")],
             description=(
                 "`query` in the URL. The same `query` is also read from a form or JSON body, which is what "
                 "`curl -X GET URL -d query=text` sends; browsers cannot send a body with GET, so use POST for bodies. "
@@ -402,7 +528,7 @@ def prediction_path(served: ServedModel, settings: Settings) -> Schema:
                 ),
                 **errors,
             },
-            parameters=[ref("parameters", "Query")],
+            parameters=[ref("parameters", "Query"), ref("parameters", "Explain"), ref("parameters", "ExplainTerms")],
             requestBody=ref("requestBodies", "QueryOrBatch"),
         ),
     }
@@ -431,6 +557,22 @@ def paths(settings: Settings, models: list[ServedModel]) -> Schema:
             "404": ref("responses", "NotFound"),
         },
         parameters=[{"name": "filename", "in": "path", "required": True, "schema": {"type": "string", "enum": list(ASSETS)}}],
+    )
+    demo_asset = operation(
+        "The demo page's script or style sheet",
+        "documentation",
+        "demo_asset",
+        {
+            "200": response(
+                "The file, revalidated by ETag (Cache-Control: no-cache).",
+                {media: {"schema": {"type": "string"}} for media in sorted(set(demo.ASSETS.values()))},
+            ),
+            "304": response("Not modified since the copy the client holds (ETag or Last-Modified)."),
+            "404": ref("responses", "NotFound"),
+        },
+        parameters=[
+            {"name": "filename", "in": "path", "required": True, "schema": {"type": "string", "enum": list(demo.ASSETS)}}
+        ],
     )
     return {
         **{served.endpoint: prediction_path(served, settings) for served in models},
@@ -470,6 +612,15 @@ def paths(settings: Settings, models: list[ServedModel]) -> Schema:
             {"text/html": text},
         ),
         "/docs/{filename}": {"get": asset},
+        "/demo": plain_get(
+            "demo",
+            "documentation",
+            "A demo page: type a sentence, see both models' answers and the words that decided them",
+            "A static HTML page that calls this API (`explain=true`) with relative URLs, so it works under a path prefix. "
+            "Its Content-Security-Policy admits only this service's own script, style sheet and API.",
+            {"text/html": text},
+        ),
+        "/demo/{filename}": {"get": demo_asset},
     }
 
 
@@ -479,7 +630,9 @@ def description(settings: Settings, models: list[ServedModel]) -> str:
     return (
         f"Classify movie-review text. Models: {served}.\n\n"
         '`query` may come in the URL, a form body or a JSON body `{"query": "..."}`; the URL wins if several are '
-        'present. `POST` also takes a batch `{"queries": [...]}`.\n\n'
+        'present. `POST` also takes a batch `{"queries": [...]}`. `explain=true` (URL or body) adds to each answer '
+        "the terms that decided it, exactly, with their places in the text. `GET /demo` is a page that calls this API "
+        "as you type.\n\n"
         f"Limits: {settings.max_query_chars:,} characters per query, {settings.max_batch:,} queries per batch, "
         f"{settings.max_body_bytes:,} bytes per body (413 beyond any of them).\n\n"
         'Errors are JSON everywhere, `{"message": "..."}`: 400 bad input, 404 unknown path, 405 method not '
@@ -506,7 +659,7 @@ def document(settings: Settings, models: Iterable[ServedModel]) -> Schema:
         "tags": [
             {"name": "predictions", "description": "Classify texts."},
             {"name": "operations", "description": "Health, readiness, models and metrics."},
-            {"name": "documentation", "description": "This document and its Swagger UI."},
+            {"name": "documentation", "description": "This document, its Swagger UI, and a demo page."},
         ],
         "paths": paths(settings, served),
         "components": {

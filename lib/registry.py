@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 RESERVED_PATHS = frozenset({"/health", "/ready", "/models", "/metrics", "/openapi.json", "/docs", "/demo"})
 ENDPOINT = re.compile(r"/([a-z0-9][a-z0-9_-]{0,63})?")
 INDEX_FIELD = re.compile(r"[a-z][a-z0-9_]{0,31}")
-ANSWER_FIELDS = frozenset({"prediction", "confidence", "probabilities"})
+ANSWER_FIELDS = frozenset({"prediction", "confidence", "probabilities", "explanation"})
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from flask_restful import Resource
 from werkzeug.exceptions import MethodNotAllowed
 
 from lib.observability import Metrics
-from lib.parsing import read_batch, read_batch_body, read_query
+from lib.parsing import read_batch, read_batch_body, read_explain, read_query
 from lib.registry import ModelRegistry, ServedModel
 from lib.settings import Settings
 
@@ -61,6 +61,13 @@ def describe(served: ServedModel, probabilities: np.ndarray, coverage: np.ndarra
     return answers
 
 
+def explanation(served: ServedModel, text: str, terms: int, probabilities: np.ndarray) -> dict[str, Any]:
+    """Explain the answer's label (the most probable) against the runner-up, with label names instead of indices."""
+    explained = served.model.explain(text, terms, predicted=int(probabilities.argmax()))
+    labels = served.labels
+    return {**explained, "predicted": labels[explained["predicted"]], "runner_up": labels[explained["runner_up"]]}
+
+
 class Prediction(LeanResource):
     """Classify one text (GET, or POST with ``query``) or a batch (POST with ``queries``)."""
 
@@ -71,8 +78,12 @@ class Prediction(LeanResource):
 
     def get(self) -> tuple[dict[str, Any], int, dict[str, str]]:
         """Classify the one text in ``query``."""
-        probabilities, known, terms = self.served.model.score_one(read_query(self.settings))
+        text = read_query(self.settings)
+        explain = read_explain(self.settings)
+        probabilities, known, terms = self.served.model.score_one(text)
         [answer] = describe(self.served, probabilities, np.array([known, terms]))
+        if explain is not None:
+            answer["explanation"] = explanation(self.served, text, explain, probabilities)
         self.metrics.count_prediction(self.served.name, answer["prediction"])
         self.metrics.observe_answers(self.served.name, self.served.version, [answer["confidence"]], [(known, terms)])
         return answer, 200, {MODEL_VERSION_HEADER: self.served.version}
@@ -82,8 +93,13 @@ class Prediction(LeanResource):
         body = read_batch_body()
         if body is None:
             return self.get()
-        probabilities, coverage = self.served.model.score_texts(read_batch(body, self.settings))
+        texts = read_batch(body, self.settings)
+        explain = read_explain(self.settings)
+        probabilities, coverage = self.served.model.score_texts(texts)
         answers = describe(self.served, probabilities, coverage)
+        if explain is not None:
+            for answer, text, row in zip(answers, texts, probabilities, strict=True):
+                answer["explanation"] = explanation(self.served, text, explain, row)
         for label, count in Counter(answer["prediction"] for answer in answers).items():
             self.metrics.count_prediction(self.served.name, label, count)
         confidences = [answer["confidence"] for answer in answers]

@@ -21,6 +21,10 @@ MAX_URL_BYTES = 8190
 #: Browser pages served from this machine may call the API unless CORS_ORIGINS says otherwise.
 LOCAL_ORIGINS = r"^https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$"
 
+#: Most terms an explanation lists (known ones, and again unknown ones), whatever a request or EXPLAIN_TERMS asks:
+#: keeps a batch of explained answers bounded (a 1,000-query batch answers at most 100,000 terms of each kind).
+MAX_EXPLAIN_TERMS = 100
+
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -46,6 +50,7 @@ class Settings:
     query_log_key: bytes = b""  # QUERY_LOG_KEY, the secret for LOG_QUERIES=hmac
     # Addresses of the proxies whose X-Forwarded-For/-Proto/-Host/-Prefix headers are believed; nobody's by default.
     forwarded_allow_ips: tuple[str, ...] = ()
+    explain_terms: int = 10  # EXPLAIN_TERMS: terms an explanation lists unless the request says (1-MAX_EXPLAIN_TERMS)
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> Settings:
@@ -65,6 +70,7 @@ class Settings:
             access_log=str(values.get("ACCESS_LOG", "-")) != "",
             **query_logging(values),
             forwarded_allow_ips=tuple(ip.strip() for ip in str(values.get("FORWARDED_ALLOW_IPS", "")).split(",") if ip.strip()),
+            explain_terms=explain_terms(values, defaults.explain_terms),
         )
 
 
@@ -183,6 +189,11 @@ def log_level(values: Mapping[str, Any], default: str) -> str:
     if level not in LOG_LEVELS:
         raise ConfigError(f"Config 'LOG_LEVEL' has value {level!r}. Expected {', '.join(LOG_LEVELS[:-1])} or {LOG_LEVELS[-1]}.")
     return level
+
+
+def explain_terms(values: Mapping[str, Any], default: int) -> int:
+    """Read EXPLAIN_TERMS, how many terms an explanation lists unless the request says: 1 to MAX_EXPLAIN_TERMS."""
+    return bounded_int(values, "EXPLAIN_TERMS", default, 1, MAX_EXPLAIN_TERMS, f"a whole number from 1 to {MAX_EXPLAIN_TERMS}")
 
 
 def port(values: Mapping[str, Any], default: int) -> int:

@@ -1,17 +1,18 @@
-"""Fixtures: a tiny Kaggle-shaped TSV, models built from it, the app and its client, and live servers."""
+"""Fixtures: a tiny Kaggle-shaped TSV, models built from it, the app and its client, live servers, a real browser."""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import build_model
 from app import create_app
 from bench.harness import Server, production_command, serving
-from tests.helpers import CLIENT_TIMEOUT, tiny_rows, write_tsv
+from tests.helpers import CLIENT_TIMEOUT, STEP_TIMEOUT, TEST_BUDGET, Deadline, chromium, time_limit, tiny_rows, write_tsv
 
 
 @pytest.fixture(scope="session")
@@ -59,3 +60,17 @@ def production_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serv
     env = {"WEB_CONCURRENCY": "2", "ACCESS_LOG": "-", "CLIENT_TIMEOUT": str(CLIENT_TIMEOUT)}
     with serving(production_command(), env, tmp_path_factory.mktemp("gunicorn")) as server:
         yield server
+
+
+@pytest.fixture
+def budget() -> Iterator[Deadline]:
+    """A browser test's time budget: explicit waits are cut to it, and a hard limit a little past it stops anything stuck."""
+    with time_limit(TEST_BUDGET + STEP_TIMEOUT):
+        yield Deadline(TEST_BUDGET)
+
+
+@pytest.fixture
+def browser(tmp_path: Path, budget: Deadline) -> Iterator[Any]:
+    """Headless Chromium (Debian's) with a fresh profile in tmp_path; tests using it are marked needs_chromium."""
+    with chromium(tmp_path) as driver:
+        yield driver

@@ -9,13 +9,15 @@ import json
 import os
 import pickle
 import shutil
+import signal
 import socket
 import subprocess
 import threading
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import pytest
@@ -26,6 +28,9 @@ from urllib3.util.retry import Retry
 
 from bench.harness import ROOT, Server
 from model import content_version
+
+if TYPE_CHECKING:
+    from selenium.webdriver.remote.webdriver import WebDriver
 
 COMMITTED_MODELS = ROOT / "lib" / "models"
 KAGGLE_TRAIN = Path(os.environ.get("KAGGLE_TRAIN", ROOT.parent / "shared" / "data" / "kaggle" / "train.tsv"))
@@ -213,3 +218,92 @@ class Traffic(threading.Thread):
     def stop(self) -> None:
         self.stopping.set()
         self.join(timeout=30)
+
+
+# --- a real browser: Debian's chromium through its chromedriver (paths given, so nothing is downloaded) ------------
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+MISSING_BROWSER = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not path.is_file()]
+needs_chromium = pytest.mark.skipif(
+    bool(MISSING_BROWSER),
+    reason=f"needs Debian's chromium and chromium-driver ({', '.join(MISSING_BROWSER)} missing): "
+    "apt-get install chromium chromium-driver",
+)
+CHROMIUM_FLAGS = [
+    "--headless=new",
+    "--no-sandbox",  # the tests run as root, where Chromium's sandbox cannot start
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1400,2400",
+]
+TEST_BUDGET = 300.0  # seconds for a whole browser test, browser start included; each wait gets at most what is left
+STEP_TIMEOUT = 90.0  # seconds one step may take: a page load, a button, an answer (/docs/ script: about 20 s to render here)
+
+T = TypeVar("T")
+
+
+class Deadline:
+    """A browser test's time budget: each explicit wait gets at most what is left of it."""
+
+    def __init__(self, seconds: float) -> None:
+        self.end = time.monotonic() + seconds
+
+    def left(self) -> float:
+        left = self.end - time.monotonic()
+        if left <= 0:
+            pytest.fail(f"the browser test ran over its {TEST_BUDGET:.0f} s budget")
+        return min(left, STEP_TIMEOUT)
+
+    def wait(self, driver: WebDriver, condition: Callable[[WebDriver], T], what: str) -> T:
+        """Wait (polling, no sleep) until ``condition`` gives a true value, or fail saying ``what`` never happened."""
+        from selenium.common.exceptions import TimeoutException
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        try:
+            return WebDriverWait(driver, self.left(), poll_frequency=0.1).until(condition)
+        except TimeoutException:
+            pytest.fail(f"timed out waiting for {what}")
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float) -> Iterator[None]:
+    """Fail the test if the block takes longer than ``seconds``, even inside one stuck WebDriver command."""
+
+    def expire(signum: int, frame: object) -> None:
+        pytest.fail(f"the browser test ran over its {seconds:.0f} s budget")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@contextlib.contextmanager
+def chromium(folder: Path) -> Iterator[WebDriver]:
+    """Headless Chromium with a fresh profile in ``folder``, its console log kept for the test to read."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={folder / 'profile'}"]:
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    # An explicit driver path: selenium then skips Selenium Manager, which would try to download a driver.
+    service = Service(executable_path=str(CHROMEDRIVER), log_output=str(folder / "chromedriver.log"))
+    driver = webdriver.Chrome(service=service, options=options)
+    try:
+        driver.set_page_load_timeout(STEP_TIMEOUT)
+        driver.set_script_timeout(STEP_TIMEOUT)
+        yield driver
+    finally:
+        driver.quit()

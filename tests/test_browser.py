@@ -7,122 +7,30 @@ editing this file. Screenshots of each executed operation are saved in the test'
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
-import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import requests
-from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
-from selenium.webdriver.support.ui import WebDriverWait
 
 from bench.harness import Server
-from tests.helpers import resolve
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-MISSING = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not path.is_file()]
+from tests.helpers import Deadline, needs_chromium, resolve
 
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.slow,  # a live server too, so `-m "not slow"` leaves it out as well
-    pytest.mark.skipif(
-        bool(MISSING),
-        reason=f"needs Debian's chromium and chromium-driver ({', '.join(MISSING)} missing): "
-        "apt-get install chromium chromium-driver",
-    ),
+    needs_chromium,
 ]
 
-CHROMIUM_FLAGS = [
-    "--headless=new",
-    "--no-sandbox",  # the tests run as root, where Chromium's sandbox cannot start
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--window-size=1400,2400",
-]
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
-TEST_BUDGET = 300.0  # seconds for the whole test (about 60 here), browser start included; each wait gets at most what is left
-STEP_TIMEOUT = 90.0  # seconds one step may take: a page load, a button, an answer (/docs/ script: about 20 s to render here)
 FETCH_ERROR = "Failed to execute 'fetch'"
-
-T = TypeVar("T")
-
-
-class Deadline:
-    """The whole test's time budget: each explicit wait gets at most what is left of it."""
-
-    def __init__(self, seconds: float) -> None:
-        self.end = time.monotonic() + seconds
-
-    def left(self) -> float:
-        left = self.end - time.monotonic()
-        if left <= 0:
-            pytest.fail(f"the browser test ran over its {TEST_BUDGET:.0f} s budget")
-        return min(left, STEP_TIMEOUT)
-
-    def wait(self, driver: WebDriver, condition: Callable[[WebDriver], T], what: str) -> T:
-        """Wait (polling, no sleep) until ``condition`` gives a true value, or fail saying ``what`` never happened."""
-        try:
-            return WebDriverWait(driver, self.left(), poll_frequency=0.1).until(condition)
-        except TimeoutException:
-            pytest.fail(f"timed out waiting for {what}")
-
-
-@contextlib.contextmanager
-def time_limit(seconds: float) -> Iterator[None]:
-    """Fail the test if the block takes longer than ``seconds``, even inside one stuck WebDriver command."""
-
-    def expire(signum: int, frame: object) -> None:
-        pytest.fail(f"the browser test ran over its {seconds:.0f} s budget")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
-@pytest.fixture
-def budget() -> Iterator[Deadline]:
-    """The test's time budget: explicit waits are cut to it, and a hard limit a little past it stops anything stuck."""
-    with time_limit(TEST_BUDGET + STEP_TIMEOUT):
-        yield Deadline(TEST_BUDGET)
-
-
-@pytest.fixture
-def browser(tmp_path: Path, budget: Deadline) -> Iterator[WebDriver]:
-    """Headless Chromium with a fresh profile in tmp_path, its console log kept for the test to read."""
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]:
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    # An explicit driver path: selenium then skips Selenium Manager, which would try to download a driver.
-    service = Service(executable_path=str(CHROMEDRIVER), log_output=str(tmp_path / "chromedriver.log"))
-    driver = webdriver.Chrome(service=service, options=options)
-    try:
-        driver.set_page_load_timeout(STEP_TIMEOUT)
-        driver.set_script_timeout(STEP_TIMEOUT)
-        yield driver
-    finally:
-        driver.quit()
 
 
 def operations(document: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:

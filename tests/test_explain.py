@@ -1,0 +1,370 @@
+"""Explanations: NLPModel.explain is exact and places terms in the original text; explain=true on every prediction route."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from flask.testing import FlaskClient
+
+from app import create_app
+from lib.settings import MAX_EXPLAIN_TERMS, ConfigError, Settings
+from model import NLPModel
+from tests.helpers import COMMITTED_MODELS, ROOT
+
+KAGGLE_TEST = Path(os.environ.get("KAGGLE_TEST", ROOT.parent / "shared" / "data" / "kaggle" / "test.tsv"))
+PHRASES_PER_SOURCE = 3000
+TOLERANCE = 1e-9
+
+
+@pytest.fixture(scope="module")
+def committed() -> dict[str, NLPModel]:
+    """The committed models, loaded once for this module."""
+    return {name: NLPModel.load(COMMITTED_MODELS / name) for name in ("sentiment", "ratings")}
+
+
+def explained_sum(explanation: dict[str, Any]) -> float:
+    """The prior difference plus every contribution, listed or omitted: what must equal the log-odds."""
+    listed = math.fsum(term["contribution"] for term in explanation["terms"])
+    return explanation["prior_difference"] + listed + explanation["terms_omitted"]["contribution"]
+
+
+def fitted(texts: list[str], labels: list[int], **vectorizer_params: Any) -> NLPModel:
+    model = NLPModel(("Negative", "Positive"), {"ngram_range": (1, 2), "sublinear_tf": True, **vectorizer_params})
+    model.vectorizer_fit(texts)
+    return model.train(model.vectorizer_transform(texts), labels)
+
+
+TRAIN = [
+    "İstanbul is wonderful",
+    "a wonderful film",
+    "not a bad film",
+    "a bad film",
+    "awful and boring",
+    "İstanbul traffic is awful",
+    "the café was a ﬁne place",
+    "boring film",
+]
+TRAIN_LABELS = [1, 1, 1, 0, 0, 0, 1, 0]
+
+
+def generated_phrases(model: NLPModel, count: int, seed: int) -> list[str]:
+    """Phrases of the model's own words mixed with unknown words, one-letter words, punctuation and odd casing."""
+    rng = np.random.default_rng(seed)
+    words = sorted({word for term in model.vectorizer.vocabulary_ for word in term.split()})
+    extras = ["a", "I", "zzqx", "İstanbul", "STRASSE", "Straße", "ﬁlm", "café", "ΟΔΟΣ", ",", "!", "--", "😀", "n't", "'s"]
+    phrases = []
+    for _ in range(count):
+        length = int(rng.integers(1, 25))
+        chosen = [words[i] if rng.random() < 0.8 else extras[i % len(extras)] for i in rng.integers(0, len(words), length)]
+        phrases.append(" ".join(word.upper() if rng.random() < 0.1 else word for word in chosen))
+    return phrases
+
+
+def kaggle_phrases(count: int) -> list[str]:
+    """Every so many phrase of the Kaggle test file, when it is there."""
+    if not KAGGLE_TEST.is_file():
+        pytest.skip(f"Kaggle test.tsv not found at {KAGGLE_TEST} (set KAGGLE_TEST)")
+    with KAGGLE_TEST.open(encoding="utf-8", newline="") as handle:
+        phrases = [row["Phrase"] for row in csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE) if row["Phrase"]]
+    return phrases[:: max(1, len(phrases) // count)][:count]
+
+
+def assert_exact(model: NLPModel, phrases: list[str]) -> None:
+    """Per phrase: contributions and prior add up to scikit-learn's joint log-likelihood difference, for the class it picks."""
+    joint = model.clf.predict_joint_log_proba(model.vectorizer_transform(phrases))
+    for phrase, row in zip(phrases, joint, strict=True):
+        explanation = model.explain(phrase, top=MAX_EXPLAIN_TERMS)
+        best, runner_up = explanation["predicted"], explanation["runner_up"]
+        assert row[best] == row.max() and best != runner_up, phrase
+        assert row[runner_up] == np.delete(row, best).max(), phrase
+        assert abs(explanation["log_odds"] - (row[best] - row[runner_up])) < TOLERANCE, phrase
+        assert abs(explained_sum(explanation) - (row[best] - row[runner_up])) < TOLERANCE, phrase
+
+
+def assert_terms_and_spans(model: NLPModel, phrases: list[str]) -> None:
+    """The explainer makes the vectorizer's very terms, and each span of the original text analyzes to its term."""
+    analyze = model.vectorizer.build_analyzer()
+    explainer = model._explanation_path()
+    for phrase in phrases:
+        located = explainer.terms_with_spans(phrase)
+        assert [term for term, _ in located] == analyze(phrase), phrase
+        for term, (start, end) in located:
+            assert 0 <= start < end <= len(phrase), (phrase, term)
+            assert term in analyze(phrase[start:end]), (phrase, term, phrase[start:end])
+
+
+@pytest.mark.parametrize("name", ["sentiment", "ratings"])
+def test_committed_models_explain_exactly_on_generated_phrases(committed: dict[str, NLPModel], name: str) -> None:
+    model = committed[name]
+    phrases = generated_phrases(model, PHRASES_PER_SOURCE, seed=len(name))
+    assert_exact(model, phrases)
+    assert_terms_and_spans(model, phrases[:500])
+
+
+@pytest.mark.parametrize("name", ["sentiment", "ratings"])
+def test_committed_models_explain_exactly_on_kaggle_phrases(committed: dict[str, NLPModel], name: str) -> None:
+    phrases = kaggle_phrases(PHRASES_PER_SOURCE)
+    model = committed[name]
+    assert_exact(model, phrases)
+    assert_terms_and_spans(model, phrases[:500])
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{}, {"strip_accents": "unicode"}, {"strip_accents": "ascii"}, {"stop_words": ["is", "the"]}, {"ngram_range": (2, 3)}],
+    ids=["plain", "unicode-accents", "ascii-accents", "stop-words", "bigrams-and-trigrams"],
+)
+def test_explanations_are_exact_whatever_the_analyzer_settings(params: dict[str, Any]) -> None:
+    model = fitted(TRAIN, TRAIN_LABELS, **params)
+    phrases = [*TRAIN, *generated_phrases(model, 300, seed=1), "", "zzz"]
+    assert_exact(model, phrases)
+    assert_terms_and_spans(model, [phrase for phrase in phrases if phrase])
+
+
+def test_spans_index_the_original_text_when_lowercasing_lengthens_it() -> None:
+    """ "İ".lower() is two characters ("i" and a combining dot), so the lower-cased text is longer than the one sent."""
+    model = fitted(TRAIN, TRAIN_LABELS)
+    text = "İİ İstanbul: İstanbul is wonderful"
+    assert len(text.lower()) == len(text) + 4
+    explanation = model.explain(text, top=MAX_EXPLAIN_TERMS)
+    where = {term["term"]: [text[start:end] for start, end in term["spans"]] for term in explanation["terms"]}
+    assert where["stanbul"] == ["stanbul", "stanbul"]
+    assert where["wonderful"] == ["wonderful"]
+    assert where["is wonderful"] == ["is wonderful"]
+    assert where["stanbul is"] == ["stanbul is"]
+    [first, second] = next(term["spans"] for term in explanation["terms"] if term["term"] == "stanbul")
+    assert first == [text.index("İstanbul") + 1, text.index("İstanbul") + 8]
+    assert second == [text.rindex("İstanbul") + 1, text.rindex("İstanbul") + 8]
+
+
+def test_spans_follow_accent_stripping_that_changes_lengths() -> None:
+    model = fitted(TRAIN, TRAIN_LABELS, strip_accents="unicode")
+    # A decomposed é (two characters become one) and the ligature "ﬁ" (one becomes two).
+    text = "The cafe\u0301 was a \ufb01ne place"
+    explanation = model.explain(text, top=MAX_EXPLAIN_TERMS)
+    where = {term["term"]: [text[start:end] for start, end in term["spans"]] for term in explanation["terms"]}
+    assert where["cafe"] == ["cafe\u0301"]
+    assert where["fine"] == ["\ufb01ne"]
+    assert where["fine place"] == ["\ufb01ne place"]
+
+
+def test_a_word_pair_spans_the_one_letter_word_the_tokenizer_dropped() -> None:
+    model = fitted(TRAIN, TRAIN_LABELS)
+    text = "Not a BAD film, I think"
+    explanation = model.explain(text, top=MAX_EXPLAIN_TERMS)
+    where = {term["term"]: [text[start:end] for start, end in term["spans"]] for term in explanation["terms"]}
+    assert where["not bad"] == ["Not a BAD"]
+    assert where["bad film"] == ["BAD film"]
+    assert where["bad"] == ["BAD"]
+    unknown = {term["term"]: [text[start:end] for start, end in term["spans"]] for term in explanation["unknown_terms"]}
+    assert unknown["film think"] == ["film, I think"]
+
+
+def test_unknown_terms_are_listed_in_text_order_and_count_for_nothing() -> None:
+    model = fitted(TRAIN, TRAIN_LABELS)
+    text = "zzqx wonderful qqqx zzqx"
+    explanation = model.explain(text)
+    assert [term["term"] for term in explanation["terms"]] == ["wonderful"]
+    unknown = explanation["unknown_terms"]
+    assert [term["term"] for term in unknown] == ["zzqx", "qqqx", "zzqx wonderful", "wonderful qqqx", "qqqx zzqx"]
+    assert unknown[0] == {"term": "zzqx", "count": 2, "spans": [[0, 4], [20, 24]]}
+    assert explanation["unknown_terms_omitted"] == 0
+    nothing_known = model.explain("zzqx qqqx")
+    assert nothing_known["terms"] == [] and nothing_known["log_odds"] == nothing_known["prior_difference"]
+
+
+def test_terms_are_sorted_by_absolute_contribution_and_cut_at_top(committed: dict[str, NLPModel]) -> None:
+    model = committed["sentiment"]
+    text = "a wonderful , moving film that is never boring , though the plot is thin and the ending awful zzqx qqqx wwqx"
+    whole = model.explain(text, top=MAX_EXPLAIN_TERMS)
+    sizes = [abs(term["contribution"]) for term in whole["terms"]]
+    assert sizes == sorted(sizes, reverse=True) and len(sizes) > 5
+    top = model.explain(text, top=3)
+    assert top["terms"] == whole["terms"][:3]
+    assert top["terms_omitted"]["count"] == len(whole["terms"]) - 3
+    assert abs(explained_sum(top) - top["log_odds"]) < TOLERANCE
+    assert len(top["unknown_terms"]) == 3 and top["unknown_terms_omitted"] == len(whole["unknown_terms"]) - 3
+
+
+def test_a_given_label_is_explained_against_the_most_likely_other(committed: dict[str, NLPModel]) -> None:
+    model = committed["ratings"]
+    text = "a charming but uneven comedy"
+    joint = model.clf.predict_joint_log_proba(model.vectorizer_transform([text]))[0]
+    weakest = int(joint.argmin())
+    explanation = model.explain(text, predicted=weakest)
+    assert explanation["predicted"] == weakest and explanation["runner_up"] == int(joint.argmax())
+    assert explanation["log_odds"] < 0
+    assert abs(explained_sum(explanation) - (joint[weakest] - joint.max())) < TOLERANCE
+
+
+def test_character_analyzers_explain_exactly_without_spans() -> None:
+    model = fitted(TRAIN, TRAIN_LABELS, analyzer="char_wb", ngram_range=(2, 3))
+    assert_exact(model, ["wonderful film", "awful", "zz"])
+    assert all(term["spans"] == [] for term in model.explain("wonderful film")["terms"])
+
+
+def test_per_character_preprocessing_adds_up_to_the_whole_text() -> None:
+    """Span mapping preprocesses each character alone: that must line up with the whole text, for every character."""
+    for params in ({}, {"strip_accents": "unicode"}, {"strip_accents": "ascii"}):
+        preprocess = fitted(TRAIN, TRAIN_LABELS, **params).vectorizer.build_preprocessor()
+        characters = [chr(code) for code in itertools.chain(range(0x20, 0xD800), range(0xE000, 0x10000))]
+        for start in range(0, len(characters), 512):
+            chunk = "".join(characters[start : start + 512])
+            assert sum(len(preprocess(character)) for character in chunk) == len(preprocess(chunk)), (params, start)
+
+
+# --- the API ------------------------------------------------------------------------------------
+
+
+def explanations_of(answer: dict[str, Any]) -> list[dict[str, Any]]:
+    return [item["explanation"] for item in answer.get("predictions", [answer])]
+
+
+@pytest.mark.parametrize(
+    ("method", "kwargs"),
+    [
+        ("get", {"query_string": {"query": "boring awful dull", "explain": "true"}}),
+        ("get", {"query_string": {"query": "boring awful dull", "explain": "1"}}),
+        ("get", {"query_string": {"query": "boring awful dull", "explain": "True"}}),  # requests sends Python's True so
+        ("get", {"data": {"query": "boring awful dull", "explain": "true"}}),
+        ("post", {"data": {"query": "boring awful dull", "explain": "true"}}),
+        ("post", {"json": {"query": "boring awful dull", "explain": True}}),
+        ("post", {"query_string": {"explain": "true"}, "json": {"query": "boring awful dull"}}),
+        ("post", {"json": {"queries": ["boring awful dull", "brilliant"], "explain": True}}),
+        ("post", {"query_string": {"explain": "true"}, "json": {"queries": ["boring awful dull", "brilliant"]}}),
+    ],
+    ids=["url", "url-1", "url-True", "get-form", "form", "json", "url-with-json-query", "batch", "batch-url"],
+)
+def test_explain_is_read_from_the_url_a_form_or_json(client: FlaskClient, method: str, kwargs: dict[str, Any]) -> None:
+    response = client.open("/", method=method.upper(), **kwargs)
+    assert response.status_code == 200, response.json
+    items = response.json.get("predictions", [response.json])
+    for item in items:
+        explanation = item["explanation"]
+        assert explanation["predicted"] == item["prediction"]
+        assert explanation["runner_up"] != item["prediction"]
+        assert abs(explained_sum(explanation) - explanation["log_odds"]) < TOLERANCE
+    assert items[0]["prediction"] == "Negative"
+    assert [term["term"] for term in items[0]["explanation"]["terms"]][:1] != []
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"query_string": {"query": "boring"}},
+        {"query_string": {"query": "boring", "explain": "false"}},
+        {"query_string": {"query": "boring", "explain": "0"}},
+        {"json": {"query": "boring", "explain": False}},
+        {"query_string": {"query": "boring", "explain_terms": "5"}},
+        {"query_string": {"query": "boring", "explain": "false"}, "json": {"queries": ["boring"], "explain": True}},
+    ],
+)
+def test_no_explanation_unless_asked(client: FlaskClient, kwargs: dict[str, Any]) -> None:
+    response = client.post("/", **kwargs)
+    assert response.status_code == 200
+    assert all("explanation" not in item for item in response.json.get("predictions", [response.json]))
+
+
+def test_ratings_explain_against_the_runner_up(committed_client: FlaskClient) -> None:
+    answer = committed_client.get("/ratings", query_string={"query": "That was pretty entertaining", "explain": "true"}).json
+    explanation = answer["explanation"]
+    ranked = sorted(answer["probabilities"], key=answer["probabilities"].__getitem__, reverse=True)
+    assert [explanation["predicted"], explanation["runner_up"]] == ranked[:2]
+    assert explanation["prior_difference"] == 0.0, "the ratings model has a uniform prior"
+    assert math.log(answer["confidence"] / answer["probabilities"][ranked[1]]) == pytest.approx(explanation["log_odds"], abs=0.02)
+
+
+def test_explained_answers_are_the_plain_answers_plus_an_explanation(committed_client: FlaskClient) -> None:
+    plain = committed_client.post("/", json={"queries": ["It is not a bad film", "zzqx"]}).json
+    explained = committed_client.post("/", json={"queries": ["It is not a bad film", "zzqx"], "explain": True}).json
+    for before, after in zip(plain["predictions"], explained["predictions"], strict=True):
+        assert {key: value for key, value in after.items() if key != "explanation"} == before
+    text = "It is not a bad film"
+    terms = {term["term"]: term for term in explained["predictions"][0]["explanation"]["terms"]}
+    assert terms["not bad"]["spans"] == [[text.index("not"), text.index("bad") + 3]]
+    assert terms["not bad"]["contribution"] < 0 < terms["bad"]["contribution"], "'not bad' pulls towards Positive"
+    unknown = explained["predictions"][1]["explanation"]
+    assert unknown["terms"] == [] and unknown["unknown_terms"] == [{"term": "zzqx", "count": 1, "spans": [[0, 4]]}]
+
+
+def test_explain_terms_sets_how_many_terms_are_listed(committed_client: FlaskClient) -> None:
+    text = "a wonderful , moving film that is never boring , though the plot is thin and the ending awful"
+    default = committed_client.get("/", query_string={"query": text, "explain": "true"}).json["explanation"]
+    assert len(default["terms"]) == Settings().explain_terms == 10
+    two = committed_client.post("/", json={"query": text, "explain": True, "explain_terms": 2}).json["explanation"]
+    assert two["terms"] == default["terms"][:2] and two["terms_omitted"]["count"] == default["terms_omitted"]["count"] + 8
+    every = committed_client.get("/", query_string={"query": text, "explain": "1", "explain_terms": "100"}).json
+    assert every["explanation"]["terms_omitted"]["count"] == 0
+    configured = create_app({"EXPLAIN_TERMS": "3"}).test_client()
+    assert len(configured.get("/", query_string={"query": text, "explain": "true"}).json["explanation"]["terms"]) == 3
+
+
+@pytest.mark.parametrize("value", ["0", "101", "ten"])
+def test_explain_terms_setting_is_bounded(value: str) -> None:
+    with pytest.raises(ConfigError, match=f"Config 'EXPLAIN_TERMS' has value '{value}'. Not a whole number from 1 to 100."):
+        Settings.from_mapping({"EXPLAIN_TERMS": value})
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"query_string": {"query": "ok", "explain": "yes"}}, "'explain' must be true or false, got 'yes'."),
+        ({"query_string": {"query": "ok", "explain": ""}}, "'explain' must be true or false, got ''."),
+        ({"query_string": [("query", "ok"), ("explain", "1"), ("explain", "0")]}, "'explain' appears 2 times in the URL."),
+        ({"json": {"query": "ok", "explain": 1}}, "'explain' must be true or false, got number."),
+        ({"json": {"query": "ok", "explain": None}}, "'explain' must be true or false, got null."),
+        ({"json": {"queries": ["ok"], "explain": "maybe"}}, "'explain' must be true or false, got 'maybe'."),
+        ({"data": {"query": "ok", "explain": "on"}}, "'explain' must be true or false, got 'on'."),
+        (
+            {"query_string": {"query": "ok", "explain": "true", "explain_terms": "0"}},
+            "'explain_terms' must be a whole number from 1 to 100, got '0'.",
+        ),
+        (
+            {"query_string": {"query": "ok", "explain": "true", "explain_terms": "101"}},
+            "'explain_terms' must be a whole number from 1 to 100, got '101'.",
+        ),
+        (
+            {"query_string": {"query": "ok", "explain": "true", "explain_terms": "ten"}},
+            "'explain_terms' must be a whole number from 1 to 100, got 'ten'.",
+        ),
+        (
+            {"json": {"query": "ok", "explain": True, "explain_terms": 2.5}},
+            "'explain_terms' must be a whole number from 1 to 100, got number.",
+        ),
+        (
+            {"json": {"queries": ["ok"], "explain": True, "explain_terms": True}},
+            "'explain_terms' must be a whole number from 1 to 100, got boolean.",
+        ),
+        (
+            {"json": {"queries": ["ok"], "explain": True, "explain_terms": 1000}},
+            "'explain_terms' must be a whole number from 1 to 100, got 1000.",
+        ),
+    ],
+)
+def test_bad_explain_values_are_400_with_a_message(client: FlaskClient, kwargs: dict[str, Any], message: str) -> None:
+    for path in ("/", "/ratings"):
+        response = client.post(path, **kwargs)
+        assert response.status_code == 400
+        assert response.json == {"message": response.json["message"]} and response.json["message"].startswith(message)
+
+
+def test_explanations_match_the_document(client: FlaskClient) -> None:
+    from tests.test_openapi import assert_conforms
+
+    spec = client.get("/openapi.json").json
+    for method, url, kwargs in [
+        ("get", "/", {"query_string": {"query": "a brilliant and wonderful film zzqx", "explain": "true"}}),
+        ("post", "/ratings", {"json": {"queries": ["wonderful", "zzqx awful"], "explain": True, "explain_terms": 1}}),
+    ]:
+        response = client.open(url, method=method.upper(), **kwargs)
+        assert response.status_code == 200 and explanations_of(response.json)
+        assert_conforms(spec, url, method, response)
+    parameters = {parameter["$ref"].rsplit("/", 1)[1] for parameter in spec["paths"]["/"]["get"]["parameters"]}
+    assert {"Explain", "ExplainTerms"} <= parameters
