@@ -174,7 +174,8 @@ class SentimentClient:
 
     def _post(self, endpoint: str, body: bytes) -> list[dict[str, Any]]:
         headers = {"Content-Type": "application/json"}
-        return read_answer(self.session.post(self.base_url + endpoint, data=body, headers=headers, timeout=self.timeout))["predictions"]
+        response = self.session.post(self.base_url + endpoint, data=body, headers=headers, timeout=self.timeout)
+        return read_answer(response)["predictions"]
 
 
 def encode(text: str) -> bytes:

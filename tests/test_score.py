@@ -53,7 +53,8 @@ def test_score_texts_keeps_the_index_and_marks_non_text_rows_missing() -> None:
 def test_score_frame_appends_the_ratings_columns() -> None:
     frame = pd.DataFrame({"id": [5, 6], "review": ["wonderful , brilliant", "dull and awful"]}, index=[40, 41])
     scored = score.score_frame(frame, "review", model="ratings")
-    assert list(scored.columns) == ["id", "review", *columns(score.served_models(COMMITTED_MODELS.resolve())["ratings"].labels, "rating")]
+    labels = score.served_models(COMMITTED_MODELS.resolve())["ratings"].labels
+    assert list(scored.columns) == ["id", "review", *columns(labels, "rating")]
     assert list(scored.index) == [40, 41]
     assert scored["rating"].tolist() == [4, 0]
 
@@ -64,7 +65,7 @@ def test_no_text_at_all_still_gives_the_columns() -> None:
 
 
 def test_unknown_model_is_named() -> None:
-    with pytest.raises(score.ScoreError, match="No model 'reviews'.*ratings, sentiment"):
+    with pytest.raises(score.ScoreError, match=r"No model 'reviews' in .*; it holds ratings, sentiment\."):
         score.score_texts(pd.Series(["good"]), model="reviews")
 
 
