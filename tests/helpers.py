@@ -23,8 +23,13 @@ from model import content_version
 COMMITTED_MODELS = ROOT / "lib" / "models"
 KAGGLE_TRAIN = Path(os.environ.get("KAGGLE_TRAIN", ROOT.parent / "shared" / "data" / "kaggle" / "train.tsv"))
 
+KAGGLE_TEST = Path(os.environ.get("KAGGLE_TEST", ROOT.parent / "shared" / "data" / "kaggle" / "test.tsv"))
+
 needs_kaggle = pytest.mark.skipif(
     not KAGGLE_TRAIN.is_file(), reason=f"full Kaggle data not found at {KAGGLE_TRAIN} (set KAGGLE_TRAIN)"
+)
+needs_kaggle_test = pytest.mark.skipif(
+    not KAGGLE_TEST.is_file(), reason=f"Kaggle test.tsv not found at {KAGGLE_TEST} (set KAGGLE_TEST)"
 )
 
 # Sentences in the Kaggle layout: the whole sentence, then shorter phrases of it, each rated 0-4.

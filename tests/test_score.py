@@ -9,7 +9,7 @@ import pytest
 
 import score
 from lib.frames import columns
-from tests.helpers import COMMITTED_MODELS
+from tests.helpers import COMMITTED_MODELS, KAGGLE_TEST, needs_kaggle_test
 
 KAGGLE_LAYOUT = [
     "PhraseId\tSentenceId\tPhrase",
@@ -148,3 +148,22 @@ def test_progress_bar_on_a_terminal_unless_quiet(
     monkeypatch.setattr("sys.stderr", terminal)
     assert score.main([str(test_tsv), *quiet]) == 0
     assert ("7/7" in terminal.getvalue()) is shown
+
+
+@pytest.mark.e2e  # about 17 s on 2 cores: a cluster's start and 66,292 phrases scored twice
+@needs_kaggle_test
+def test_dask_cluster_scores_kaggle_test_as_one_process_does(tmp_path: Path) -> None:
+    """Two worker processes, each loading the models once, give the single-process output row for row."""
+    dd = pytest.importorskip("dask.dataframe")
+    distributed = pytest.importorskip("distributed")
+    single = score.score_frame(pd.read_csv(KAGGLE_TEST, **score.read_options(KAGGLE_TEST)), model="ratings")
+    with (
+        distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        distributed.Client(cluster),
+    ):
+        phrases = dd.read_csv(KAGGLE_TEST, blocksize="1MB", **score.read_options(KAGGLE_TEST))
+        assert phrases.npartitions > 2
+        scored = phrases.map_partitions(score.score_frame, model="ratings").compute()
+    # Dask keeps strings in its own string dtype (<NA> for missing); the values must be the same, row for row.
+    pd.testing.assert_frame_equal(scored.reset_index(drop=True).astype(single.dtypes), single)
+    assert len(single) == 66_292 and single["prediction"].isna().sum() == 1
