@@ -8,6 +8,7 @@ import io
 import json
 import os
 import pickle
+import re
 import socket
 import subprocess
 from pathlib import Path
@@ -154,3 +155,11 @@ def raw_exchange(server: Server, payload: bytes) -> bytes:
             while chunk := connection.recv(65536):
                 answer += chunk
     return answer
+
+
+def readme_blocks(section: str, language: str) -> list[str]:
+    """The ```language code blocks of one README section (## title), in order: the commands users copy."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = text.index(f"\n## {section}\n")
+    end = text.find("\n## ", start + 1)
+    return re.findall(rf"^```{language}\n(.*?)^```$", text[start : end if end > 0 else None], flags=re.M | re.S)
