@@ -1,6 +1,8 @@
 """score.py: in-process scoring of a DataFrame and of TSV/CSV files, CSV and Kaggle output, the progress bar."""
 
 import io
+import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -8,8 +10,9 @@ import pandas as pd
 import pytest
 
 import score
+from bench.harness import ROOT
 from lib.frames import columns
-from tests.helpers import COMMITTED_MODELS, KAGGLE_TEST, needs_kaggle_test
+from tests.helpers import COMMITTED_MODELS, KAGGLE_TEST, needs_kaggle_test, readme_blocks
 
 KAGGLE_LAYOUT = [
     "PhraseId\tSentenceId\tPhrase",
@@ -150,20 +153,51 @@ def test_progress_bar_on_a_terminal_unless_quiet(
     assert ("7/7" in terminal.getvalue()) is shown
 
 
-@pytest.mark.e2e  # about 17 s on 2 cores: a cluster's start and 66,292 phrases scored twice
+@pytest.mark.e2e  # about 20 s on 2 cores: a cluster's start and 66,292 phrases scored twice
 @needs_kaggle_test
-def test_dask_cluster_scores_kaggle_test_as_one_process_does(tmp_path: Path) -> None:
-    """Two worker processes, each loading the models once, give the single-process output row for row."""
-    dd = pytest.importorskip("dask.dataframe")
-    distributed = pytest.importorskip("distributed")
+def test_readme_dask_block_scores_kaggle_test_as_one_process_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's Dask block verbatim (the data's path substituted): two workers, the one-process output line for line."""
+    pytest.importorskip("dask.dataframe", reason="dask is not installed (requirements-dev.txt)")
+    pytest.importorskip("distributed", reason="distributed is not installed (requirements-dev.txt)")
+    [block] = [block for block in readme_blocks("Python client and file scoring", "python") if "map_partitions" in block]
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    try:
+        exec(compile(block.replace('"lib/data/test.tsv"', repr(str(KAGGLE_TEST))), "README.md", "exec"), namespace)
+    finally:
+        if "dask_client" in namespace:
+            namespace["dask_client"].close()
+    parts = sorted(tmp_path.glob("scored-*.csv"), key=lambda path: int(path.stem.removeprefix("scored-")))
+    assert len(parts) > 2  # several partitions, spread over both workers
+    distributed_lines = [line for number, part in enumerate(parts) for line in part.read_text().splitlines()[(number > 0) :]]
+    assert score.main([str(KAGGLE_TEST), "--model", "ratings", "--out", str(tmp_path / "single.csv")]) == 0
+    single_lines = (tmp_path / "single.csv").read_text().splitlines()
+    assert len(single_lines) == 66_293
+    assert distributed_lines == single_lines
+
+
+@pytest.mark.e2e  # a Spark session (a JVM) and 66,292 phrases scored twice
+@pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning")
+@pytest.mark.filterwarnings("ignore:The copy keyword is deprecated")  # pyspark's toPandas, under pandas 3
+@needs_kaggle_test
+@pytest.mark.skipif(shutil.which("java") is None, reason="no java for Spark (apt-get install openjdk-17-jre-headless)")
+def test_readme_spark_block_scores_kaggle_test_as_one_process_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's Spark block verbatim (the data's path substituted): mapInPandas gives the one-process output."""
+    pytest.importorskip("pyspark", reason="pyspark is not installed (requirements-dev.txt)")
+    [block] = [block for block in readme_blocks("Python client and file scoring", "python") if "mapInPandas" in block]
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))  # as the README starts it: the workers import score from the repository
+    monkeypatch.setenv("PYSPARK_PYTHON", sys.executable)
+    monkeypatch.setenv("SPARK_LOCAL_IP", "127.0.0.1")  # the driver listens on loopback only, and no web UI
+    monkeypatch.setenv("PYSPARK_SUBMIT_ARGS", "--conf spark.ui.enabled=false pyspark-shell")
+    namespace: dict = {}
+    try:
+        exec(compile(block.replace('"lib/data/test.tsv"', repr(str(KAGGLE_TEST))), "README.md", "exec"), namespace)
+        scored = namespace["scored"].toPandas()
+    finally:
+        if "spark" in namespace:
+            namespace["spark"].stop()
+    assert list((tmp_path / "scored").glob("part-*.csv"))
     single = score.score_frame(pd.read_csv(KAGGLE_TEST, **score.read_options(KAGGLE_TEST)), model="ratings")
-    with (
-        distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
-        distributed.Client(cluster),
-    ):
-        phrases = dd.read_csv(KAGGLE_TEST, blocksize="1MB", **score.read_options(KAGGLE_TEST))
-        assert phrases.npartitions > 2
-        scored = phrases.map_partitions(score.score_frame, model="ratings").compute()
-    # Dask keeps strings in its own string dtype (<NA> for missing); the values must be the same, row for row.
-    pd.testing.assert_frame_equal(scored.reset_index(drop=True).astype(single.dtypes), single)
-    assert len(single) == 66_292 and single["prediction"].isna().sum() == 1
+    # Spark hands integer columns with gaps back as floats; the values must be the same, row for row.
+    pd.testing.assert_frame_equal(scored.astype(single.dtypes), single)
