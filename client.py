@@ -74,7 +74,9 @@ class SentimentClient:
         Seconds before the second retry; each later one waits twice as long (the first is immediate).
     """
 
-    def __init__(self, base_url: str = "http://127.0.0.1:5000", *, timeout: float = 30.0, retries: int = 5, backoff: float = 0.5):
+    def __init__(
+        self, base_url: str = "http://127.0.0.1:5000", *, timeout: float = 30.0, retries: int = 5, backoff: float = 0.5
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         # Predictions change nothing on the server, so a batch POST is as safe to repeat as a GET.
