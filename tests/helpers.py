@@ -8,6 +8,7 @@ import io
 import json
 import os
 import pickle
+import re
 import shutil
 import signal
 import socket
@@ -35,8 +36,13 @@ if TYPE_CHECKING:
 COMMITTED_MODELS = ROOT / "lib" / "models"
 KAGGLE_TRAIN = Path(os.environ.get("KAGGLE_TRAIN", ROOT.parent / "shared" / "data" / "kaggle" / "train.tsv"))
 
+KAGGLE_TEST = Path(os.environ.get("KAGGLE_TEST", ROOT.parent / "shared" / "data" / "kaggle" / "test.tsv"))
+
 needs_kaggle = pytest.mark.skipif(
     not KAGGLE_TRAIN.is_file(), reason=f"full Kaggle data not found at {KAGGLE_TRAIN} (set KAGGLE_TRAIN)"
+)
+needs_kaggle_test = pytest.mark.skipif(
+    not KAGGLE_TEST.is_file(), reason=f"Kaggle test.tsv not found at {KAGGLE_TEST} (set KAGGLE_TEST)"
 )
 
 # Sentences in the Kaggle layout: the whole sentence, then shorter phrases of it, each rated 0-4.
@@ -307,3 +313,11 @@ def chromium(folder: Path) -> Iterator[WebDriver]:
         yield driver
     finally:
         driver.quit()
+
+
+def readme_blocks(section: str, language: str) -> list[str]:
+    """The ```language code blocks of one README section (## title), in order: the commands users copy."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = text.index(f"\n## {section}\n")
+    end = text.find("\n## ", start + 1)
+    return re.findall(rf"^```{language}\n(.*?)^```$", text[start : end if end > 0 else None], flags=re.M | re.S)

@@ -1,0 +1,196 @@
+"""A Python client for the Sentiment API: texts in, a pandas DataFrame out, one row per text, same index.
+
+    from client import SentimentClient
+
+    client = SentimentClient("http://127.0.0.1:5000")
+    scores = client.predict(reviews["text"])     # sentiment: Negative or Positive
+    ratings = client.rate(reviews["text"])       # ratings: 0-4
+
+Batches are cut to the server's own limits (``info.x-limits`` of its ``/openapi.json``); a 503 or a
+dropped connection is retried with exponential backoff (urllib3's ``Retry``); a row that is not text
+(None, NaN, "", whitespace, a number) comes back missing instead of failing its batch. The columns are
+those of ``lib/frames.py``. Any other error answer raises ``ApiError`` with the service's message.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from lib.frames import predictions_frame, text_mask
+
+#: The envelope of a batch body, as sent: ``{"queries":[...]}`` with no spaces.
+BATCH_PREFIX, BATCH_SUFFIX = b'{"queries":[', b"]}"
+
+
+class ApiError(RuntimeError):
+    """The service refused a request; ``status`` is the HTTP status and the message is the service's own."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may carry, as the server publishes it."""
+
+    max_batch: int
+    max_body_bytes: int
+    max_query_chars: int
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Where a served model answers and what its answers hold."""
+
+    endpoint: str
+    labels: tuple[str, ...]
+    index_field: str | None
+
+
+class SentimentClient:
+    """Call a Sentiment API server from Python.
+
+    Parameters
+    ----------
+    base_url : str
+        The server, e.g. ``http://127.0.0.1:5000``.
+    timeout : float
+        Seconds to wait for each answer.
+    retries : int
+        How many times to retry a request that met a 503 or a failed or dropped connection.
+    backoff : float
+        Seconds before the second retry; each later one waits twice as long (the first is immediate).
+    """
+
+    def __init__(
+        self, base_url: str = "http://127.0.0.1:5000", *, timeout: float = 30.0, retries: int = 5, backoff: float = 0.5
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        # Predictions change nothing on the server, so a batch POST is as safe to repeat as a GET.
+        retry = Retry(
+            total=retries,
+            backoff_factor=backoff,
+            status_forcelist=(503,),
+            allowed_methods=None,
+            raise_on_status=False,
+            respect_retry_after_header=True,
+        )
+        self.session = requests.Session()
+        self.session.mount("http://", HTTPAdapter(max_retries=retry))
+        self.session.mount("https://", HTTPAdapter(max_retries=retry))
+
+    def __enter__(self) -> SentimentClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the pooled connections."""
+        self.session.close()
+
+    def predict(self, texts: Iterable[Any]) -> pd.DataFrame:
+        """Classify texts as Negative or Positive (the ``sentiment`` model)."""
+        return self.score(texts, "sentiment")
+
+    def rate(self, texts: Iterable[Any]) -> pd.DataFrame:
+        """Rate texts 0-4, negative to positive (the ``ratings`` model)."""
+        return self.score(texts, "ratings")
+
+    def score(self, texts: Iterable[Any], model: str) -> pd.DataFrame:
+        """Classify texts with any served model, by name; the frame has the index of ``texts`` (a Series) or 0..n-1."""
+        info = self.models.get(model)
+        if info is None:
+            raise ValueError(f"No model {model!r} on {self.base_url}; it serves {', '.join(self.models)}.")
+        series = texts if isinstance(texts, pd.Series) else pd.Series(list(texts), dtype=object)
+        scored = text_mask(series)
+        answers = [answer for batch in self.batches(series[scored].tolist()) for answer in self._post(info.endpoint, batch)]
+        labels = info.labels
+        best = np.array([labels.index(answer["prediction"]) for answer in answers], dtype=np.intp)
+        probabilities = np.array([[answer["probabilities"][label] for label in labels] for answer in answers], dtype=float)
+        coverage = np.array([[answer["coverage"]["known_terms"], answer["coverage"]["terms"]] for answer in answers])
+        return predictions_frame(
+            series.index,
+            scored,
+            labels,
+            info.index_field,
+            best,
+            probabilities.reshape(len(answers), len(labels)),
+            coverage.reshape(len(answers), 2),
+            [answer["model_version"] for answer in answers],
+        )
+
+    def batches(self, texts: Sequence[str]) -> Iterator[bytes]:
+        """Yield batch bodies of consecutive texts, each within the server's batch and body limits."""
+        limits = self.limits
+        empty = len(BATCH_PREFIX) + len(BATCH_SUFFIX)
+        batch: list[bytes] = []
+        size = empty
+        for position, text in enumerate(texts):
+            if len(text) > limits.max_query_chars:
+                raise ValueError(
+                    f"Text {position} has {len(text):,} characters; the server takes at most {limits.max_query_chars:,}. "
+                    "Shorten it first (e.g. texts.str.slice(0, limit))."
+                )
+            item = encode(text)
+            if empty + len(item) > limits.max_body_bytes:
+                raise ValueError(f"Text {position} alone makes a body over the server's {limits.max_body_bytes:,} bytes.")
+            if batch and (len(batch) == limits.max_batch or size + 1 + len(item) > limits.max_body_bytes):
+                yield BATCH_PREFIX + b",".join(batch) + BATCH_SUFFIX
+                batch, size = [], empty
+            size += len(item) + (1 if batch else 0)
+            batch.append(item)
+        if batch:
+            yield BATCH_PREFIX + b",".join(batch) + BATCH_SUFFIX
+
+    @cached_property
+    def limits(self) -> Limits:
+        """The server's limits, read once from its OpenAPI document."""
+        published = self._get("/openapi.json")["info"]["x-limits"]
+        return Limits(published["max_batch"], published["max_body_bytes"], published["max_query_chars"])
+
+    @cached_property
+    def models(self) -> dict[str, ModelInfo]:
+        """The served models by name, read once from ``/models``."""
+        served = self._get("/models")["models"]
+        return {
+            name: ModelInfo(manifest["endpoint"], tuple(manifest["labels"]), manifest.get("index_field"))
+            for name, manifest in served.items()
+        }
+
+    def _get(self, path: str) -> Any:
+        return read_answer(self.session.get(self.base_url + path, timeout=self.timeout))
+
+    def _post(self, endpoint: str, body: bytes) -> list[dict[str, Any]]:
+        headers = {"Content-Type": "application/json"}
+        response = self.session.post(self.base_url + endpoint, data=body, headers=headers, timeout=self.timeout)
+        return read_answer(response)["predictions"]
+
+
+def encode(text: str) -> bytes:
+    """One text as JSON, as it goes into a batch body (ASCII escapes, so any string encodes)."""
+    return json.dumps(text).encode()
+
+
+def read_answer(response: requests.Response) -> Any:
+    """The decoded JSON of a successful answer; ApiError with the service's message otherwise."""
+    if response.ok:
+        return response.json()
+    try:
+        message = response.json()["message"]
+    except (ValueError, KeyError, TypeError):
+        message = response.text[:200] or response.reason
+    raise ApiError(response.status_code, message)

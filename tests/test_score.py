@@ -1,0 +1,203 @@
+"""score.py: in-process scoring of a DataFrame and of TSV/CSV files, CSV and Kaggle output, the progress bar."""
+
+import io
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import score
+from bench.harness import ROOT
+from lib.frames import columns
+from tests.helpers import COMMITTED_MODELS, KAGGLE_TEST, needs_kaggle_test, readme_blocks
+
+KAGGLE_LAYOUT = [
+    "PhraseId\tSentenceId\tPhrase",
+    "101\t1\tA gorgeous , witty and moving film .",
+    "102\t1\t ",
+    "103\t2\tNone",
+    "104\t2\tthat movie was boring",
+    "105\t3\t",
+    "106\t3\tNA",
+    '107\t4\ta "so-called" comedy',
+]
+
+
+@pytest.fixture
+def test_tsv(tmp_path: Path) -> Path:
+    """A Kaggle-layout test file with a blank phrase, an empty one, and phrases pandas would read as NaN."""
+    path = tmp_path / "test.tsv"
+    path.write_text("\n".join(KAGGLE_LAYOUT) + "\n", encoding="utf-8")
+    return path
+
+
+def expected_probabilities(model: str, text: str) -> list[float]:
+    """What the served model itself says about one text, rounded as answers are."""
+    served = score.served_models(COMMITTED_MODELS.resolve())[model]
+    return served.model.predict_one(text).round(3).tolist()
+
+
+def test_score_texts_keeps_the_index_and_marks_non_text_rows_missing() -> None:
+    texts = pd.Series(["that movie was boring", None, np.nan, "", "  ", 42, "A gorgeous film"], index=list("abcdefg"))
+    scores = score.score_texts(texts)
+    assert list(scores.index) == list("abcdefg")
+    assert list(scores.columns) == columns(["Negative", "Positive"], None)
+    assert scores.loc[list("bcdef")].isna().all().all()
+    assert scores.loc[["a", "g"], "prediction"].tolist() == ["Negative", "Positive"]
+    assert scores.loc["a", ["p_Negative", "p_Positive"]].tolist() == expected_probabilities("sentiment", "that movie was boring")
+    assert scores.loc["a", "confidence"] == scores.loc["a", "p_Negative"]
+    assert scores.loc["a", "terms"] >= scores.loc["a", "known_terms"] > 0
+    assert scores.loc["a", "model_version"].startswith("sentiment-")
+
+
+def test_score_frame_appends_the_ratings_columns() -> None:
+    frame = pd.DataFrame({"id": [5, 6], "review": ["wonderful , brilliant", "dull and awful"]}, index=[40, 41])
+    scored = score.score_frame(frame, "review", model="ratings")
+    labels = score.served_models(COMMITTED_MODELS.resolve())["ratings"].labels
+    assert list(scored.columns) == ["id", "review", *columns(labels, "rating")]
+    assert list(scored.index) == [40, 41]
+    assert scored["rating"].tolist() == [4, 0]
+
+
+def test_no_text_at_all_still_gives_the_columns() -> None:
+    scores = score.score_texts(pd.Series([None, ""], dtype=object))
+    assert len(scores) == 2 and scores.isna().all().all()
+
+
+def test_unknown_model_is_named() -> None:
+    with pytest.raises(score.ScoreError, match=r"No model 'reviews' in .*; it holds ratings, sentiment\."):
+        score.score_texts(pd.Series(["good"]), model="reviews")
+
+
+def test_tsv_phrases_are_read_verbatim(test_tsv: Path, tmp_path: Path) -> None:
+    out = tmp_path / "scores.csv"
+    assert score.main([str(test_tsv), "--out", str(out)]) == 0
+    written = pd.read_csv(out, keep_default_na=False, dtype=str)
+    assert written["PhraseId"].tolist() == ["101", "102", "103", "104", "105", "106", "107"]
+    assert written["Phrase"].tolist()[2:] == ["None", "that movie was boring", "", "NA", 'a "so-called" comedy']
+    assert (written.loc[[1, 4], "prediction"] == "").all()  # blank and empty phrases: missing, the rest scored
+    assert (written.loc[[0, 2, 3, 5, 6], "prediction"] != "").all()
+    assert written.loc[3, "prediction"] == "Negative"
+
+
+def test_csv_with_quoted_commas_and_the_text_column_named(tmp_path: Path, capsysbinary: pytest.CaptureFixture) -> None:
+    path = tmp_path / "reviews.csv"
+    path.write_text('review,stars\n"Funny, warm and wonderful",5\n"",1\n', encoding="utf-8")
+    assert score.main([str(path), "--text", "review", "--model", "ratings"]) == 0
+    written = pd.read_csv(io.BytesIO(capsysbinary.readouterr().out))
+    assert written["review"].tolist()[0] == "Funny, warm and wonderful"
+    assert written["rating"].iloc[0] >= 3 and np.isnan(written["rating"].iloc[1])
+
+
+def test_separator_from_the_flag(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    path = tmp_path / "reviews.txt"
+    path.write_text("text|n\nthat movie was boring|1\n", encoding="utf-8")
+    assert score.main([str(path), "--text", "text"]) == 2
+    assert "--sep" in capsys.readouterr().err
+    assert score.main([str(path), "--text", "text", "--sep", "|"]) == 0
+    assert "Negative" in capsys.readouterr().out
+
+
+def test_kaggle_submission_has_every_phrase_id(test_tsv: Path, tmp_path: Path) -> None:
+    out = tmp_path / "submission.csv"
+    assert score.main([str(test_tsv), "--kaggle", "--out", str(out)]) == 0
+    lines = out.read_text().splitlines()
+    assert lines[0] == "PhraseId,Sentiment"
+    submission = pd.read_csv(out)
+    assert submission["PhraseId"].tolist() == [101, 102, 103, 104, 105, 106, 107]
+    assert submission["Sentiment"].between(0, 4).all()
+    assert submission.set_index("PhraseId").loc[[102, 105], "Sentiment"].tolist() == [score.KAGGLE_BLANK_RATING] * 2
+    ratings = score.score_texts(pd.Series(["that movie was boring"]), model="ratings")
+    assert submission.set_index("PhraseId").loc[104, "Sentiment"] == ratings.loc[0, "rating"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--text", "review"], "no column review (found PhraseId, SentenceId, Phrase)"),
+        (["--kaggle", "--id", "Id"], "no column Id"),
+    ],
+)
+def test_missing_columns_are_named(test_tsv: Path, capsys: pytest.CaptureFixture, args: list[str], message: str) -> None:
+    assert score.main([str(test_tsv), *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_missing_file_is_named(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert score.main([str(tmp_path / "absent.tsv")]) == 2
+    assert "absent.tsv: cannot read it" in capsys.readouterr().err
+
+
+def test_progress_bar_is_off_when_stderr_is_not_a_terminal(test_tsv: Path, capsys: pytest.CaptureFixture) -> None:
+    assert score.main([str(test_tsv)]) == 0
+    assert capsys.readouterr().err == ""
+
+
+class Terminal(io.StringIO):
+    """A stderr that says it is a terminal, as a person's shell is."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(("quiet", "shown"), [([], True), (["--quiet"], False)])
+def test_progress_bar_on_a_terminal_unless_quiet(
+    test_tsv: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, quiet: list[str], shown: bool
+) -> None:
+    terminal = Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    assert score.main([str(test_tsv), *quiet]) == 0
+    assert ("7/7" in terminal.getvalue()) is shown
+
+
+@pytest.mark.e2e  # about 20 s on 2 cores: a cluster's start and 66,292 phrases scored twice
+@needs_kaggle_test
+def test_readme_dask_block_scores_kaggle_test_as_one_process_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's Dask block verbatim (the data's path substituted): two workers, the one-process output line for line."""
+    pytest.importorskip("dask.dataframe", reason="dask is not installed (requirements-dev.txt)")
+    pytest.importorskip("distributed", reason="distributed is not installed (requirements-dev.txt)")
+    [block] = [block for block in readme_blocks("Python client and file scoring", "python") if "map_partitions" in block]
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    try:
+        exec(compile(block.replace('"lib/data/test.tsv"', repr(str(KAGGLE_TEST))), "README.md", "exec"), namespace)
+    finally:
+        if "dask_client" in namespace:
+            namespace["dask_client"].close()
+    parts = sorted(tmp_path.glob("scored-*.csv"), key=lambda path: int(path.stem.removeprefix("scored-")))
+    assert len(parts) > 2  # several partitions, spread over both workers
+    distributed_lines = [line for number, part in enumerate(parts) for line in part.read_text().splitlines()[(number > 0) :]]
+    assert score.main([str(KAGGLE_TEST), "--model", "ratings", "--out", str(tmp_path / "single.csv")]) == 0
+    single_lines = (tmp_path / "single.csv").read_text().splitlines()
+    assert len(single_lines) == 66_293
+    assert distributed_lines == single_lines
+
+
+@pytest.mark.e2e  # a Spark session (a JVM) and 66,292 phrases scored twice
+@pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning")
+@pytest.mark.filterwarnings("ignore:The copy keyword is deprecated")  # pyspark's toPandas, under pandas 3
+@needs_kaggle_test
+@pytest.mark.skipif(shutil.which("java") is None, reason="no java for Spark (apt-get install openjdk-17-jre-headless)")
+def test_readme_spark_block_scores_kaggle_test_as_one_process_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's Spark block verbatim (the data's path substituted): mapInPandas gives the one-process output."""
+    pytest.importorskip("pyspark", reason="pyspark is not installed (requirements-dev.txt)")
+    [block] = [block for block in readme_blocks("Python client and file scoring", "python") if "mapInPandas" in block]
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))  # as the README starts it: the workers import score from the repository
+    monkeypatch.setenv("PYSPARK_PYTHON", sys.executable)
+    monkeypatch.setenv("SPARK_LOCAL_IP", "127.0.0.1")  # the driver listens on loopback only, and no web UI
+    monkeypatch.setenv("PYSPARK_SUBMIT_ARGS", "--conf spark.ui.enabled=false pyspark-shell")
+    namespace: dict = {}
+    try:
+        exec(compile(block.replace('"lib/data/test.tsv"', repr(str(KAGGLE_TEST))), "README.md", "exec"), namespace)
+        scored = namespace["scored"].toPandas()
+    finally:
+        if "spark" in namespace:
+            namespace["spark"].stop()
+    assert list((tmp_path / "scored").glob("part-*.csv"))
+    single = score.score_frame(pd.read_csv(KAGGLE_TEST, **score.read_options(KAGGLE_TEST)), model="ratings")
+    # Spark hands integer columns with gaps back as floats; the values must be the same, row for row.
+    pd.testing.assert_frame_equal(scored.astype(single.dtypes), single)
