@@ -78,6 +78,7 @@ def test_a_body_within_the_limit_is_sent_100_continue_and_answered(stack: tuple[
     _, proxy = stack
     body = b'{"query": "a fine film"}'
     head = f"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: {len(body)}\r\n"
+    head += "Content-Type: application/json\r\n"
     with socket.create_connection((HOST, proxy.port), timeout=10) as connection:
         connection.sendall(head.encode() + b"Connection: close\r\n\r\n")
         assert connection.recv(4096).startswith(b"HTTP/1.1 100 Continue")
