@@ -103,7 +103,7 @@ def test_body_limit_at_the_edge_is_the_apps(stack: tuple[Server, Server]) -> Non
 def test_proxy_passes_request_ids_and_logs_json(stack: tuple[Server, Server]) -> None:
     _, proxy = stack
     answer = requests.get(proxy.url, {"query": "a fine film"}, headers={"X-Request-ID": "edge-check-1"}, timeout=10)
-    assert answer.headers["X-Request-ID"] == "edge-check-1" and answer.headers["Server"] == "sentiment-api"
+    assert answer.headers["X-Request-ID"] == "edge-check-1" and answer.headers["Server"] == "nginx"
     bad_id = requests.get(f"{proxy.url}/health", headers={"X-Request-ID": "bad id!"}, timeout=10)
     assert bad_id.headers["X-Request-ID"] != "bad id!"
     lines = [json.loads(line) for line in proxy.stdout.read_text().splitlines() if line.strip()]
