@@ -388,3 +388,14 @@ def test_bad_setting_stops_the_server_with_one_line(variable: str, value: str) -
     assert result.returncode == 1
     assert result.stderr.strip().startswith(f"Error: Config {variable!r} has value {value!r}.")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_oversized_upload_with_expect_continue_is_refused_without_100_continue(production_server: Server) -> None:
+    """The client waits for 100 Continue before sending 3 MB; it gets the 413 instead, and sends nothing."""
+    head = (
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 3000000\r\n"
+        b"Expect: 100-continue\r\nConnection: close\r\n\r\n"
+    )
+    answer = raw_exchange(production_server, head)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert b"100 Continue" not in answer and b"larger than the limit" in answer
