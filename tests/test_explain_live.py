@@ -18,7 +18,7 @@ def test_curl_explain_like_the_readme(dev_server: str) -> None:
     command += ["-d", "explain_terms=3"]
     completed = subprocess.run(command, capture_output=True, text=True, timeout=30, check=True)
     answer = json.loads(completed.stdout)
-    assert answer["prediction"] == "Negative" and answer["confidence"] == 0.79
+    assert answer["prediction"] == "Negative" and answer["confidence"] == 0.852
     explanation = answer["explanation"]
     assert (explanation["predicted"], explanation["runner_up"]) == ("Negative", "Positive")
     assert round(explanation["log_odds"], 4) == 1.3259 and round(explanation["prior_difference"], 4) == -0.2044
