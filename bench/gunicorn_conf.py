@@ -20,6 +20,7 @@ import gunicorn.util
 from gunicorn.workers import gthread
 from gunicorn.workers.sync import SyncWorker
 
+from lib.server import logging_config
 from lib.settings import MAX_URL_BYTES, ConfigError, Settings, non_negative_number, positive_int
 
 
@@ -109,28 +110,9 @@ accesslog = None
 
 # One JSON object per line on both streams: access log on stdout, everything else on stderr,
 # with the request id on any line logged while a request is served.
-logconfig_dict = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "lib.observability.RequestIdFilter"}},
-    "formatters": {
-        "json": {
-            "()": "pythonjsonlogger.json.JsonFormatter",
-            "fmt": "%(asctime)s %(levelname)s %(name)s %(process)d %(request_id)s %(message)s",
-            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger", "process": "pid"},
-        },
-        "access": {"format": "%(message)s"},
-    },
-    "handlers": {
-        "error": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr", "formatter": "json", "filters": ["request_id"]},
-        "access": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout", "formatter": "access"},
-    },
-    "loggers": {
-        "gunicorn.error": {"handlers": ["error"], "level": loglevel.upper(), "propagate": False},
-        "sentiment_api.access": {"handlers": ["access"] if _SETTINGS.access_log else [], "level": "INFO", "propagate": False},
-    },
-    "root": {"handlers": ["error"], "level": loglevel.upper()},
-}
+logconfig_dict = logging_config(loglevel.upper(), _SETTINGS.access_log)  # the production server's, for gunicorn
+logconfig_dict["loggers"]["gunicorn.error"] = logconfig_dict["loggers"].pop("_granian")
+del logconfig_dict["loggers"]["granian.access"]
 
 
 def _with_read_timeout(handle):
