@@ -158,9 +158,9 @@ def resolve(spec: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
     return item
 
 
-def raw_exchange(server: Server, payload: bytes) -> bytes:
-    """Send raw bytes on a fresh connection and read the whole answer (the server closes it)."""
-    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as connection:
+def raw_exchange(server: Server, payload: bytes, timeout: float = 10.0) -> bytes:
+    """Send raw bytes on a fresh connection and read the whole answer (the server closes it); b"" if none in time."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=timeout) as connection:
         connection.sendall(payload)
         answer = b""
         with contextlib.suppress(TimeoutError, ConnectionResetError):
