@@ -321,3 +321,20 @@ def readme_blocks(section: str, language: str) -> list[str]:
     start = text.index(f"\n## {section}\n")
     end = text.find("\n## ", start + 1)
     return re.findall(rf"^```{language}\n(.*?)^```$", text[start : end if end > 0 else None], flags=re.M | re.S)
+
+
+def reload_under_traffic(url: str, models: Path, source: Path, send_hup: Callable[[], None], timeout: float = 20) -> Traffic:
+    """Swap models/sentiment for ``source`` and send SIGHUP while clients call without pause; the stopped traffic."""
+    new = json.loads((source / "manifest.json").read_text())["version"]
+    assert served_version(url, "sentiment") != new
+    traffic = Traffic(url)
+    traffic.start()
+    try:
+        time.sleep(1)
+        replace_model(models, "sentiment", source)
+        send_hup()
+        wait_for_version(url, "sentiment", new, timeout=timeout)
+        time.sleep(1)
+    finally:
+        traffic.stop()
+    return traffic

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import os
 import shutil
@@ -24,7 +25,7 @@ import pytest
 import requests
 
 from bench.harness import HOST, ROOT, free_port
-from tests.helpers import Traffic, replace_model, wait_for_version
+from tests.helpers import reload_under_traffic
 
 TOOLS = ("podman", "debootstrap", "runc")
 MISSING = [tool for tool in TOOLS if shutil.which(tool) is None]
@@ -335,18 +336,7 @@ def test_models_on_a_volume_reload_on_sighup_without_a_failed_request(
     models = tmp_path / "models"
     shutil.copytree(ROOT / "lib" / "models", models, ignore=shutil.ignore_patterns(".*"))
     volume = ("-v", f"{models}:/models:ro", "-e", "MODELS_DIR=/models", "-e", "WEB_CONCURRENCY=2")
-    new = json.loads((tiny_models / "sentiment" / "manifest.json").read_text())["version"]
     with running(podman_env, image, *volume) as served:
-        old = requests.get(f"{served.url}/models", timeout=10).json()["models"]["sentiment"]["version"]
-        assert old != new
-        traffic = Traffic(served.url)
-        traffic.start()
-        try:
-            time.sleep(1)
-            replace_model(models, "sentiment", tiny_models / "sentiment")
-            podman(podman_env, "kill", "--signal", "HUP", served.name)
-            wait_for_version(served.url, "sentiment", new, timeout=60)
-            time.sleep(1)
-        finally:
-            traffic.stop()
+        hup = functools.partial(podman, podman_env, "kill", "--signal", "HUP", served.name)
+        traffic = reload_under_traffic(served.url, models, tiny_models / "sentiment", hup, timeout=60)
     assert traffic.failures == [] and traffic.answered > 50

@@ -30,9 +30,8 @@ from tests.helpers import (
     metric_value,
     plant,
     raw_exchange,
-    replace_model,
+    reload_under_traffic,
     served_version,
-    wait_for_version,
 )
 
 pytestmark = pytest.mark.slow  # live production servers, stalled clients, reloads
@@ -120,19 +119,10 @@ def reloadable_server(tmp_path: Path, tiny_models: Path) -> Iterator[tuple[Serve
 
 def test_sighup_reloads_models_without_failing_a_request(reloadable_server: tuple[Server, Path], tiny_models: Path) -> None:
     server, models = reloadable_server
-    old = served_version(server.url, "sentiment")
     new = json.loads((tiny_models / "sentiment" / "manifest.json").read_text())["version"]
-    assert new != old
-    traffic = Traffic(server.url)
-    traffic.start()
-    try:
-        time.sleep(1)
-        replace_model(models, "sentiment", tiny_models / "sentiment")
-        os.kill(server.process.pid, signal.SIGHUP)
-        wait_for_version(server.url, "sentiment", new)
-        time.sleep(1)
-    finally:
-        traffic.stop()
+    traffic = reload_under_traffic(
+        server.url, models, tiny_models / "sentiment", lambda: os.kill(server.process.pid, signal.SIGHUP)
+    )
     assert traffic.failures == [] and traffic.answered > 50
     metrics = requests.get(f"{server.url}/metrics", timeout=10).text
     assert metric_value(metrics, "model_build_info", model="sentiment", version=new) == 1
