@@ -4,7 +4,8 @@
     .venv/bin/python -m bench.run --servers granian ceiling --repeat 1
     .venv/bin/python -m bench.run --help
 
-Candidates: granian (the production command, lib/server.py), the old stack it replaced, gunicorn-sync
+Candidates: granian (the production command, lib/server.py), granian-nginx (the same behind deploy/nginx.conf's nginx,
+as the pod runs it: what a client of the deployed stack gets), the old stack it replaced, gunicorn-sync
 (bench/gunicorn_conf.py) and gunicorn-gthread (the same, 4 threads per worker), and the ceiling (bench/ceiling.py's
 constant JSON under gunicorn sync). Every server starts at once, each on 127.0.0.1 and its own free port with the same
 worker count, and wrk drives them with real sentences from the Kaggle test.tsv in interleaved rounds: round r measures
@@ -54,6 +55,7 @@ from bench.common import (
     tool_version,
 )
 from bench.harness import ROOT, Server, connections_by_worker, gunicorn_command, memory_snapshot, production_command
+from bench.proxy import proxying
 
 
 @dataclass(frozen=True)
@@ -64,12 +66,14 @@ class Candidate:
     env: dict[str, str] = field(default_factory=dict)
     ready_path: str = "/health"
     serves_models: bool = True  # False for the ceiling: no batch run, no memory measured
+    behind_nginx: bool = False  # True: wrk talks to deploy/nginx.conf's nginx in front of it, as in the pod
 
 
 CANDIDATES = {
     "gunicorn-sync": Candidate(gunicorn_command(), {"WORKER_CLASS": "sync", "THREADS": "1"}),
     "gunicorn-gthread": Candidate(gunicorn_command(), {"WORKER_CLASS": "gthread", "THREADS": "4"}),
     "granian": Candidate(production_command()),
+    "granian-nginx": Candidate(production_command(), behind_nginx=True),
     summary.REFERENCE: Candidate(server_command("bench.ceiling:app"), {"WORKER_CLASS": "sync", "THREADS": "1"}, "/", False),
 }
 SENTIMENT_MODEL = ROOT / "lib" / "models" / "sentiment"
@@ -136,7 +140,7 @@ def worker_class(server: Server) -> str:
     """The worker class gunicorn says it used (not guessed from the environment), or 'granian' for granian."""
     logs = [path.read_text(encoding="utf-8", errors="replace") for path in (server.stderr, server.stdout)]
     found = re.search(r"Using worker: ([\w.:]+)", logs[0])
-    return found.group(1) if found else "granian wsgi" if "Starting granian" in logs[1] else "unknown"
+    return found.group(1) if found else "granian wsgi" if any("Starting granian" in log for log in logs) else "unknown"
 
 
 def run_wrk(binary: str, server: Server, script: Path, connections: int, seconds: int, log: Path) -> tuple[str, list[int]]:
@@ -257,19 +261,38 @@ def memory_at(name: str, workers: int, paths: list[str], args: argparse.Namespac
     candidate = CANDIDATES[name]
     env = candidate_env(args, candidate, workers)
     note(f"{name}: memory with {workers} workers")
-    with launched(
-        f"{name}-{workers}w", candidate.command, env, args.startup_timeout, candidate.ready_path, workers, log_dir(name)
-    ) as server:
-        failed = warm_workers(server.url, paths, args.memory_requests)
-        return {**memory_snapshot(server.process.pid), "after": f"{args.memory_requests} GETs", "failed_requests": failed}
+    with ExitStack() as stack:
+        front, processes = launch(stack, f"{name}-{workers}w", candidate, env, workers, args)
+        failed = warm_workers(front.url, paths, args.memory_requests)
+        trees = [memory_snapshot(server.process.pid) for server in processes]
+        return {**combined(trees), "after": f"{args.memory_requests} GETs", "failed_requests": failed}
+
+
+def launch(
+    stack: ExitStack, name: str, candidate: Candidate, env: dict[str, str], workers: int, args: argparse.Namespace
+) -> tuple[Server, list[Server]]:
+    """Start a candidate (and nginx in front when it has one) until ready: what clients talk to, and every server."""
+    app = launched(name, candidate.command, env, args.startup_timeout, candidate.ready_path, workers, log_dir(name))
+    server = stack.enter_context(app)
+    if not candidate.behind_nginx:
+        return server, [server]
+    proxy = stack.enter_context(proxying([server.port], log_dir(name), name=f"nginx-{name}"))
+    return proxy, [server, proxy]
+
+
+def combined(trees: list[dict[str, Any]]) -> dict[str, Any]:
+    """One memory figure of the process trees a candidate runs (the app, and nginx in front): totals summed."""
+    if len(trees) == 1:
+        return trees[0]
+    totals = {key: round(sum(tree[key] for tree in trees), 1) for key in ("total_mb", "total_anon_mb")}
+    return {**trees[0], **totals, "proxy_mb": round(sum(tree["total_mb"] for tree in trees[1:]), 1)}
 
 
 def start(stack: ExitStack, name: str, args: argparse.Namespace) -> Server:
     """Start one server with ``--workers`` workers, its logs in its own folder; leaving ``stack`` stops it."""
     candidate = CANDIDATES[name]
-    env = candidate_env(args, candidate, args.workers)
-    server = launched(name, candidate.command, env, args.startup_timeout, candidate.ready_path, args.workers, log_dir(name))
-    return stack.enter_context(server)
+    front, _ = launch(stack, name, candidate, candidate_env(args, candidate, args.workers), args.workers, args)
+    return front
 
 
 def after_load(name: str, server: Server, load: list[Report], batch: list[str], args: argparse.Namespace) -> Report:
@@ -280,7 +303,7 @@ def after_load(name: str, server: Server, load: list[Report], batch: list[str], 
     if candidate.serves_models:
         note(f"{name}: batches of {len(batch)} for up to {args.batch_seconds:g} s")
         result["batch"] = batch_throughput(server.url, batch, args)
-    return {**result, "worker_class": worker_class(server)}
+    return {**result, "worker_class": "granian wsgi behind nginx" if candidate.behind_nginx else worker_class(server)}
 
 
 def measure_all(binary: str, script: Path, batch: list[str], paths: list[str], args: argparse.Namespace) -> dict[str, Report]:

@@ -177,14 +177,15 @@ def test_query_paths_and_wrk_script() -> None:
 
 def test_candidates_run_the_production_command_the_old_stack_and_the_ceiling() -> None:
     production, old = harness.production_command(), harness.gunicorn_command()
-    assert list(run.CANDIDATES) == ["gunicorn-sync", "gunicorn-gthread", "granian", "ceiling"]
-    sync, gthread, granian, ceiling = run.CANDIDATES.values()
+    assert list(run.CANDIDATES) == ["gunicorn-sync", "gunicorn-gthread", "granian", "granian-nginx", "ceiling"]
+    sync, gthread, granian, proxied, ceiling = run.CANDIDATES.values()
     assert (sync.command, sync.env) == (old, {"WORKER_CLASS": "sync", "THREADS": "1"})
     assert (gthread.command, gthread.env) == (old, {"WORKER_CLASS": "gthread", "THREADS": "4"})
     assert granian.command == production and granian.env == {}
+    assert (proxied.command, proxied.env, proxied.behind_nginx, granian.behind_nginx) == (production, {}, True, False)
     assert ceiling.command == [*old, "bench.ceiling:app"] and ceiling.env == sync.env
-    assert [c.ready_path for c in run.CANDIDATES.values()] == ["/health", "/health", "/health", "/"]
-    assert [c.serves_models for c in run.CANDIDATES.values()] == [True, True, True, False]
+    assert [c.ready_path for c in run.CANDIDATES.values()] == ["/health"] * 4 + ["/"]
+    assert [c.serves_models for c in run.CANDIDATES.values()] == [True] * 4 + [False]
     args = run.parse_args(["--no-access-log", "--workers", "3"])
     assert run.candidate_env(args, gthread, 5) == {"ACCESS_LOG": "", "WEB_CONCURRENCY": "5", **gthread.env}
 
@@ -525,3 +526,23 @@ def test_render_soak_report() -> None:
     assert "recovered in 249.0 ms (full set of workers after 32.8 ms" in text
     assert "the parent logged the HUP and loaded the models again" in text
     assert "  get                  200     6,497     6,453       6,453  -" in text.splitlines()
+
+
+def test_memory_of_a_proxied_candidate_sums_both_process_trees() -> None:
+    app = {"master_mb": 80.0, "workers_mb": [60.0, 60.0], "total_mb": 200.0, "total_anon_mb": 40.0}
+    nginx = {"master_mb": 2.0, "workers_mb": [3.0, 3.0], "total_mb": 8.0, "total_anon_mb": 1.5}
+    assert run.combined([app]) == app
+    both = run.combined([app, nginx])
+    assert (both["total_mb"], both["total_anon_mb"], both["proxy_mb"], both["workers_mb"]) == (208.0, 41.5, 8.0, [60.0, 60.0])
+
+
+def test_worker_class_is_read_from_either_log(tmp_path: Path) -> None:
+    def server(stderr: str, stdout: str = "") -> harness.Server:
+        (tmp_path / "err.log").write_text(stderr)
+        (tmp_path / "out.log").write_text(stdout)
+        return harness.Server("http://127.0.0.1:1", None, tmp_path / "out.log", tmp_path / "err.log")  # type: ignore[arg-type]
+
+    assert run.worker_class(server("[INFO] Using worker: gthread")) == "gthread"
+    assert run.worker_class(server('{"message": "Starting granian (main PID: 7)"}')) == "granian wsgi"
+    assert run.worker_class(server("", "Starting granian")) == "granian wsgi"
+    assert run.worker_class(server("")) == "unknown"
