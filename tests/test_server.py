@@ -7,6 +7,7 @@ deployed stack: tests/test_proxy.py checks those through nginx.
 import hashlib
 import hmac
 import json
+import logging
 import os
 import shutil
 import signal
@@ -20,7 +21,7 @@ import pytest
 import requests
 
 from bench.harness import ROOT, Server, free_port, live_descendants, production_command, serving, wait_for_workers
-from lib.server import granian_server, read_settings
+from lib.server import granian_server, lean_log_records, read_settings
 from lib.settings import ConfigError, available_cpus
 from tests.helpers import (
     CLIENT_TIMEOUT,
@@ -77,6 +78,18 @@ def test_access_log_is_json_with_request_ids(production_server: Server) -> None:
     assert by_id["log-me-1"]["status"] == 200 and by_id["log-me-1"]["path"] == "/"
     assert by_id[generated]["status"] == 404
     assert all({"time", "method", "path", "status", "duration_ms", "request_id"} <= line.keys() for line in lines)
+
+
+def test_log_records_leave_out_the_stack_walk_but_keep_the_pid(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    for flag in ("_srcfile", "logThreads", "logMultiprocessing"):
+        monkeypatch.setattr(logging, flag, getattr(logging, flag))  # restored after the test
+    lean_log_records()
+    logging.getLogger("sentiment_api.test").warning("lean")
+    record = caplog.records[-1]
+    assert (record.getMessage(), record.lineno, record.threadName, record.processName) == ("lean", 0, None, None)
+    assert record.process == os.getpid()
 
 
 def test_error_log_is_json(production_server: Server) -> None:
