@@ -13,11 +13,14 @@ import contextlib
 import os
 import re
 import shutil
+import subprocess
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from bench.harness import HOST, ROOT, Server, free_port, production_command, serving
+from bench.harness import HOST, ROOT, Server, ServerError, free_port, live_descendants, log_tail, production_command, serving
 
 NGINX_CONF = ROOT / "deploy" / "nginx.conf"
 NOBODY = 65534  # the unprivileged user nginx runs as when the caller is root
@@ -57,9 +60,40 @@ def unprivileged(command: list[str], prefix: Path, log_files: Sequence[Path]) ->
     return ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", *command]
 
 
+@dataclass
+class Proxy(Server):
+    """A running nginx, and the config file it reads (in its prefix folder)."""
+
+    config: Path
+
+    def route_to(self, upstream_ports: Sequence[int], timeout: float = 30.0) -> None:
+        """Rewrite the upstream to these ports and `nginx -s reload`; return once every worker of the old config exited.
+
+        From then on each request goes to the new upstream only: the old workers finished what they held and left.
+        """
+        old_workers = set(live_descendants(self.process.pid))
+        self.config.write_text(nginx_config(self.port, upstream_ports), encoding="utf-8")
+        reload = ["nginx", "-p", f"{self.config.parent}/", "-c", str(self.config), "-e", "stderr", "-s", "reload"]
+        done = subprocess.run(reload, capture_output=True, text=True, timeout=timeout, check=False)
+        if done.returncode != 0:
+            raise ServerError(f"nginx -s reload exited {done.returncode}: {done.stderr.strip()}")
+        deadline = time.monotonic() + timeout
+        while True:
+            self.check_alive()
+            workers = set(live_descendants(self.process.pid))
+            if workers and not workers & old_workers:
+                return
+            if time.monotonic() > deadline:
+                raise ServerError(f"nginx kept its old workers {timeout:.0f} s after a reload:\n{log_tail(self.stderr)}")
+            time.sleep(0.05)
+
+
 @contextlib.contextmanager
-def proxying(upstream_ports: Sequence[int], log_dir: Path, *, name: str = "nginx", port: int | None = None) -> Iterator[Server]:
-    """Run nginx with deploy/nginx.conf in front of the upstream ports until /health answers through it; always stop it."""
+def proxying(upstream_ports: Sequence[int], log_dir: Path, *, name: str = "nginx", port: int | None = None) -> Iterator[Proxy]:
+    """Run nginx with deploy/nginx.conf in front of the upstream ports until /health answers through it; always stop it.
+
+    ``proxy.route_to(ports)`` changes the upstream under way, as an endpoint change does in Kubernetes.
+    """
     if shutil.which("nginx") is None:
         raise FileNotFoundError("nginx is not installed: apt-get install -y nginx")
     port = port or free_port()
@@ -70,8 +104,8 @@ def proxying(upstream_ports: Sequence[int], log_dir: Path, *, name: str = "nginx
         log_dir.mkdir(parents=True, exist_ok=True)
         logs = [log_dir / f"{name}.{stream}.log" for stream in ("stdout", "stderr")]  # the names serving() gives them
         command = unprivileged(["nginx", "-p", f"{prefix}/", "-c", str(config), "-e", "stderr"], prefix, logs)
-        with serving(command, {}, log_dir, port=port, name=name) as proxy:
-            yield proxy
+        with serving(command, {}, log_dir, port=port, name=name) as server:
+            yield Proxy(server.url, server.process, server.stdout, server.stderr, config)
     finally:
         shutil.rmtree(prefix, ignore_errors=True)
 

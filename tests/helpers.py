@@ -195,6 +195,7 @@ class Traffic(threading.Thread):
     They retry a GET whose kept-alive connection the server closed as they sent on it, as nginx in front does
     and as HTTP clients should: a worker that stops (reload, recycling) closes its idle connections, and a
     request already on its way on one of them can only be sent again. Status codes are never retried.
+    ``versions`` holds the ``model_version`` of each answer, in the order they came.
     """
 
     def __init__(self, url: str, clients: int = 4) -> None:
@@ -202,6 +203,7 @@ class Traffic(threading.Thread):
         self.url, self.clients = url, clients
         self.stopping = threading.Event()
         self.answered, self.failures = 0, []
+        self.versions: list[str] = []
 
     def run(self) -> None:
         with ThreadPoolExecutor(self.clients) as pool:
@@ -216,6 +218,7 @@ class Traffic(threading.Thread):
                 response = session.get(self.url, params={"query": "a fine film"}, timeout=10)
                 if response.status_code == 200:
                     self.answered += 1
+                    self.versions.append(response.json()["model_version"])
                 else:
                     self.failures.append(response.status_code)
             except requests.RequestException as exc:

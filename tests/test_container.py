@@ -20,12 +20,14 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import requests
 
 from bench.harness import HOST, ROOT, free_port
-from tests.helpers import reload_under_traffic
+from bench.proxy import proxying
+from tests.helpers import Traffic, reload_under_traffic, replace_model, served_version, wait_for_version
 
 TOOLS = ("podman", "debootstrap", "runc")
 MISSING = [tool for tool in TOOLS if shutil.which(tool) is None]
@@ -41,6 +43,7 @@ pytestmark = [
 
 BASE_IMAGE = "localhost/debian-py:base"
 IMAGE = "localhost/sentiment-api:test"
+IMAGE_V2 = "localhost/sentiment-api:test-v2"  # the rolling update's new image: another sentiment model version
 # podman's image store is the machine's: two test runs at once would each debootstrap and re-tag the base.
 BASE_LOCK = Path(tempfile.gettempdir()) / "sentiment-api-debian-py-base.lock"
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")  # the host's; mounted for the build only (CONTAINERS.md point 3)
@@ -197,6 +200,11 @@ class Container:
     url: str
     startup_seconds: float
 
+    @property
+    def port(self) -> int:
+        """The loopback port it is published on."""
+        return int(urlsplit(self.url).port or 0)
+
 
 def container_state(env: dict[str, str], name: str) -> dict:
     """podman's view of the container's state (Running, ExitCode, ...)."""
@@ -305,12 +313,17 @@ def test_image_size_and_start_up(podman_env: dict[str, str], image: str, contain
     assert size < MAX_IMAGE_BYTES
 
 
-def test_bad_model_fails_the_build(podman_env: dict[str, str], base_image: str, tmp_path: Path) -> None:
-    context = tmp_path / "context"
+def copy_context(context: Path) -> Path:
+    """A build context in ``context`` with what the Containerfile copies from this checkout, to change before a build."""
     context.mkdir()
     for name in CONTEXT_FILES:
         shutil.copy2(ROOT / name, context / name)
     shutil.copytree(ROOT / "lib", context / "lib", ignore=shutil.ignore_patterns("data", "__pycache__", ".*"))
+    return context
+
+
+def test_bad_model_fails_the_build(podman_env: dict[str, str], base_image: str, tmp_path: Path) -> None:
+    context = copy_context(tmp_path / "context")
     corrupted = context / "lib" / "models" / "ratings" / "idf.npy"
     with corrupted.open("ab") as artifact:
         artifact.write(b"tampered")
@@ -340,3 +353,68 @@ def test_models_on_a_volume_reload_on_sighup_without_a_failed_request(
         hup = functools.partial(podman, podman_env, "kill", "--signal", "HUP", served.name)
         traffic = reload_under_traffic(served.url, models, tiny_models / "sentiment", hup, timeout=60)
     assert traffic.failures == [] and traffic.answered > 50
+
+
+@pytest.fixture
+def image_v2(podman_env: dict[str, str], base_image: str, tiny_models: Path, tmp_path: Path) -> Iterator[str]:
+    """The image built again with another sentiment model (tiny_models'), tagged IMAGE_V2: its id; removed afterwards.
+
+    Only the layers from `COPY lib/` on are rebuilt; the dependencies' layer comes from the cache.
+    """
+    context = copy_context(tmp_path / "context-v2")
+    replace_model(context / "lib" / "models", "sentiment", tiny_models / "sentiment")
+    iidfile = tmp_path / "iid-v2"
+    started = time.monotonic()
+    try:
+        build = build_command(context, "-f", str(context / "Containerfile"), "-t", IMAGE_V2, "--iidfile", str(iidfile))
+        podman(podman_env, *build, timeout=BUILD_TIMEOUT)
+        print(f"\nbuilt {IMAGE_V2} in {time.monotonic() - started:.1f} s")
+        yield iidfile.read_text().strip()
+    finally:
+        podman(podman_env, "rmi", IMAGE_V2, check=False)
+
+
+@pytest.mark.skipif(shutil.which("nginx") is None, reason="needs nginx, the Service in front: apt-get install -y nginx")
+def test_new_image_per_model_version_rolls_out_without_a_failed_request(
+    podman_env: dict[str, str], image: str, image_v2: str, tiny_models: Path, tmp_path: Path
+) -> None:
+    """The operator's first way to update: a new image per model version, rolled out as Kubernetes does it.
+
+    A RollingUpdate with maxSurge 1 and maxUnavailable 0, nginx standing for the Service's endpoints: the new
+    container starts and joins the upstream once /ready answers; then the old one leaves it and gets SIGTERM.
+    """
+    pod = ("-e", "WEB_CONCURRENCY=2", "-e", "DRAIN_SECONDS=5")  # as deploy/deployment.yaml runs the app
+    new_version = json.loads((tiny_models / "sentiment" / "manifest.json").read_text())["version"]
+    with contextlib.ExitStack() as stack:
+        old = stack.enter_context(running(podman_env, image, *pod))
+        proxy = stack.enter_context(proxying([old.port], tmp_path / "nginx"))
+        old_version = served_version(proxy.url, "sentiment")
+        assert old_version != new_version
+        traffic = Traffic(proxy.url)
+        traffic.start()
+        try:
+            new = stack.enter_context(running(podman_env, image_v2, *pod))  # back once its /ready answers 200
+            before_new = len(traffic.versions)
+            proxy.route_to([old.port, new.port])  # the ready pod becomes an endpoint
+            wait_for_version(proxy.url, "sentiment", new_version)
+            proxy.route_to([new.port])  # the old pod is taken out of the endpoints ...
+            started = time.monotonic()
+            podman(podman_env, "stop", "-t", str(STOP_GRACE), old.name, timeout=STOP_GRACE + COMMAND_TIMEOUT)  # ... and stopped
+            took = time.monotonic() - started
+            after_old = len(traffic.versions)
+            time.sleep(1)
+        finally:
+            traffic.stop()
+        state = container_state(podman_env, old.name)
+        logs = podman(podman_env, "logs", old.name)
+    answers = traffic.versions
+    print(
+        f"\nrolling update through nginx: {traffic.answered} answered, {len(traffic.failures)} failed; "
+        f"{answers.count(old_version)} by {old_version}, {answers.count(new_version)} by {new_version}; "
+        f"old container stopped in {took:.2f} s, exit code {state['ExitCode']}"
+    )
+    assert traffic.failures == []
+    assert before_new > 0 and set(answers[:before_new]) == {old_version}
+    assert len(answers) > after_old and set(answers[after_old:]) == {new_version}
+    assert took < STOP_GRACE and state["ExitCode"] == 0
+    assert "Granian shutdown completed" in logs.stdout + logs.stderr
