@@ -202,8 +202,13 @@ class Traffic(threading.Thread):
         super().__init__(daemon=True)
         self.url, self.clients = url, clients
         self.stopping = threading.Event()
-        self.answered, self.failures = 0, []
-        self.versions: list[str] = []
+        self.failures: list[object] = []
+        self.versions: list[str] = []  # list.append is atomic: the clients share it without a lock
+
+    @property
+    def answered(self) -> int:
+        """How many requests were answered 200."""
+        return len(self.versions)
 
     def run(self) -> None:
         with ThreadPoolExecutor(self.clients) as pool:
@@ -217,7 +222,6 @@ class Traffic(threading.Thread):
             try:
                 response = session.get(self.url, params={"query": "a fine film"}, timeout=10)
                 if response.status_code == 200:
-                    self.answered += 1
                     self.versions.append(response.json()["model_version"])
                 else:
                     self.failures.append(response.status_code)
