@@ -63,7 +63,7 @@ def parse(output: str) -> WrkResult:
         requests=int(total.group(1)),
         duration_s=to_ms(total.group(2)) / 1000,
         requests_per_s=float(rate.group(1)),
-        latency_ms={float(p): to_ms(v) for p, v in re.findall(r"^\s+([\d.]+)%\s+(\S+)$", output, re.MULTILINE)},
+        latency_ms={float(p): to_ms(v) for p, v in re.findall(r"^\s+([\d.]+)%\s+(\S+)\s*$", output, re.MULTILINE)},
         socket_errors=dict(zip(SOCKET_ERRORS, map(int, socket_found.groups()) if socket_found else (0,) * 4, strict=True)),
         non_2xx_3xx=int(non_2xx.group(1)) if non_2xx else 0,
     )

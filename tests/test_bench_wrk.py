@@ -31,6 +31,13 @@ def test_latency_distribution_in_ms() -> None:
     assert result.errors == 0
 
 
+def test_latency_in_seconds_is_read_despite_wrk_padding_the_unit() -> None:
+    """wrk pads "s" to the width of "ms" with a trailing space: "99%    1.17s "."""
+    result = parse(report("latency_seconds.txt"))
+    assert result.latency_ms == {50.0: 15.98, 75.0: 40.3, 90.0: 386.18, 99.0: 1170.0}
+    assert result.requests == 12817
+
+
 def test_error_statuses_are_counted() -> None:
     result = parse(report("not_found.txt"))
     assert result.requests == result.non_2xx_3xx == result.errors == 2434
