@@ -447,7 +447,8 @@ def responses(settings: Settings) -> Schema:
             error,
         ),
         "Timeout": response(
-            "The request body stalled (no data for the server's CLIENT_TIMEOUT seconds) or the client went away.", error
+            "The request body stopped arriving: the client went away mid-body, or (behind the deployed nginx) sent nothing for 5 seconds.",
+            error,
         ),
         "UriTooLong": response(
             f"The request line is over the production server's {MAX_URL_BYTES:,}-byte limit: send long texts in a body.", error
