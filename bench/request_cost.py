@@ -4,7 +4,8 @@
 
 Prints the CPU time per request of the constant-JSON ceiling view, of the service's /health and
 of a prediction, what each layer of the prediction path adds, what ``explain=true`` adds, and a
-cProfile of the prediction.
+cProfile of the prediction. The two ratios come from interleaved rounds: measured minutes apart,
+the same request's cost drifts by a third on these machines.
 """
 
 from __future__ import annotations
@@ -98,6 +99,7 @@ def main() -> None:
         ("  of which NLPModel.predict_one", per_call_us(lambda: model.predict_one(TEXT))),
         ("  scikit-learn transform + predict_proba instead", per_call_us(lambda: model.predict_texts([TEXT]), count=500)),
     ]
+    ceiling_us, prediction_us = interleaved_us([wsgi_call(ceiling, "/"), wsgi_call(service, QUERY)])
     plain, explained = interleaved_us([wsgi_call(service, QUERY), wsgi_call(service, QUERY + "&explain=true")])
     rows += [
         ("plain prediction, interleaved with the next", plain),
@@ -107,7 +109,10 @@ def main() -> None:
     ]
     for label, microseconds in rows:
         print(f"{label:<52} {microseconds:8.1f} us")
-    print(f"prediction / ceiling: {rows[3][1] / rows[0][1]:.2f}x the ceiling's in-process cost")
+    print(
+        f"prediction / ceiling: {prediction_us / ceiling_us:.2f}x the ceiling's in-process cost "
+        f"({prediction_us:.1f} / {ceiling_us:.1f} us, rounds interleaved)"
+    )
     print(f"explain=true / plain prediction: {explained / plain:.2f}x (+{explained - plain:.1f} us), rounds interleaved")
     profiler = cProfile.Profile()
     call = wsgi_call(service, QUERY)
