@@ -61,8 +61,9 @@ def read_batch_body() -> dict[str, Any] | None:
 
 def read_query(settings: Settings) -> str:
     """Find ``query`` in the URL, a JSON body or a form body, and check it."""
-    if "query" in request.args:
-        given = request.args.getlist("query")
+    args = request.args
+    if "query" in args:
+        given = args.getlist("query")
         if len(given) > 1:
             raise ApiError(
                 400, f"'query' appears {len(given)} times in the URL. Send one, or POST {{\"queries\": [...]}} for several."
