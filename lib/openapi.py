@@ -447,7 +447,8 @@ def responses(settings: Settings) -> Schema:
             error,
         ),
         "Timeout": response(
-            "The request body stopped arriving: the client went away mid-body, or (behind the deployed nginx) sent nothing for 5 seconds.",
+            "The request body stopped arriving: the client went away mid-body, "
+            "or (behind the deployed nginx) sent nothing for 5 seconds.",
             error,
         ),
         "UriTooLong": response(

@@ -25,9 +25,10 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from bench.harness import HOST, ROOT, free_port
+from bench.harness import HOST, ROOT, free_port, memory_snapshot
 from bench.proxy import proxying
 from tests.helpers import Traffic, reload_under_traffic, replace_model, served_version, wait_for_version
+from tests.test_deploy import containers, env, render
 
 TOOLS = ("podman", "debootstrap", "runc")
 MISSING = [tool for tool in TOOLS if shutil.which(tool) is None]
@@ -311,6 +312,32 @@ def test_image_size_and_start_up(podman_env: dict[str, str], image: str, contain
     size = int(podman(podman_env, "image", "inspect", "--format", "{{.Size}}", image).stdout.strip())
     print(f"\n{IMAGE}: {size / 10**6:.0f} MB; podman run to first /ready 200: {container.startup_seconds:.2f} s")
     assert size < MAX_IMAGE_BYTES
+
+
+def kubernetes_quantity_bytes(quantity: str) -> int:
+    """Bytes in a Kubernetes memory quantity with a binary suffix, such as "512Mi"."""
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
+    return int(quantity[:-2]) * units[quantity[-2:]]
+
+
+def test_memory_under_load_fits_the_pods_limit(podman_env: dict[str, str], image: str) -> None:
+    """The Deployment's memory limit was sized from this figure: the image's server with the pod's worker count."""
+    app = containers(render())["api"]
+    limit = kubernetes_quantity_bytes(app["resources"]["limits"]["memory"])
+    with running(podman_env, image, "-e", f"WEB_CONCURRENCY={env(app)['WEB_CONCURRENCY']}") as served:
+        batch = {"queries": [f"a {word} film, honestly" for word in ("good", "bad", "dull", "moving") * 250]}
+        for number in range(300):  # fresh connections, so both workers answer some
+            assert requests.get(f"{served.url}/", {"query": f"review number {number}"}, timeout=10).status_code == 200
+        for _ in range(5):
+            assert requests.post(f"{served.url}/", json=batch, timeout=30).status_code == 200
+        pid = int(podman(podman_env, "inspect", "--format", "{{.State.Pid}}", served.name).stdout.strip())
+        used = memory_snapshot(pid)
+    print(
+        f"\n{IMAGE}, {len(used['workers_mb'])} workers after 300 GETs and 5 batches of 1,000: {used['total_mb']} MiB PSS "
+        f"(master {used['master_mb']}, workers {', '.join(map(str, used['workers_mb']))}); pod limit {limit // 2**20} MiB"
+    )
+    assert len(used["workers_mb"]) == int(env(app)["WEB_CONCURRENCY"])
+    assert used["total_mb"] * 2**20 < limit / 2  # room for a reload's second set of workers and a long batch
 
 
 def copy_context(context: Path) -> Path:
