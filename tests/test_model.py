@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from sklearn.calibration import CalibratedClassifierCV
+from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.frozen import FrozenEstimator
 from sklearn.pipeline import make_pipeline
 
@@ -438,3 +439,25 @@ def test_calibration_keeps_labels_and_survives_save_and_load(tmp_path: Path) -> 
     np.testing.assert_allclose([loaded.predict_one(text) for text in PROBES], softened, rtol=0, atol=1e-12)
     np.testing.assert_array_equal(model.set_calibration(None).predict_texts(PROBES), raw)
     assert model.save(tmp_path / "raw", "ratings", {})["version"] != manifest["version"]
+
+
+def test_vocabulary_cap_breaks_ties_by_term_not_by_the_cpus_sort() -> None:
+    """Six terms seen twice each, room for four: the four that sort first, whatever NumPy's sort does on this CPU."""
+    texts = ["zeta alpha", "delta beta", "gamma epsilon", "zeta alpha", "delta beta", "gamma epsilon", "omega"]
+    model = NLPModel(["a", "b"], {"max_features": 4}).vectorizer_fit(texts)
+    assert sorted(model.vectorizer.vocabulary_) == ["alpha", "beta", "delta", "epsilon"]
+    assert model.vectorizer.vocabulary_ == {"alpha": 0, "beta": 1, "delta": 2, "epsilon": 3}  # columns in term order
+    assert model.vectorizer.get_params()["vocabulary"] is None  # the saved settings are what was asked for
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{"ngram_range": (1, 2), "sublinear_tf": True}, {"min_df": 2, "max_df": 0.5, "binary": True}, {"max_features": 3}],
+)
+def test_vocabulary_and_weights_are_scikit_learns_where_there_is_no_tie(settings: dict) -> None:
+    texts = ["a fine film", "a dull film", "fine acting, dull plot", "fine fine film", "plot twist", "dull"] * 3
+    ours = NLPModel(["a", "b"], settings).vectorizer_fit(texts).vectorizer
+    reference = TfidfVectorizer(**settings).fit(texts)
+    assert ours.vocabulary_ == reference.vocabulary_
+    np.testing.assert_allclose(ours.idf_, reference.idf_, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(ours.transform(texts).toarray(), reference.transform(texts).toarray(), rtol=0, atol=1e-12)
