@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import shutil
 import socket
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -106,10 +107,21 @@ def test_proxy_passes_request_ids_and_logs_json(stack: tuple[Server, Server]) ->
     assert answer.headers["X-Request-ID"] == "edge-check-1" and answer.headers["Server"] == "nginx"
     bad_id = requests.get(f"{proxy.url}/health", headers={"X-Request-ID": "bad id!"}, timeout=10)
     assert bad_id.headers["X-Request-ID"] != "bad id!"
-    lines = [json.loads(line) for line in proxy.stdout.read_text().splitlines() if line.strip()]
+    made_id = bad_id.headers["X-Request-ID"]
+    lines = logged_lines(proxy, lambda found: {"edge-check-1", made_id} <= {line["request_id"] for line in found})
     [logged] = [line for line in lines if line["request_id"] == "edge-check-1"]
     assert logged["path"] == "/" and logged["status"] == 200 and "fine" not in json.dumps(logged)
-    assert any(line["request_id"] == bad_id.headers["X-Request-ID"] for line in lines)
+    assert any(line["request_id"] == made_id for line in lines)
+
+
+def logged_lines(proxy: Server, complete: Callable[[list[dict]], bool], timeout: float = 5.0) -> list[dict]:
+    """nginx's access-log lines once ``complete`` says they are all there: nginx logs a request after answering it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = [json.loads(line) for line in proxy.stdout.read_text().splitlines() if line.strip()]
+        if complete(lines) or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.05)
 
 
 def test_errors_made_by_nginx_are_json(stack: tuple[Server, Server]) -> None:
