@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import sklearn
 from scipy import sparse
-from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
+from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer, TfidfVectorizer
 from sklearn.naive_bayes import MultinomialNB
 from sklearn.preprocessing import normalize
 
@@ -99,13 +99,17 @@ class NLPModel:
         settings = {key: value for key, value in self.vectorizer.get_params().items() if key not in tfidf_only}
         counter = CountVectorizer(**{**settings, "max_features": None})
         counts = counter.fit_transform(texts)  # min_df and max_df applied; binary counts if binary
-        terms = counter.get_feature_names_out().tolist()
-        frequencies = np.asarray(counts.sum(axis=0)).ravel().tolist()
-        ranked = sorted(range(len(terms)), key=lambda column: (-frequencies[column], terms[column]))
-        kept = sorted(terms[column] for column in ranked[: self.vectorizer.max_features])
-        self.vectorizer.set_params(vocabulary=kept).fit(texts)  # counts and idf over exactly these terms
-        self.vectorizer.set_params(vocabulary=None)  # the fitted vocabulary_ stays; the settings read as before
-        self.vectorizer.vocabulary_ = {term: int(index) for term, index in self.vectorizer.vocabulary_.items()}
+        terms = counter.get_feature_names_out()  # sorted, as the columns are
+        frequencies = np.asarray(counts.sum(axis=0)).ravel()
+        columns = np.arange(len(terms))
+        # Most frequent first, ties by column, i.e. by term: every key differs, so any sort gives this one order.
+        kept = np.sort(np.lexsort((columns, -frequencies))[: self.vectorizer.max_features])
+        vocabulary = {str(term): index for index, term in enumerate(terms[kept])}
+        if self.vectorizer.use_idf:  # as a load sets them: the vocabulary, then idf over the same counts
+            self.vectorizer.vocabulary_ = vocabulary
+            self.vectorizer.idf_ = TfidfTransformer(smooth_idf=self.vectorizer.smooth_idf).fit(counts[:, kept]).idf_
+        else:  # nothing to carry over: scikit-learn fits on exactly these terms
+            self.vectorizer.set_params(vocabulary=list(vocabulary)).fit(texts).set_params(vocabulary=None)
         return self
 
     def vectorizer_transform(self, texts: Iterable[str]) -> Any:
