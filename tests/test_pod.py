@@ -41,7 +41,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import os
 import subprocess
 import time
 import uuid
@@ -55,17 +54,10 @@ import yaml
 
 from bench.harness import HOST, ROOT, free_port
 from tests import test_container
-from tests.test_container import COMMAND_TIMEOUT, MISSING, READY_TIMEOUT, build_command, podman, tail
+from tests.test_container import COMMAND_TIMEOUT, READY_TIMEOUT, build_command, podman, tail
 from tests.test_deploy import containers, find, render
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(
-        bool(MISSING),
-        reason=f"needs {', '.join(MISSING)} (the images build FROM Debian packages): apt-get install -y podman debootstrap runc",
-    ),
-    pytest.mark.skipif(os.geteuid() != 0, reason="debootstrap and rootful podman need root"),
-]
+pytestmark = test_container.pytestmark  # e2e; skipped, saying why, without podman, debootstrap, runc or root
 
 # The image fixtures of tests/test_container.py (the Debian base, the app's image), shared rather than repeated.
 podman_env = test_container.podman_env
