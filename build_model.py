@@ -36,6 +36,7 @@ from sklearn.model_selection import GroupKFold, GroupShuffleSplit
 from sklearn.pipeline import make_pipeline
 
 import util
+from lib.calibration import fit_inverse_temperature
 from model import NLPModel
 
 ROOT = Path(__file__).resolve().parent
@@ -145,17 +146,16 @@ def fit(spec: ModelSpec, phrases: pd.DataFrame) -> NLPModel:
 def fit_temperature(spec: ModelSpec, sibling: NLPModel, held_out: pd.DataFrame, source: str) -> dict[str, Any]:
     """Fit temperature scaling of a fitted model on the whole sentences held out from it; return how, and its beta.
 
-    scikit-learn's CalibratedClassifierCV over the frozen sibling, on whole sentences because that
-    is what users send. The model served or validated takes the sibling's calibration, as
-    CalibratedClassifierCV(ensemble=False) does with the calibrator fitted on its cross-validation.
+    scikit-learn's temperature scaling of the frozen sibling (its beta found so that a rebuild on any CPU
+    gives the same one: ``lib.calibration``), on whole sentences because that is what users send. The model
+    served or validated takes the sibling's calibration, as CalibratedClassifierCV(ensemble=False) does with
+    the calibrator fitted on its cross-validation.
     """
     texts, y = evaluation_rows(spec, util.whole_sentences(held_out))
     counts = np.bincount(y, minlength=len(spec.labels))
     if counts.min() < CALIBRATION_MIN_PER_CLASS:
         return {"method": None, "reason": f"too few sentences per class to calibrate on ({counts.tolist()})"}
-    calibrated = calibrate(sibling, "temperature", texts, y)
-    # The one calibrator of the one (ensemble=False) calibrated classifier: beta of softmax(beta * log p).
-    beta = float(calibrated.calibrated_classifiers_[0].calibrators[0].beta_)
+    beta = fit_inverse_temperature(sibling.clf.predict_proba(sibling.vectorizer_transform(texts)), y)
     return {"method": "temperature", "inverse_temperature": beta, "fitted_on": f"{len(y):,} {source}"}
 
 

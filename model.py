@@ -6,8 +6,12 @@ fitted model as plain data, never a pickle: the vectorizer's settings and vocabu
 the idf weights and the classifier's log-probabilities as ``.npy`` arrays read with
 ``allow_pickle=False``. Whatever a model folder holds, loading it runs no code. A calibrated
 model also holds its temperature scaling's one parameter, applied on every scoring path. A manifest pins
-every file by SHA-256, and the version is derived from what is loaded. ``predict_texts`` and
-``predict_one`` are the serving paths. This module knows nothing of HTTP or plotting.
+every file by SHA-256, and the version is derived from what is loaded. ``score_one`` and ``score_texts``
+are the serving paths. This module knows nothing of HTTP or plotting.
+
+Fitting writes the same bytes on every CPU: the idf weights, the training features and naive Bayes'
+log-probabilities are computed with exact sums and correctly rounded logarithms (``lib.reproducible``),
+never with the kernels NumPy or BLAS pick for the CPU at hand.
 """
 
 from __future__ import annotations
@@ -27,9 +31,12 @@ from typing import Any
 import numpy as np
 import sklearn
 from scipy import sparse
-from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer, TfidfVectorizer
+from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 from sklearn.naive_bayes import MultinomialNB
-from sklearn.preprocessing import normalize
+from sklearn.utils.validation import check_non_negative
+
+from lib import reproducible
+from lib.calibration import INVERSE_TEMPERATURE_RANGE, softmax, temperature_scale, temperature_scale_one
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 2
@@ -40,9 +47,6 @@ CLASS_LOG_PRIOR_FILE = "class_log_prior.npy"  # log P(class), one per label
 ARTIFACT_FILES = (VECTORIZER_FILE, IDF_FILE, FEATURE_LOG_PROB_FILE, CLASS_LOG_PRIOR_FILE)
 #: Optional: the inverse temperature beta of a calibrated model, one float64 (no file: uncalibrated).
 TEMPERATURE_FILE = "inverse_temperature.npy"
-#: scikit-learn's temperature scaling: softmax(beta * log(p + LOGIT_EPS)), beta searched in e**-10..e**10.
-LOGIT_EPS = 1e-12
-INVERSE_TEMPERATURE_RANGE = (math.exp(-10.0), math.exp(10.0))
 REBUILD_HINT = "Rebuild the models with: python build_model.py --data PATH/TO/train.tsv"
 
 #: The vectorizer settings that shape ``transform``, with the values a saved model may hold.
@@ -80,7 +84,7 @@ class NLPModel:
     ) -> None:
         self.labels = tuple(labels)
         self.vectorizer = TfidfVectorizer(**dict(vectorizer_params or {}))
-        self.clf = MultinomialNB(**dict(classifier_params or {}))
+        self.clf = ReproducibleMultinomialNB(**dict(classifier_params or {}))
         self.manifest: dict[str, Any] = {}
         self.inverse_temperature_: float | None = None  # calibration; None: the classifier's own probabilities
         self._fast: _FastPath | None = None
@@ -107,14 +111,17 @@ class NLPModel:
         vocabulary = {str(term): index for index, term in enumerate(terms[kept])}
         if self.vectorizer.use_idf:  # as a load sets them: the vocabulary, then idf over the same counts
             self.vectorizer.vocabulary_ = vocabulary
-            self.vectorizer.idf_ = TfidfTransformer(smooth_idf=self.vectorizer.smooth_idf).fit(counts[:, kept]).idf_
+            self.vectorizer.idf_ = inverse_document_frequency(counts[:, kept], self.vectorizer.smooth_idf)
         else:  # nothing to carry over: scikit-learn fits on exactly these terms
             self.vectorizer.set_params(vocabulary=list(vocabulary)).fit(texts).set_params(vocabulary=None)
         return self
 
     def vectorizer_transform(self, texts: Iterable[str]) -> Any:
-        """Turn texts into the TF-IDF matrix the classifier reads."""
-        return self.vectorizer.transform(texts)
+        """Turn texts into the TF-IDF matrix the classifier reads: scikit-learn's numbers, the same bits on every CPU."""
+        vectorizer = self.vectorizer
+        counts = CountVectorizer.transform(vectorizer, texts)  # the term counts; TfidfVectorizer would weigh them next
+        idf = vectorizer.idf_ if vectorizer.use_idf else None
+        return tf_idf(counts, vectorizer.binary, vectorizer.sublinear_tf, idf, vectorizer.norm)
 
     def train(self, features: Any, y: Sequence[int] | np.ndarray) -> NLPModel:
         """Fit the classifier on vectorized texts and integer class indices."""
@@ -256,6 +263,64 @@ class NLPModel:
         model.manifest = manifest
         model._fast_path()  # built at load, so the first request pays nothing
         return model
+
+
+class ReproducibleMultinomialNB(MultinomialNB):
+    """scikit-learn's multinomial naive Bayes with its fitted numbers computed the same, bit for bit, on every CPU.
+
+    scikit-learn sums the class counts with NumPy's vector kernels, whose order follows the CPU, and takes NumPy's
+    logarithm, which differs by kernel too: a rebuild on an AVX-512 machine changed every log-probability by up to
+    1.8e-15. Here the sums are exact and the logarithms correctly rounded (``lib.reproducible``); the formulas are
+    scikit-learn's, and so are the results, to a unit in the last place.
+    """
+
+    def _count(self, X: Any, Y: np.ndarray) -> None:
+        """Add the features' exact sums per class, and the classes' exact weights."""
+        check_non_negative(X, "MultinomialNB (input X)")
+        self.feature_count_ += reproducible.weighted_column_sums(X, Y)
+        self.class_count_ += reproducible.column_sums(Y)
+
+    def _update_feature_log_prob(self, alpha: Any) -> None:
+        """log P(term | class): the smoothed counts over their class's exact total, logarithms correctly rounded."""
+        smoothed = self.feature_count_ + alpha
+        totals = reproducible.row_sums(smoothed)
+        self.feature_log_prob_ = reproducible.logs(smoothed) - reproducible.logs(totals)[:, np.newaxis]
+
+    def _update_class_log_prior(self, class_prior: Any = None) -> None:
+        """log P(class): the given prior, the classes' shares of the training weight, or uniform, as scikit-learn does."""
+        n_classes = len(self.classes_)
+        if class_prior is not None:
+            if len(class_prior) != n_classes:
+                raise ValueError("Number of priors must match number of classes.")
+            self.class_log_prior_ = reproducible.logs(np.asarray(class_prior, dtype=np.float64))
+        elif self.fit_prior:
+            total = reproducible.log(reproducible.exact_sum(self.class_count_))
+            self.class_log_prior_ = reproducible.logs(self.class_count_) - total
+        else:
+            self.class_log_prior_ = np.full(n_classes, -reproducible.log(n_classes))
+
+
+def inverse_document_frequency(counts: sparse.spmatrix, smooth: bool) -> np.ndarray:
+    """scikit-learn's idf, log(n / df) + 1 (n and df plus one if smoothed), its logarithm correctly rounded."""
+    documents = np.bincount(sparse.csr_matrix(counts).indices, minlength=counts.shape[1]) + int(smooth)
+    return reproducible.logs((counts.shape[0] + int(smooth)) / documents) + 1.0
+
+
+def tf_idf(counts: sparse.spmatrix, binary: bool, sublinear_tf: bool, idf: np.ndarray | None, norm: str | None) -> Any:
+    """Weigh a matrix of term counts as TfidfVectorizer does, and to the same bits on every CPU.
+
+    Binary or sublinear term frequency (1 + log count), times idf, each row scaled to unit length (l1 or l2).
+    """
+    features = sparse.csr_matrix(counts, dtype=np.float64, copy=True)
+    if binary:
+        features.data[:] = 1.0
+    elif sublinear_tf:
+        features.data = reproducible.logs(features.data) + 1.0
+    if idf is not None:
+        features.data *= idf[features.indices]
+    if norm is not None:
+        features = reproducible.rows_normalized(features, norm)
+    return features
 
 
 def analyzer_params(vectorizer: TfidfVectorizer) -> dict[str, Any]:
@@ -446,29 +511,6 @@ def _inverse_temperature_from(path: Path, payload: bytes) -> float:
     return beta
 
 
-def temperature_scale(probabilities: np.ndarray, inverse_temperature: float) -> np.ndarray:
-    """Calibrate probabilities (last axis: classes) exactly as scikit-learn's temperature scaling does.
-
-    ``CalibratedClassifierCV(method="temperature")``: softmax(beta * log(p + 1e-12)); for two classes
-    it rebuilds the first column as 1 - p[1] from the positive class, so this does too.
-    """
-    if probabilities.shape[-1] == 2:
-        probabilities = probabilities.copy()  # cheaper than np.stack for the one-text path
-        probabilities[..., 0] = 1.0 - probabilities[..., 1]
-    return _softmax(inverse_temperature * np.log(probabilities + LOGIT_EPS))
-
-
-def _temperature_scale_one(probabilities: list[float], inverse_temperature: float) -> np.ndarray:
-    """``temperature_scale`` for one text's probabilities, the same arithmetic on Python floats."""
-    if len(probabilities) == 2:
-        probabilities = [1.0 - probabilities[1], probabilities[1]]
-    logits = [inverse_temperature * math.log(p + LOGIT_EPS) for p in probabilities]
-    top = max(logits)
-    shifted = [math.exp(logit - top) for logit in logits]
-    total = sum(shifted)
-    return np.array([value / total for value in shifted])
-
-
 def _npy(array: np.ndarray) -> bytes:
     """Serialize an array as ``.npy`` bytes: float64, C order, no pickle, same bytes every time."""
     buffer = io.BytesIO()
@@ -555,7 +597,7 @@ class _FastPath:
         probabilities = [value / total for value in shifted]
         if self.inverse_temperature is None:
             return np.array(probabilities)
-        return _temperature_scale_one(probabilities, self.inverse_temperature)
+        return temperature_scale_one(probabilities, self.inverse_temperature)
 
     def score_many(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Score texts in one sparse product; return probabilities and (known terms, terms) per text."""
@@ -571,35 +613,15 @@ class _FastPath:
             (np.asarray(values, dtype=np.float64), np.asarray(indices, dtype=np.intp), np.asarray(indptr, dtype=np.intp)),
             shape=(len(texts), self.log_prob.shape[0]),
         )
-        features.data = self._tf_idf(features.data, features.indices)
-        if self.norm is not None:
-            features = normalize(features, norm=self.norm, copy=False)
+        features = tf_idf(features, self.binary, self.sublinear_tf, self.idf, self.norm)
         return self._probabilities(features @ self.log_prob + self.log_prior), coverage
 
     def _probabilities(self, joint: np.ndarray) -> np.ndarray:
         """Turn joint log-likelihoods into the model's (calibrated, if it is) class probabilities."""
-        probabilities = _softmax(joint)
+        probabilities = softmax(joint)
         if self.inverse_temperature is None:
             return probabilities
         return temperature_scale(probabilities, self.inverse_temperature)
-
-    def _tf_idf(self, counts: np.ndarray, indices: np.ndarray) -> np.ndarray:
-        """Weigh term counts as the vectorizer does: binary or sublinear term frequency, times idf."""
-        if self.binary:
-            weights = np.ones_like(counts)
-        elif self.sublinear_tf:
-            weights = np.log(counts) + 1.0
-        else:
-            weights = counts.copy()
-        if self.idf is not None:
-            weights *= self.idf[indices]
-        return weights
-
-
-def _softmax(joint: np.ndarray) -> np.ndarray:
-    """Turn joint log-likelihoods (last axis: classes) into probabilities, without overflow."""
-    shifted = np.exp(joint - joint.max(axis=-1, keepdims=True))
-    return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
 #: A term's (start, end) in the original text; NOWHERE when it has no position.

@@ -1,6 +1,9 @@
 """The committed models: what the README's build produces from the Kaggle data (skipped without it), and their reports."""
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +12,10 @@ import pytest
 import build_model
 import util
 from model import NLPModel
-from tests.helpers import COMMITTED_MODELS, KAGGLE_TRAIN, needs_kaggle
+from tests.helpers import COMMITTED_MODELS, KAGGLE_TRAIN, ROOT, needs_kaggle
+
+#: NumPy 2.4's names for the AVX-512 kernels it dispatches to.
+AVX512 = ("X86_V4", "AVX512_ICL", "AVX512_SPR")
 
 
 @pytest.fixture(scope="module")
@@ -19,10 +25,8 @@ def rebuilt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@needs_kaggle
-@pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(build_model.MODEL_SPECS))
-def test_build_reproduces_committed_models(rebuilt: Path, name: str) -> None:
+def assert_same_as_committed(rebuilt: Path, name: str) -> None:
+    """Every file of a rebuilt model folder is the committed one, byte for byte: a rebuild leaves git clean."""
     committed = json.loads((COMMITTED_MODELS / name / "manifest.json").read_text())
     fresh = json.loads((rebuilt / name / "manifest.json").read_text())
     assert fresh["data"] == committed["data"]
@@ -31,12 +35,75 @@ def test_build_reproduces_committed_models(rebuilt: Path, name: str) -> None:
     assert fresh["version"] == committed["version"], "same data and code must give byte-identical artifacts"
     files = sorted(path.name for path in (COMMITTED_MODELS / name).iterdir())
     assert files == sorted(path.name for path in (rebuilt / name).iterdir())
-    for filename in files:  # the manifest and report too: a rebuild leaves git clean
+    for filename in files:  # the manifest and report too
         assert (rebuilt / name / filename).read_bytes() == (COMMITTED_MODELS / name / filename).read_bytes(), filename
+
+
+@needs_kaggle
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(build_model.MODEL_SPECS))
+def test_build_reproduces_committed_models(rebuilt: Path, name: str) -> None:
+    assert_same_as_committed(rebuilt, name)
     phrases = util.whole_sentences(util.load_phrases(KAGGLE_TRAIN))["Phrase"].head(500).tolist()
     np.testing.assert_array_equal(
         NLPModel.load(rebuilt / name).predict_texts(phrases), NLPModel.load(COMMITTED_MODELS / name).predict_texts(phrases)
     )
+
+
+def dispatched_features(environ: dict[str, str] | None = None) -> list[str]:
+    """The CPU features NumPy dispatches kernels on that are in use in a Python started with ``environ``."""
+    probe = "from numpy._core import _multiarray_umath as u; print(*[f for f in u.__cpu_dispatch__ if u.__cpu_features__[f]])"
+    return subprocess.run([sys.executable, "-c", probe], env=environ, capture_output=True, text=True, check=True).stdout.split()
+
+
+def openblas_kernels(environ: dict[str, str]) -> str:
+    """The kernel family OpenBLAS picked in a Python started with ``environ``."""
+    probe = "import numpy; from threadpoolctl import threadpool_info; print(threadpool_info()[0]['architecture'])"
+    return subprocess.run([sys.executable, "-c", probe], env=environ, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def build_with(environ: dict[str, str], out: Path) -> Path:
+    """Run the README's build command in a process with these kernel settings."""
+    command = [sys.executable, "build_model.py", "--data", str(KAGGLE_TRAIN), "--out", str(out)]
+    finished = subprocess.run(command, cwd=ROOT, env=environ, capture_output=True, text=True, timeout=600)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    return out
+
+
+@needs_kaggle
+@pytest.mark.e2e
+def test_build_without_avx512_kernels_reproduces_committed_models(tmp_path: Path) -> None:
+    """The build on this CPU's AVX-512 kernels (make test) and, here, with NumPy's and OpenBLAS's AVX-512 code off."""
+    found = [feature for feature in dispatched_features() if feature in AVX512]
+    if not found:
+        pytest.skip(
+            "this CPU has no AVX-512, so make test's rebuild ran without it; "
+            "test_build_on_plain_kernels_reproduces_committed_models turns off the kernels it has"
+        )
+    environ = {**os.environ, "NPY_DISABLE_CPU_FEATURES": " ".join(found), "OPENBLAS_CORETYPE": "Haswell"}
+    assert not set(dispatched_features(environ)) & set(AVX512), "NumPy still dispatches to AVX-512"
+    assert openblas_kernels(environ) == "Haswell"
+    out = build_with(environ, tmp_path)
+    for name in build_model.MODEL_SPECS:
+        assert_same_as_committed(out, name)
+
+
+@needs_kaggle
+@pytest.mark.e2e
+def test_build_on_plain_kernels_reproduces_committed_models(tmp_path: Path) -> None:
+    """Every vector kernel off: NumPy's dispatched ones, OpenBLAS's, and the C library's FMA and AVX2 maths."""
+    found = dispatched_features()
+    environ = {
+        **os.environ,
+        "NPY_DISABLE_CPU_FEATURES": " ".join(found),
+        "OPENBLAS_CORETYPE": "Nehalem",
+        "GLIBC_TUNABLES": "glibc.cpu.hwcaps=-AVX2,-FMA,-AVX512F",
+    }
+    assert dispatched_features(environ) == [], f"NumPy still dispatches to {dispatched_features(environ)}"
+    assert openblas_kernels(environ) == "Nehalem"
+    out = build_with(environ, tmp_path)
+    for name in build_model.MODEL_SPECS:
+        assert_same_as_committed(out, name)
 
 
 @pytest.mark.parametrize("name", sorted(build_model.MODEL_SPECS))
