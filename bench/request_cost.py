@@ -97,7 +97,7 @@ def main() -> None:
         ("same constant from a Flask-RESTful Resource", per_call_us(wsgi_call(restful_ceiling(), "/"))),
         ("service: GET /health (Flask-RESTful + hooks)", per_call_us(wsgi_call(service, "/health"))),
         ("service: GET /?query=... (prediction)", prediction_us),
-        ("  of which NLPModel.predict_one", per_call_us(lambda: model.predict_one(TEXT))),
+        ("  of which NLPModel.score_one", per_call_us(lambda: model.score_one(TEXT))),
         ("  scikit-learn transform + predict_proba instead", per_call_us(lambda: model.predict_texts([TEXT]), count=500)),
     ]
     plain, explained = interleaved_us([wsgi_call(service, QUERY), wsgi_call(service, QUERY + "&explain=true")])

@@ -125,7 +125,7 @@ def test_fast_path_matches_scikit_learn_on_thousands_of_phrases() -> None:
     phrases = util.load_phrases(KAGGLE_TRAIN)["Phrase"].sample(3000, random_state=0).tolist()
     for name in build_model.MODEL_SPECS:
         model = NLPModel.load(COMMITTED_MODELS / name)
-        fast = np.array([model.predict_one(text) for text in phrases])
+        fast = np.array([model.score_one(text)[0] for text in phrases])
         expected = model.predict_texts(phrases)
         np.testing.assert_allclose(fast, expected, rtol=0, atol=1e-9)
         np.testing.assert_allclose(model.score_texts(phrases)[0], expected, rtol=0, atol=1e-9)
@@ -147,7 +147,7 @@ def test_committed_calibration_equals_scikit_learn_on_thousands_of_phrases(name:
     expected = calibrated.predict_proba(probes)
     np.testing.assert_allclose(model.predict_texts(probes), expected, rtol=0, atol=1e-9)
     np.testing.assert_allclose(model.score_texts(probes)[0], expected, rtol=0, atol=1e-9)
-    # predict_one equals predict_texts on 3,000 phrases (the test above), so it equals scikit-learn too.
+    # score_one equals predict_texts on 3,000 phrases (the test above), so it equals scikit-learn too.
 
 
 @pytest.mark.parametrize("name", sorted(build_model.MODEL_SPECS))

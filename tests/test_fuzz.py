@@ -103,7 +103,7 @@ def test_empty_and_huge_values(fuzz_client: FlaskClient, size: int) -> None:
 @given(text=ANY_TEXT)
 def test_model_handles_any_text(text: str) -> None:
     model = _committed_sentiment()
-    fast = model.predict_one(text)
+    fast = model.score_one(text)[0]
     assert np.isfinite(fast).all() and abs(fast.sum() - 1) < 1e-9
     np.testing.assert_allclose(fast, model.predict_texts([text])[0], rtol=0, atol=1e-9)
 

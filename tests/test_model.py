@@ -50,7 +50,7 @@ def test_fast_path_equals_scikit_learn(params: dict) -> None:
     model = fitted(**params)
     texts = [*TEXTS, "", "unknown words only", "GOOD good good, bad!", "fun " * 50, "é ü ß 😀"]
     expected = model.predict_texts(texts)
-    actual = np.array([model.predict_one(text) for text in texts])
+    actual = np.array([model.score_one(text)[0] for text in texts])
     np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-12)
 
 
@@ -68,7 +68,7 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
     assert loaded.manifest["metrics"] == {"accuracy": 1.0}
     texts = [*TEXTS, "", "unknown", "good good bad"]
     np.testing.assert_array_equal(loaded.predict_texts(texts), model.predict_texts(texts))
-    np.testing.assert_allclose([loaded.predict_one(text) for text in texts], model.predict_texts(texts), rtol=0, atol=1e-12)
+    np.testing.assert_allclose([loaded.score_one(text)[0] for text in texts], model.predict_texts(texts), rtol=0, atol=1e-12)
     assert loaded.predict(loaded.vectorizer_transform(["good fun"])).tolist() == [1]
 
 
@@ -420,7 +420,7 @@ def test_calibration_equals_scikit_learn_on_every_path(kind: str) -> None:
     model.set_calibration(beta)
     np.testing.assert_allclose(model.predict_texts(PROBES), expected, rtol=0, atol=1e-9)
     np.testing.assert_allclose(model.score_texts(PROBES)[0], expected, rtol=0, atol=1e-9)
-    np.testing.assert_allclose([model.predict_one(text) for text in PROBES], expected, rtol=0, atol=1e-9)
+    np.testing.assert_allclose([model.score_one(text)[0] for text in PROBES], expected, rtol=0, atol=1e-9)
     np.testing.assert_allclose([model.score_one(text)[0] for text in PROBES], expected, rtol=0, atol=1e-9)
 
 
@@ -436,7 +436,7 @@ def test_calibration_keeps_labels_and_survives_save_and_load(tmp_path: Path) -> 
     loaded = NLPModel.load(tmp_path)
     assert loaded.inverse_temperature_ == 0.6
     np.testing.assert_array_equal(loaded.predict_texts(PROBES), softened)
-    np.testing.assert_allclose([loaded.predict_one(text) for text in PROBES], softened, rtol=0, atol=1e-12)
+    np.testing.assert_allclose([loaded.score_one(text)[0] for text in PROBES], softened, rtol=0, atol=1e-12)
     np.testing.assert_array_equal(model.set_calibration(None).predict_texts(PROBES), raw)
     assert model.save(tmp_path / "raw", "ratings", {})["version"] != manifest["version"]
 

@@ -37,7 +37,7 @@ def test_tsv(tmp_path: Path) -> Path:
 def expected_probabilities(model: str, text: str) -> list[float]:
     """What the served model itself says about one text, rounded as answers are."""
     served = score.served_models(COMMITTED_MODELS.resolve())[model]
-    return served.model.predict_one(text).round(3).tolist()
+    return served.model.score_one(text)[0].round(3).tolist()
 
 
 def test_score_texts_keeps_the_index_and_marks_non_text_rows_missing() -> None:
