@@ -23,7 +23,6 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,78 +30,33 @@ import numpy as np
 import pandas as pd
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.frozen import FrozenEstimator
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, roc_auc_score
-from sklearn.model_selection import GroupKFold, GroupShuffleSplit
+from sklearn.metrics import accuracy_score
+from sklearn.model_selection import GroupKFold
 from sklearn.pipeline import make_pipeline
 
 import util
 from lib.calibration import fit_inverse_temperature
+from lib.evaluation import ECE_BINS, bootstrap_changes, score
+from lib.specs import (
+    CALIBRATION_SHARE,
+    MODEL_SPECS,
+    RANDOM_STATE,
+    TUNING_GRID,
+    VALIDATION_SHARE,
+    ModelSpec,
+    evaluation_rows,
+    split_by_sentence,
+    training_rows,
+)
 from model import NLPModel
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_DATA = ROOT / "lib" / "data" / "train.tsv"
 DEFAULT_OUT = ROOT / "lib" / "models"
-RANDOM_STATE = 0
-VALIDATION_SHARE = 0.2
-CALIBRATION_SHARE = 0.2  # of the sentences a model is fitted on, held out from a sibling fit to calibrate it
 CALIBRATION_METHODS = ("none", "sigmoid", "isotonic", "temperature")  # what --compare-calibration measures
 CALIBRATION_MIN_PER_CLASS = 5  # CalibratedClassifierCV's own floor (5 folds); fewer leaves the model uncalibrated
-ECE_BINS = 15
-BOOTSTRAP_ROUNDS = 1000  # resamples behind --compare-calibration's intervals
 CALIBRATION_SOURCE = f"whole sentences of {CALIBRATION_SHARE:.0%} of the training sentences, held out from a sibling fit"
 SERVED_CALIBRATION_SOURCE = "whole validation sentences, held out from the validated model"
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """What one served model learns: which Kaggle ratings, mapped to which classes, and how."""
-
-    labels: tuple[str, ...]
-    endpoint: str  # URL path that serves the model
-    classes: dict[int, int]  # Kaggle rating -> class index, for training and evaluation
-    train_ratings: tuple[int, ...]  # the ratings whose phrases the model is fitted on
-    vectorizer: dict[str, Any] = field(default_factory=dict)
-    classifier: dict[str, Any] = field(default_factory=dict)
-    sentence_accuracy_floor: float = 0.0
-    index_field: str | None = None  # also answer the class index under this name
-
-
-# Chosen by `python build_model.py --tune` (grouped 5-fold CV on the training part); see README.
-MODEL_SPECS: dict[str, ModelSpec] = {
-    "sentiment": ModelSpec(
-        labels=util.SENTIMENT_NAMES,
-        endpoint="/",
-        classes={0: 0, 1: 0, 3: 1, 4: 1},
-        train_ratings=(0, 1, 3, 4),
-        vectorizer={"ngram_range": (1, 2), "sublinear_tf": True, "max_features": 20_000},
-        classifier={"alpha": 1.0},
-        sentence_accuracy_floor=0.80,
-    ),
-    "ratings": ModelSpec(
-        labels=util.RATING_NAMES,
-        endpoint="/ratings",
-        index_field="rating",
-        classes={rating: rating for rating in range(5)},
-        train_ratings=(0, 1, 2, 3, 4),
-        vectorizer={"ngram_range": (1, 2), "sublinear_tf": True, "max_features": 20_000},
-        # Phrases are 51% neutral; with the learned prior whole sentences collapse to "neutral".
-        classifier={"alpha": 0.3, "fit_prior": False},
-        sentence_accuracy_floor=0.38,
-    ),
-}
-
-TUNING_GRID: dict[str, dict[str, Any]] = {
-    "sentiment": {
-        "train_ratings": [(0, 4), (0, 1, 3, 4)],
-        "vectorizer": {"ngram_range": [(1, 1), (1, 2)], "max_features": [20_000, 50_000, None]},
-        "classifier": {"alpha": [0.1, 0.3, 1.0]},
-    },
-    "ratings": {
-        "train_ratings": [(0, 1, 2, 3, 4)],
-        "vectorizer": {"ngram_range": [(1, 1), (1, 2)], "max_features": [20_000, 50_000, None]},
-        "classifier": {"alpha": [0.1, 0.3, 1.0], "fit_prior": [True, False]},
-    },
-}
 
 
 @contextmanager
@@ -112,27 +66,6 @@ def step(message: str) -> Iterator[None]:
     started = time.perf_counter()
     yield
     print(f" done in {time.perf_counter() - started:.1f}s", file=sys.stderr)
-
-
-def split_by_sentence(phrases: pd.DataFrame, share: float = VALIDATION_SHARE) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Hold out a share of whole sentences, with every phrase of each, for validation (or calibration)."""
-    if phrases["SentenceId"].nunique() < 2:
-        raise util.DataError("need phrases from at least two sentences to hold some out for validation")
-    splitter = GroupShuffleSplit(n_splits=1, test_size=share, random_state=RANDOM_STATE)
-    train_rows, validation_rows = next(splitter.split(phrases, groups=phrases["SentenceId"]))
-    return phrases.iloc[train_rows], phrases.iloc[validation_rows]
-
-
-def training_rows(spec: ModelSpec, phrases: pd.DataFrame) -> tuple[pd.Series, np.ndarray]:
-    """Select the phrases a model is fitted on and their class indices."""
-    selected = phrases[phrases["Sentiment"].isin(spec.train_ratings)]
-    return selected["Phrase"], selected["Sentiment"].map(spec.classes).to_numpy()
-
-
-def evaluation_rows(spec: ModelSpec, phrases: pd.DataFrame) -> tuple[pd.Series, np.ndarray]:
-    """Select the phrases a model is judged on: every rating it has a class for."""
-    selected = phrases[phrases["Sentiment"].isin(spec.classes.keys())]
-    return selected["Phrase"], selected["Sentiment"].map(spec.classes).to_numpy()
 
 
 def fit(spec: ModelSpec, phrases: pd.DataFrame) -> NLPModel:
@@ -163,41 +96,6 @@ def calibrate(model: NLPModel, method: str, texts: pd.Series, y: np.ndarray) -> 
     """Fit scikit-learn's calibration of an already fitted model on held-out labelled texts."""
     frozen = FrozenEstimator(make_pipeline(model.vectorizer, model.clf))
     return CalibratedClassifierCV(frozen, method=method).fit(texts, y)
-
-
-def score(y: np.ndarray, probabilities: np.ndarray, n_labels: int) -> dict[str, Any]:
-    """Accuracy, macro-F1, Brier score, ECE, confusion matrix and (binary) ROC AUC of probabilities for labelled texts."""
-    predicted = probabilities.argmax(axis=1)
-    classes = list(range(n_labels))
-    result: dict[str, Any] = {
-        "n": len(y),
-        "accuracy": round(float(accuracy_score(y, predicted)), 4),
-        "macro_f1": round(float(f1_score(y, predicted, average="macro", labels=classes, zero_division=0)), 4),
-        "brier": round(brier(y, probabilities), 4),
-        "ece": round(util.expected_calibration_error(y, probabilities, ECE_BINS), 4),
-    }
-    if set(y) == set(classes):  # AUC needs every class present; multi-class is one-vs-rest, macro
-        scores = probabilities[:, 1] if len(classes) == 2 else probabilities
-        result["roc_auc"] = round(float(roc_auc_score(y, scores, multi_class="ovr", labels=classes)), 4)
-    result["confusion_matrix"] = confusion_matrix(y, predicted, labels=classes).tolist()
-    return result
-
-
-def brier(y: np.ndarray, probabilities: np.ndarray) -> float:
-    """Brier score as scikit-learn's brier_score_loss gives it (tested equal), cheap enough to resample a thousand times.
-
-    For two classes the mean squared error of P(class 1); for more, the squared errors summed over the classes.
-    """
-    squared = ((probabilities - np.eye(probabilities.shape[1])[y]) ** 2).sum(axis=1)
-    return float(squared.mean() / 2 if probabilities.shape[1] == 2 else squared.mean())
-
-
-def macro_f1(y: np.ndarray, predicted: np.ndarray, n_labels: int) -> float:
-    """Macro-F1 as scikit-learn's f1_score(average="macro", zero_division=0) gives it (tested equal), from a bincount."""
-    matrix = np.bincount(y * n_labels + predicted, minlength=n_labels * n_labels).reshape(n_labels, n_labels)
-    right = 2.0 * np.diag(matrix)
-    seen = matrix.sum(axis=0) + matrix.sum(axis=1)
-    return float(np.mean(np.divide(right, seen, out=np.zeros_like(right), where=seen > 0)))
 
 
 def evaluate(spec: ModelSpec, model: NLPModel, validation: pd.DataFrame, calibration: dict[str, Any]) -> dict[str, Any]:
@@ -350,29 +248,9 @@ def compare_calibration(name: str, phrases: pd.DataFrame) -> list[tuple[str, str
             probabilities = uncalibrated[level] if method == "none" else calibrated.predict_proba(texts)
             scores = score(y, probabilities, len(spec.labels))
             if method != "none" and level == "sentences":
-                scores["changes"] = bootstrap_changes(y, uncalibrated[level], probabilities)
+                scores["changes"] = bootstrap_changes(y, uncalibrated[level], probabilities, RANDOM_STATE)
             rows.append((method, level, scores))
     return rows
-
-
-def bootstrap_changes(y: np.ndarray, before: np.ndarray, after: np.ndarray) -> dict[str, list[float]]:
-    """95% intervals of the change in accuracy, macro-F1, Brier and ECE from ``before`` to ``after``, resampling the texts.
-
-    The noise a difference must beat: an interval that holds 0 is no measurable change.
-    """
-    generator = np.random.default_rng(RANDOM_STATE)
-    metrics = {
-        "accuracy": lambda y, p: float(np.mean(p.argmax(axis=1) == y)),
-        "macro_f1": lambda y, p: macro_f1(y, p.argmax(axis=1), p.shape[1]),
-        "brier": brier,
-        "ece": lambda y, p: util.expected_calibration_error(y, p, ECE_BINS),
-    }
-    changes: dict[str, list[float]] = {name: [] for name in metrics}
-    for _ in range(BOOTSTRAP_ROUNDS):
-        sample = generator.integers(0, len(y), len(y))
-        for name, metric in metrics.items():
-            changes[name].append(metric(y[sample], after[sample]) - metric(y[sample], before[sample]))
-    return {name: [round(float(q), 4) for q in np.percentile(values, [2.5, 97.5])] for name, values in changes.items()}
 
 
 def tune(name: str, phrases: pd.DataFrame, folds: int = 5) -> list[tuple[float, float, dict[str, Any]]]:

@@ -1,4 +1,4 @@
-"""Helpers for the build: reading the Kaggle TSV, label mappings, plots.
+"""Helpers for the build: reading the Kaggle TSV, its label names, and the report's plots.
 
 Only ``build_model.py`` (and the tests) import this module; the service never does, so
 matplotlib and pandas stay out of the serving process.
@@ -15,8 +15,11 @@ from types import ModuleType
 import numpy as np
 import pandas as pd
 
+from lib.evaluation import expected_calibration_error, reliability_bins
+
 REQUIRED_COLUMNS = ("PhraseId", "SentenceId", "Phrase", "Sentiment")
 KAGGLE_DATA = "https://www.kaggle.com/c/sentiment-analysis-on-movie-reviews/data"
+
 
 #: The five Kaggle labels, in rating order 0-4.
 RATING_NAMES = ("negative", "somewhat negative", "neutral", "somewhat positive", "positive")
@@ -90,28 +93,6 @@ def whole_sentences(phrases: pd.DataFrame) -> pd.DataFrame:
     """Keep the longest phrase of each SentenceId: the full sentence a user would send."""
     longest = phrases["Phrase"].str.len().groupby(phrases["SentenceId"]).idxmax()
     return phrases.loc[longest.sort_values().to_numpy()]
-
-
-def reliability_bins(y_true: np.ndarray, probabilities: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Bin texts by the predicted label's probability (equal-width bins over [0, 1], right edges closed).
-
-    Return, per bin, the mean confidence, the share of correct predictions, and how many texts fell
-    in it (empty bins hold 0 for the first two).
-    """
-    confidence = probabilities.max(axis=1)
-    correct = (probabilities.argmax(axis=1) == y_true).astype(np.float64)
-    bins = np.clip(np.ceil(confidence * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
-    counts = np.bincount(bins, minlength=n_bins)
-    filled = np.maximum(counts, 1)
-    mean_confidence = np.bincount(bins, weights=confidence, minlength=n_bins) / filled
-    accuracy = np.bincount(bins, weights=correct, minlength=n_bins) / filled
-    return mean_confidence, accuracy, counts
-
-
-def expected_calibration_error(y_true: np.ndarray, probabilities: np.ndarray, n_bins: int = 15) -> float:
-    """ECE: the gap between confidence and accuracy per bin of the predicted label's probability, weighted by the bin's share."""
-    mean_confidence, accuracy, counts = reliability_bins(y_true, probabilities, n_bins)
-    return float(np.abs(accuracy - mean_confidence) @ counts / counts.sum())
 
 
 def plot_reliability(y_true: np.ndarray, curves: dict[str, np.ndarray], n_bins: int, path: str | Path, title: str) -> None:

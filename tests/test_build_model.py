@@ -4,23 +4,22 @@ import json
 import random
 from pathlib import Path
 
-import numpy as np
 import pytest
-from sklearn.metrics import brier_score_loss, f1_score
 
 import build_model
 import util
+from lib import evaluation, specs
 from model import ARTIFACT_FILES, TEMPERATURE_FILE, NLPModel
 from tests.helpers import write_tsv
 
 
 def test_build_writes_every_artifact(tiny_models: Path) -> None:
-    for name in build_model.MODEL_SPECS:
+    for name in specs.MODEL_SPECS:
         folder = tiny_models / name
         for filename in ("manifest.json", "metrics.json", *ARTIFACT_FILES, "confusion.png", "reliability.png"):
             assert (folder / filename).is_file(), f"{name}/{filename}"
         manifest = json.loads((folder / "manifest.json").read_text())
-        assert manifest["labels"] == list(build_model.MODEL_SPECS[name].labels)
+        assert manifest["labels"] == list(specs.MODEL_SPECS[name].labels)
         assert manifest["data"]["rows"] > 0 and len(manifest["data"]["sha256"]) == 64
         metrics = manifest["metrics"]
         assert metrics == json.loads((folder / "metrics.json").read_text())
@@ -32,14 +31,14 @@ def test_build_writes_every_artifact(tiny_models: Path) -> None:
 
 
 def test_validation_never_splits_a_sentence(tiny_tsv: Path) -> None:
-    train, validation = build_model.split_by_sentence(util.load_phrases(tiny_tsv))
+    train, validation = specs.split_by_sentence(util.load_phrases(tiny_tsv))
     assert not set(train["SentenceId"]) & set(validation["SentenceId"])
     assert len(validation) > 0
 
 
 def test_build_is_deterministic(tiny_tsv: Path, tiny_models: Path, tmp_path: Path) -> None:
     assert build_model.main(["--data", str(tiny_tsv), "--out", str(tmp_path)]) == 0
-    for name in build_model.MODEL_SPECS:
+    for name in specs.MODEL_SPECS:
         first = json.loads((tiny_models / name / "manifest.json").read_text())
         second = json.loads((tmp_path / name / "manifest.json").read_text())
         assert first["version"] == second["version"]
@@ -62,7 +61,7 @@ def test_summary_is_printed(tiny_tsv: Path, tmp_path: Path, capsys: pytest.Captu
 
 def test_tune_ranks_the_grid(tiny_tsv: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     grid = {"train_ratings": [(0, 4), (0, 1, 3, 4)], "vectorizer": {"ngram_range": [(1, 1)]}, "classifier": {"alpha": [0.5, 1.0]}}
-    monkeypatch.setitem(build_model.TUNING_GRID, "sentiment", grid)
+    monkeypatch.setitem(specs.TUNING_GRID, "sentiment", grid)
     ranked = build_model.tune("sentiment", util.load_phrases(tiny_tsv), folds=2)
     assert len(ranked) == 4
     assert [row[0] for row in ranked] == sorted((row[0] for row in ranked), reverse=True)
@@ -93,7 +92,7 @@ def test_bad_data_is_one_line_and_exit_2(
 
 def test_too_few_sentences_leave_a_model_uncalibrated_and_say_why(tiny_models: Path) -> None:
     """The tiny file holds out two or three sentences to calibrate on: not enough of each class."""
-    for name in build_model.MODEL_SPECS:
+    for name in specs.MODEL_SPECS:
         manifest = json.loads((tiny_models / name / "manifest.json").read_text())
         assert manifest["calibration"]["method"] is None and "too few sentences" in manifest["calibration"]["reason"]
         assert TEMPERATURE_FILE not in manifest["files"] and NLPModel.load(tiny_models / name).inverse_temperature_ is None
@@ -124,7 +123,7 @@ def noisy_rows(sentences: int = 500) -> list[tuple[int, int, str, int]]:
 def test_calibration_is_fitted_without_validation_sentences_and_served(tmp_path: Path) -> None:
     data = write_tsv(tmp_path / "train.tsv", noisy_rows())
     assert build_model.main(["--data", str(data), "--out", str(tmp_path / "out")]) == 0
-    for name in build_model.MODEL_SPECS:
+    for name in specs.MODEL_SPECS:
         folder = tmp_path / "out" / name
         manifest = json.loads((folder / "manifest.json").read_text())
         metrics = manifest["metrics"]
@@ -140,52 +139,19 @@ def test_calibration_is_fitted_without_validation_sentences_and_served(tmp_path:
 
 
 def test_calibration_sentences_never_overlap_validation(tiny_tsv: Path) -> None:
-    train, validation = build_model.split_by_sentence(util.load_phrases(tiny_tsv))
-    fitting, held_out = build_model.split_by_sentence(train, build_model.CALIBRATION_SHARE)
+    train, validation = specs.split_by_sentence(util.load_phrases(tiny_tsv))
+    fitting, held_out = specs.split_by_sentence(train, specs.CALIBRATION_SHARE)
     assert not set(held_out["SentenceId"]) & set(validation["SentenceId"])
     assert not set(held_out["SentenceId"]) & set(fitting["SentenceId"])
     assert len(fitting) + len(held_out) == len(train)
 
 
-def test_brier_score_by_hand() -> None:
-    # Binary: mean squared error of P(class 1): ((1 - 0.8)**2 + (0 - 0.4)**2) / 2 = 0.1.
-    assert build_model.brier(np.array([1, 0]), np.array([[0.2, 0.8], [0.6, 0.4]])) == pytest.approx(0.1)
-    # More than two classes: squared errors summed over classes, then averaged: (0.14 + 0.38) / 2.
-    probabilities = np.array([[0.7, 0.2, 0.1], [0.2, 0.3, 0.5]])
-    assert build_model.brier(np.array([0, 2]), probabilities) == pytest.approx(0.26)
-
-
-@pytest.mark.parametrize("n_labels", [2, 5])
-def test_resampled_metrics_equal_scikit_learn(n_labels: int) -> None:
-    generator = np.random.default_rng(0)
-    y = generator.integers(0, n_labels, 300)
-    probabilities = generator.dirichlet(np.ones(n_labels), 300)
-    scores = probabilities[:, 1] if n_labels == 2 else probabilities
-    assert build_model.brier(y, probabilities) == pytest.approx(brier_score_loss(y, scores, labels=list(range(n_labels))))
-    predicted = np.where(
-        probabilities.argmax(axis=1) == n_labels - 1, 0, probabilities.argmax(axis=1)
-    )  # one label never predicted
-    expected = f1_score(y, predicted, average="macro", labels=list(range(n_labels)), zero_division=0)
-    assert build_model.macro_f1(y, predicted, n_labels) == pytest.approx(expected)
-
-
 def test_compare_calibration_scores_every_method(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(build_model, "BOOTSTRAP_ROUNDS", 50)
+    monkeypatch.setattr(evaluation, "BOOTSTRAP_ROUNDS", 50)
     data = write_tsv(tmp_path / "train.tsv", noisy_rows())
     assert build_model.main(["--data", str(data), "--compare-calibration", "--models", "ratings"]) == 0
     out = capsys.readouterr().out
     for method in build_model.CALIBRATION_METHODS:
         assert f"  {method:<12} sentences" in out and f"  {method:<12} phrases" in out
-
-
-def test_bootstrap_intervals_hold_zero_for_no_change_and_exclude_it_for_a_real_one(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(build_model, "BOOTSTRAP_ROUNDS", 200)
-    y = np.array([0, 1] * 100)
-    sure = np.eye(2)[y] * 0.9 + 0.05  # right and 95% sure
-    hedging = np.full_like(sure, 0.5) + (sure - 0.5) * 0.2  # right and 59% sure: same labels, far worse calibrated
-    assert build_model.bootstrap_changes(y, sure, sure) == {name: [0.0, 0.0] for name in ("accuracy", "macro_f1", "brier", "ece")}
-    changes = build_model.bootstrap_changes(y, hedging, sure)
-    assert changes["accuracy"] == changes["macro_f1"] == [0.0, 0.0]
-    assert changes["brier"][1] < 0 and changes["ece"][1] < 0

@@ -11,6 +11,7 @@ import pytest
 
 import build_model
 import util
+from lib import specs
 from model import NLPModel
 from tests.helpers import COMMITTED_MODELS, KAGGLE_TRAIN, ROOT, needs_kaggle
 
@@ -41,7 +42,7 @@ def assert_same_as_committed(rebuilt: Path, name: str) -> None:
 
 @needs_kaggle
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(build_model.MODEL_SPECS))
+@pytest.mark.parametrize("name", sorted(specs.MODEL_SPECS))
 def test_build_reproduces_committed_models(rebuilt: Path, name: str) -> None:
     assert_same_as_committed(rebuilt, name)
     phrases = util.whole_sentences(util.load_phrases(KAGGLE_TRAIN))["Phrase"].head(500).tolist()
@@ -84,7 +85,7 @@ def test_build_without_avx512_kernels_reproduces_committed_models(tmp_path: Path
     assert not set(dispatched_features(environ)) & set(AVX512), "NumPy still dispatches to AVX-512"
     assert openblas_kernels(environ) == "Haswell"
     out = build_with(environ, tmp_path)
-    for name in build_model.MODEL_SPECS:
+    for name in specs.MODEL_SPECS:
         assert_same_as_committed(out, name)
 
 
@@ -102,14 +103,14 @@ def test_build_on_plain_kernels_reproduces_committed_models(tmp_path: Path) -> N
     assert dispatched_features(environ) == [], f"NumPy still dispatches to {dispatched_features(environ)}"
     assert openblas_kernels(environ) == "Nehalem"
     out = build_with(environ, tmp_path)
-    for name in build_model.MODEL_SPECS:
+    for name in specs.MODEL_SPECS:
         assert_same_as_committed(out, name)
 
 
-@pytest.mark.parametrize("name", sorted(build_model.MODEL_SPECS))
+@pytest.mark.parametrize("name", sorted(specs.MODEL_SPECS))
 def test_committed_models_meet_the_floors(name: str) -> None:
     metrics = json.loads((COMMITTED_MODELS / name / "metrics.json").read_text())
-    assert metrics["sentences"]["accuracy"] >= build_model.MODEL_SPECS[name].sentence_accuracy_floor
+    assert metrics["sentences"]["accuracy"] >= specs.MODEL_SPECS[name].sentence_accuracy_floor
 
 
 def test_five_class_sentences_do_not_collapse_to_neutral() -> None:
@@ -123,7 +124,7 @@ def test_five_class_sentences_do_not_collapse_to_neutral() -> None:
 @pytest.mark.slow
 def test_fast_path_matches_scikit_learn_on_thousands_of_phrases() -> None:
     phrases = util.load_phrases(KAGGLE_TRAIN)["Phrase"].sample(3000, random_state=0).tolist()
-    for name in build_model.MODEL_SPECS:
+    for name in specs.MODEL_SPECS:
         model = NLPModel.load(COMMITTED_MODELS / name)
         fast = np.array([model.score_one(text)[0] for text in phrases])
         expected = model.predict_texts(phrases)
@@ -133,15 +134,15 @@ def test_fast_path_matches_scikit_learn_on_thousands_of_phrases() -> None:
 
 @needs_kaggle
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(build_model.MODEL_SPECS))
+@pytest.mark.parametrize("name", sorted(specs.MODEL_SPECS))
 def test_committed_calibration_equals_scikit_learn_on_thousands_of_phrases(name: str) -> None:
     """Temperature scaling fitted by scikit-learn on held-out sentences, then served: the same numbers."""
     phrases = util.load_phrases(KAGGLE_TRAIN)
-    spec = build_model.MODEL_SPECS[name]
-    _, validation = build_model.split_by_sentence(phrases)
+    spec = specs.MODEL_SPECS[name]
+    _, validation = specs.split_by_sentence(phrases)
     model = NLPModel.load(COMMITTED_MODELS / name)
     assert model.inverse_temperature_ == model.manifest["calibration"]["inverse_temperature"]
-    calibrated = build_model.calibrate(model, "temperature", *build_model.evaluation_rows(spec, util.whole_sentences(validation)))
+    calibrated = build_model.calibrate(model, "temperature", *specs.evaluation_rows(spec, util.whole_sentences(validation)))
     model.set_calibration(float(calibrated.calibrated_classifiers_[0].calibrators[0].beta_))
     probes = phrases["Phrase"].sample(3000, random_state=1).tolist()
     expected = calibrated.predict_proba(probes)
@@ -150,7 +151,7 @@ def test_committed_calibration_equals_scikit_learn_on_thousands_of_phrases(name:
     # score_one equals predict_texts on 3,000 phrases (the test above), so it equals scikit-learn too.
 
 
-@pytest.mark.parametrize("name", sorted(build_model.MODEL_SPECS))
+@pytest.mark.parametrize("name", sorted(specs.MODEL_SPECS))
 def test_committed_calibration_lowers_the_error_and_keeps_accuracy(name: str) -> None:
     metrics = json.loads((COMMITTED_MODELS / name / "metrics.json").read_text())
     before, after = metrics["uncalibrated"]["sentences"], metrics["sentences"]

@@ -76,26 +76,6 @@ def test_plots_write_png_files(tmp_path: Path) -> None:
         assert (tmp_path / name).read_bytes().startswith(b"\x89PNG")
 
 
-def test_reliability_bins_close_on_the_right() -> None:
-    """Equal-width bins (a, b]: a confidence on an edge falls in the bin below it, 1.0 in the last."""
-    y = np.array([0, 2, 1])
-    probabilities = np.array([[0.5, 0.3, 0.2], [0.2, 0.5, 0.3], [0.0, 1.0, 0.0]])
-    mean_confidence, accuracy, counts = util.reliability_bins(y, probabilities, 4)
-    assert counts.tolist() == [0, 2, 0, 1]
-    np.testing.assert_allclose(mean_confidence, [0, 0.5, 0, 1.0])
-    np.testing.assert_allclose(accuracy, [0, 0.5, 0, 1.0])
-    assert util.expected_calibration_error(y, probabilities, 4) == 0.0
-
-
-def test_expected_calibration_error_by_hand() -> None:
-    # Confidences 0.9, 0.8 (both right) share bin (0.75, 1]: gap |1 - 0.85| = 0.15, weight 2/5.
-    # Confidences 0.6 (right), 0.7 and 0.55 (wrong) share bin (0.5, 0.75]: gap |1/3 - 0.6166...| = 0.2833..., weight 3/5.
-    y = np.array([1, 0, 1, 1, 0])
-    probabilities = np.array([[0.1, 0.9], [0.8, 0.2], [0.4, 0.6], [0.7, 0.3], [0.45, 0.55]])
-    assert util.expected_calibration_error(y, probabilities, 4) == pytest.approx(0.4 * 0.15 + 0.6 * (0.6 + 0.7 + 0.55 - 1) / 3)
-    assert util.expected_calibration_error(y, probabilities, 4) == pytest.approx(0.23)
-
-
 def test_reliability_diagram_is_a_png(tmp_path: Path) -> None:
     y = np.array([1, 0, 1, 1, 0])
     probabilities = np.array([[0.1, 0.9], [0.8, 0.2], [0.4, 0.6], [0.7, 0.3], [0.45, 0.55]])
