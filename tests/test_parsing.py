@@ -3,13 +3,18 @@
 from pathlib import Path
 from typing import Any
 
+import hypothesis
+import orjson
 import pytest
 import requests
 from flask import Flask
 from flask.testing import FlaskClient
+from hypothesis import strategies as st
 
 from app import create_app
 from bench.harness import Server
+from bench.worst_case import largest_shapes, request_body
+from lib.openapi import limits
 from tests.helpers import assert_prediction, served_labels
 
 
@@ -274,3 +279,56 @@ def texts_of_length(total: int, longest: int) -> list[str]:
     """As few texts as hold ``total`` characters, none longer than ``longest``."""
     count = -(-total // longest)
     return texts_of(total, count)
+
+
+# The budgets scaled down, on the committed models: the same shapes, small enough to send many of.
+SCALED = {
+    "MAX_QUERY_CHARS": 400,
+    "MAX_BATCH": 40,
+    "MAX_REQUEST_CHARS": 3000,
+    "MAX_EXPLAIN_TEXTS": 8,
+    "MAX_EXPLAIN_CHARS": 600,
+    "MAX_EXPLAINED_TERMS": 120,
+}
+PIECES = ["İ", "a", ",", "zq", "qz", "x" * 30, "don't", "ÀB", "\u0301", "..."]
+
+
+@pytest.fixture(scope="module")
+def scaled_app() -> Flask:
+    """The committed models behind budgets small enough that a property test can send the largest requests."""
+    return create_app({**SCALED, "ACCESS_LOG": ""})
+
+
+@pytest.mark.slow
+@hypothesis.settings(max_examples=60, deadline=None, suppress_health_check=[hypothesis.HealthCheck.function_scoped_fixture])
+@hypothesis.given(data=st.data())
+def test_the_largest_request_of_every_shape_stays_within_the_budgets_scale(scaled_app: Flask, data: st.DataObject) -> None:
+    """Whatever the texts, the largest request each shape allows is answered, and its work grows with the budget only.
+
+    Work, not time (speed is bench.worst_case's business): the terms the model reads are at most one per character,
+    each explanation lists at most explain_terms known and unknown terms, with no more places than the text has terms,
+    and an answer is at most a few hundred bytes per text or listed term and some tens of bytes per character explained.
+    """
+    budgets = limits(scaled_app.config["SETTINGS"])
+    shape = data.draw(st.sampled_from(largest_shapes(budgets)), label="shape")
+    served = data.draw(st.sampled_from(list(scaled_app.extensions["models"].models.values())), label="model")
+    words = [*PIECES, *sorted(term for term in served.model.vectorizer.vocabulary_ if " " not in term)[:50]]
+    drawn = data.draw(st.lists(st.sampled_from(words), min_size=1, max_size=40), label="words")
+    body = orjson.loads(request_body(shape, [word for word in drawn if word.strip()] or ["ab"]))
+    client = scaled_app.test_client()
+    answer = client.post(served.endpoint, json=body)
+    assert answer.status_code == 200, answer.json
+    predictions = answer.json["predictions"] if shape.batch else [answer.json]
+    read = sum(prediction["coverage"]["terms"] for prediction in predictions)
+    assert read <= shape.chars
+    if shape.explain_terms is None:
+        assert len(answer.data) <= 400 * len(shape.lengths)
+    else:
+        for prediction in predictions:
+            explained = prediction["explanation"]
+            listed = explained["terms"] + explained["unknown_terms"]
+            assert len(explained["terms"]) <= shape.explain_terms and len(explained["unknown_terms"]) <= shape.explain_terms
+            assert sum(len(term["spans"]) for term in listed) <= prediction["coverage"]["terms"]
+        assert len(answer.data) <= 400 * (len(shape.lengths) + 2 * budgets["max_explained_terms"]) + 50 * shape.chars
+    one_more = dict(body, queries=[*body["queries"], "ab"]) if shape.batch else dict(body, query=body["query"] + "b")
+    assert client.post(served.endpoint, json=one_more).status_code == 413
