@@ -1,6 +1,6 @@
 """The most expensive request the published limits allow, and what one client looping it does to everyone else.
 
-    .venv/bin/python -m bench.worst_case             # about 2 minutes; behind nginx too if it is installed
+    .venv/bin/python -m bench.worst_case             # about 4 minutes; behind nginx too if it is installed
     .venv/bin/python -m bench.worst_case --seconds 5 --repeat 1
 
 Every request shape (one text or a batch, plain or ``explain=true`` with the most terms) is built at the largest size
