@@ -6,7 +6,8 @@
     scores = client.predict(reviews["text"])     # sentiment: Negative or Positive
     ratings = client.rate(reviews["text"])       # ratings: 0-4
 
-Batches are cut to the server's own limits (``info.x-limits`` of its ``/openapi.json``); a 503 or a
+Batches are cut to the server's own limits (``info.x-limits`` of its ``/openapi.json``: texts, bytes and
+characters per request); a 503 or a
 dropped connection is retried with exponential backoff (urllib3's ``Retry``); a row that is not text
 (None, NaN, "", whitespace, a number) comes back missing instead of failing its batch. The columns are
 those of ``lib/frames.py``. Any other error answer raises ``ApiError`` with the service's message.
@@ -48,6 +49,7 @@ class Limits:
     max_batch: int
     max_body_bytes: int
     max_query_chars: int
+    max_request_chars: int | None = None  # characters of a batch's texts together; None from a server without one
 
 
 @dataclass(frozen=True)
@@ -134,24 +136,27 @@ class SentimentClient:
         )
 
     def batches(self, texts: Sequence[str]) -> Iterator[bytes]:
-        """Yield batch bodies of consecutive texts, each within the server's batch and body limits."""
+        """Yield batch bodies of consecutive texts, each within the server's batch, body and characters limits."""
         limits = self.limits
+        longest = min(limits.max_query_chars, limits.max_request_chars or limits.max_query_chars)
         empty = len(BATCH_PREFIX) + len(BATCH_SUFFIX)
         batch: list[bytes] = []
-        size = empty
+        size, chars = empty, 0
         for position, text in enumerate(texts):
-            if len(text) > limits.max_query_chars:
+            if len(text) > longest:
                 raise ValueError(
-                    f"Text {position} has {len(text):,} characters; the server takes at most {limits.max_query_chars:,}. "
+                    f"Text {position} has {len(text):,} characters; the server takes at most {longest:,}. "
                     "Shorten it first (e.g. texts.str.slice(0, limit))."
                 )
             item = encode(text)
             if empty + len(item) > limits.max_body_bytes:
                 raise ValueError(f"Text {position} alone makes a body over the server's {limits.max_body_bytes:,} bytes.")
-            if batch and (len(batch) == limits.max_batch or size + 1 + len(item) > limits.max_body_bytes):
+            too_long = limits.max_request_chars is not None and chars + len(text) > limits.max_request_chars
+            if batch and (len(batch) == limits.max_batch or size + 1 + len(item) > limits.max_body_bytes or too_long):
                 yield BATCH_PREFIX + b",".join(batch) + BATCH_SUFFIX
-                batch, size = [], empty
+                batch, size, chars = [], empty, 0
             size += len(item) + (1 if batch else 0)
+            chars += len(text)
             batch.append(item)
         if batch:
             yield BATCH_PREFIX + b",".join(batch) + BATCH_SUFFIX
@@ -160,7 +165,9 @@ class SentimentClient:
     def limits(self) -> Limits:
         """The server's limits, read once from its OpenAPI document."""
         published = self._get("/openapi.json")["info"]["x-limits"]
-        return Limits(published["max_batch"], published["max_body_bytes"], published["max_query_chars"])
+        return Limits(
+            published["max_batch"], published["max_body_bytes"], published["max_query_chars"], published.get("max_request_chars")
+        )
 
     @cached_property
     def models(self) -> dict[str, ModelInfo]:

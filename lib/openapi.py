@@ -377,7 +377,10 @@ def parameters(settings: Settings) -> Schema:
             "description": (
                 "true adds an `explanation` to the answer (each answer, for a batch): the terms that decided the label, "
                 "exactly, with where they are in the text. Also read from a form or JSON body; the URL wins. "
-                "true, false, 1 or 0, in any case; anything else gives 400."
+                "true, false, 1 or 0, in any case; anything else gives 400. Explaining costs far more than scoring, so "
+                f"a request may explain at most {settings.max_explain_texts:,} texts of "
+                f"{settings.max_explain_chars:,} characters in all, listing at most {settings.max_explained_terms:,} "
+                "terms (texts times `explain_terms`); beyond any of them, 413."
             ),
             "schema": explain_properties()["explain"],
         },
@@ -443,7 +446,11 @@ def responses(settings: Settings) -> Schema:
         ),
         "TooLarge": response(
             f"A query longer than {settings.max_query_chars:,} characters, a batch of more than {settings.max_batch:,} "
-            f"queries, or a body larger than {settings.max_body_bytes:,} bytes; the message states the limit.",
+            f"queries, a body larger than {settings.max_body_bytes:,} bytes, texts of more than "
+            f"{settings.max_request_chars:,} characters in all, or with `explain` more than {settings.max_explain_texts:,} "
+            f"texts, {settings.max_explain_chars:,} characters or {settings.max_explained_terms:,} listed terms (texts times "
+            "`explain_terms`); the message states the limit and names it as "
+            "`info.x-limits` does.",
             error,
         ),
         "Timeout": response(
@@ -636,11 +643,28 @@ def description(settings: Settings, models: list[ServedModel]) -> str:
         "the terms that decided it, exactly, with their places in the text. `GET /demo` is a page that calls this API "
         "as you type.\n\n"
         f"Limits: {settings.max_query_chars:,} characters per query, {settings.max_batch:,} queries per batch, "
-        f"{settings.max_body_bytes:,} bytes per body (413 beyond any of them).\n\n"
+        f"{settings.max_body_bytes:,} bytes per body, {settings.max_request_chars:,} characters per request (all its "
+        f"texts together); with `explain`, {settings.max_explain_texts:,} texts, {settings.max_explain_chars:,} "
+        f"characters and {settings.max_explained_terms:,} listed terms (texts times `explain_terms`) per request "
+        "(413 beyond any of them, before any text is scored; `info.x-limits` lists them).\n\n"
         'Errors are JSON everywhere, `{"message": "..."}`: 400 bad input, 404 unknown path, 405 method not '
         "allowed (with an `Allow` header), 408 stalled body, 413 over a limit, 500 anything unexpected. Every response carries "
         "`X-Request-ID`."
     )
+
+
+def limits(settings: Settings) -> dict[str, int]:
+    """Every limit on what one request may carry or cost, by the name its 413 message gives."""
+    return {
+        "max_query_chars": settings.max_query_chars,
+        "max_batch": settings.max_batch,
+        "max_body_bytes": settings.max_body_bytes,
+        "max_request_chars": settings.max_request_chars,
+        "max_explain_texts": settings.max_explain_texts,
+        "max_explain_chars": settings.max_explain_chars,
+        "max_explained_terms": settings.max_explained_terms,
+        "max_explain_terms": MAX_EXPLAIN_TERMS,
+    }
 
 
 def document(settings: Settings, models: Iterable[ServedModel]) -> Schema:
@@ -652,11 +676,7 @@ def document(settings: Settings, models: Iterable[ServedModel]) -> Schema:
             "title": "Sentiment API",
             "version": "1.0.0",
             "description": description(settings, served),
-            "x-limits": {
-                "max_query_chars": settings.max_query_chars,
-                "max_batch": settings.max_batch,
-                "max_body_bytes": settings.max_body_bytes,
-            },
+            "x-limits": limits(settings),
         },
         "tags": [
             {"name": "predictions", "description": "Classify texts."},

@@ -9,6 +9,11 @@ the field and what was wrong.
 ``explain=true`` (and ``explain_terms``, how many terms to list) may come in the URL, a form or a JSON body,
 for one query or a whole batch; the URL's wins over the body's. A request without a body and without
 ``explain`` in the URL pays about a microsecond for it (measured: ``python -m bench.request_cost``).
+
+A request's cost grows with its characters, and an explanation's far faster than a plain score's, so ``check_cost``
+holds every request to budgets of characters, and of texts, characters and listed terms to explain, before any text
+is scored
+(sized by ``python -m bench.worst_case``).
 """
 
 from __future__ import annotations
@@ -105,6 +110,31 @@ def checked_text(value: Any, name: str, settings: Settings) -> str:
     if len(value) > settings.max_query_chars:
         raise ApiError(413, f"'{name}' is {len(value):,} characters long; the limit is {settings.max_query_chars:,}.")
     return value
+
+
+def check_cost(texts: list[str], explain: int | None, settings: Settings, name: str = "queries") -> None:
+    """Refuse, before any scoring, texts whose scoring (or explaining, when ``explain`` is set) is over budget."""
+    chars = sum(map(len, texts))
+    held = f"'{name}' is {chars:,} characters long" if name == "query" else f"'{name}' holds {chars:,} characters in all"
+    if chars > settings.max_request_chars:
+        raise ApiError(413, f"{held}; the limit is {settings.max_request_chars:,} per request (max_request_chars).")
+    if explain is None:
+        return
+    if len(texts) > settings.max_explain_texts:
+        raise ApiError(
+            413,
+            f"'{name}' holds {len(texts):,} items to explain; the limit is {settings.max_explain_texts:,} per request "
+            "with explain (max_explain_texts). Explain fewer texts per request.",
+        )
+    if chars > settings.max_explain_chars:
+        raise ApiError(413, f"{held}; the limit is {settings.max_explain_chars:,} per request with explain (max_explain_chars).")
+    if len(texts) * explain > settings.max_explained_terms:
+        what = "one text" if len(texts) == 1 else f"{len(texts):,} texts"
+        raise ApiError(
+            413,
+            f"Explaining {what} with explain_terms={explain} lists up to {len(texts) * explain:,} terms; the limit is "
+            f"{settings.max_explained_terms:,} per request (max_explained_terms). Ask for fewer terms or texts.",
+        )
 
 
 def read_explain(settings: Settings) -> int | None:

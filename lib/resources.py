@@ -15,7 +15,7 @@ from flask_restful import Resource
 from werkzeug.exceptions import MethodNotAllowed
 
 from lib.observability import Metrics
-from lib.parsing import read_batch, read_batch_body, read_explain, read_query
+from lib.parsing import check_cost, read_batch, read_batch_body, read_explain, read_query
 from lib.registry import ModelRegistry, ServedModel
 from lib.settings import Settings
 
@@ -80,6 +80,7 @@ class Prediction(LeanResource):
         """Classify the one text in ``query``."""
         text = read_query(self.settings)
         explain = read_explain(self.settings)
+        check_cost([text], explain, self.settings, "query")
         probabilities, known, terms = self.served.model.score_one(text)
         [answer] = describe(self.served, probabilities, np.array([known, terms]))
         if explain is not None:
@@ -95,6 +96,7 @@ class Prediction(LeanResource):
             return self.get()
         texts = read_batch(body, self.settings)
         explain = read_explain(self.settings)
+        check_cost(texts, explain, self.settings)
         probabilities, coverage = self.served.model.score_texts(texts)
         answers = describe(self.served, probabilities, coverage)
         if explain is not None:

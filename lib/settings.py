@@ -25,6 +25,12 @@ LOCAL_ORIGINS = r"^https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$"
 #: keeps a batch of explained answers bounded (a 1,000-query batch answers at most 100,000 terms of each kind).
 MAX_EXPLAIN_TERMS = 100
 
+#: Ranges of the cost budgets below: finite, so no setting can turn a budget off by accident.
+MAX_REQUEST_CHARS_RANGE = (1, 10_000_000)
+MAX_EXPLAIN_TEXTS_RANGE = (1, 10_000)
+MAX_EXPLAIN_CHARS_RANGE = (1, 1_000_000)
+MAX_EXPLAINED_TERMS_RANGE = (1, 1_000_000)
+
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -51,6 +57,11 @@ class Settings:
     # Addresses of the proxies whose X-Forwarded-For/-Proto/-Host/-Prefix headers are believed; nobody's by default.
     forwarded_allow_ips: tuple[str, ...] = ()
     explain_terms: int = 10  # EXPLAIN_TERMS: terms an explanation lists unless the request says (1-MAX_EXPLAIN_TERMS)
+    # Budgets that bound a request's cost, not only its size, checked before any scoring (sized in bench/worst_case.py):
+    max_request_chars: int = 150_000  # MAX_REQUEST_CHARS: characters of all of a request's texts together
+    max_explain_texts: int = 100  # MAX_EXPLAIN_TEXTS: texts one request may ask to explain
+    max_explain_chars: int = 20_000  # MAX_EXPLAIN_CHARS: characters of all the texts one request asks to explain
+    max_explained_terms: int = 2_000  # MAX_EXPLAINED_TERMS: texts explained times explain_terms, what an answer lists
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> Settings:
@@ -71,6 +82,10 @@ class Settings:
             **query_logging(values),
             forwarded_allow_ips=tuple(ip.strip() for ip in str(values.get("FORWARDED_ALLOW_IPS", "")).split(",") if ip.strip()),
             explain_terms=explain_terms(values, defaults.explain_terms),
+            max_request_chars=budget(values, "MAX_REQUEST_CHARS", defaults.max_request_chars, MAX_REQUEST_CHARS_RANGE),
+            max_explain_texts=budget(values, "MAX_EXPLAIN_TEXTS", defaults.max_explain_texts, MAX_EXPLAIN_TEXTS_RANGE),
+            max_explain_chars=budget(values, "MAX_EXPLAIN_CHARS", defaults.max_explain_chars, MAX_EXPLAIN_CHARS_RANGE),
+            max_explained_terms=budget(values, "MAX_EXPLAINED_TERMS", defaults.max_explained_terms, MAX_EXPLAINED_TERMS_RANGE),
         )
 
 
@@ -194,6 +209,12 @@ def log_level(values: Mapping[str, Any], default: str) -> str:
 def explain_terms(values: Mapping[str, Any], default: int) -> int:
     """Read EXPLAIN_TERMS, how many terms an explanation lists unless the request says: 1 to MAX_EXPLAIN_TERMS."""
     return bounded_int(values, "EXPLAIN_TERMS", default, 1, MAX_EXPLAIN_TERMS, f"a whole number from 1 to {MAX_EXPLAIN_TERMS}")
+
+
+def budget(values: Mapping[str, Any], key: str, default: int, bounds: tuple[int, int]) -> int:
+    """Read a per-request cost budget: a whole number within ``bounds``."""
+    low, high = bounds
+    return bounded_int(values, key, default, low, high, f"a whole number from {low:,} to {high:,}")
 
 
 def port(values: Mapping[str, Any], default: int) -> int:

@@ -21,7 +21,7 @@ from client import ApiError, Limits, SentimentClient
 
 pytestmark = pytest.mark.slow  # live servers
 
-SMALL_LIMITS = {"MAX_BATCH": "3", "MAX_BODY_BYTES": "120", "MAX_QUERY_CHARS": "60"}
+SMALL_LIMITS = {"MAX_BATCH": "3", "MAX_BODY_BYTES": "120", "MAX_QUERY_CHARS": "60", "MAX_REQUEST_CHARS": "70"}
 TEXTS = [
     "that movie was boring",
     None,
@@ -62,13 +62,14 @@ def test_lists_get_a_positional_index(production_server: Server) -> None:
 
 def test_batches_follow_the_published_limits(small_limits_server: Server) -> None:
     client = SentimentClient(small_limits_server.url)
-    assert client.limits == Limits(max_batch=3, max_body_bytes=120, max_query_chars=60)
+    assert client.limits == Limits(max_batch=3, max_body_bytes=120, max_query_chars=60, max_request_chars=70)
     texts = [text for text in TEXTS if isinstance(text, str) and text.strip()] * 3
     bodies = list(client.batches(texts))
     sent = [json.loads(body)["queries"] for body in bodies]
     assert [text for batch in sent for text in batch] == texts
     assert all(len(batch) <= 3 and len(body) <= 120 for batch, body in zip(sent, bodies, strict=True))
-    assert any(len(batch) < 3 for batch in sent[:-1])  # some were cut by the body limit, not the count
+    assert all(sum(map(len, batch)) <= 70 for batch in sent)
+    assert any(len(batch) < 3 for batch in sent[:-1])  # some were cut by the body or characters limit, not the count
     # Every one of those requests is accepted (a batch over a limit would be refused with 413).
     pd.testing.assert_frame_equal(client.rate(texts), score.score_texts(pd.Series(texts, dtype=object), "ratings"))
 
@@ -79,9 +80,18 @@ def test_a_text_over_the_limit_is_refused_before_anything_is_sent(small_limits_s
         client.predict(["good", "x" * 61])
 
 
+def test_batches_are_cut_by_the_characters_budget_alone() -> None:
+    client = SentimentClient("http://127.0.0.1:1")
+    client.limits = Limits(max_batch=100, max_body_bytes=10_000, max_query_chars=60, max_request_chars=25)
+    sent = [json.loads(body)["queries"] for body in client.batches(["ten chars!"] * 5 + ["x" * 25])]
+    assert sent == [["ten chars!"] * 2, ["ten chars!"] * 2, ["ten chars!"], ["x" * 25]]
+    with pytest.raises(ValueError, match="Text 0 has 26 characters; the server takes at most 25"):
+        list(client.batches(["x" * 26]))
+
+
 def test_error_answers_raise_with_the_service_message(small_limits_server: Server) -> None:
     client = SentimentClient(small_limits_server.url)
-    client.limits = Limits(max_batch=10, max_body_bytes=120, max_query_chars=60)  # as if the server shrank them
+    client.limits = Limits(max_batch=10, max_body_bytes=120, max_query_chars=60)  # as if the server shrank them (no budget)
     with pytest.raises(ApiError, match=r"413: 'queries' holds 4 items; the limit is 3 per request\.") as raised:
         client.predict(["good", "bad", "fine", "dull"])
     assert raised.value.status == 413

@@ -17,7 +17,7 @@ from werkzeug.test import TestResponse
 
 from app import create_app
 from lib import openapi, resources
-from lib.settings import Settings
+from lib.settings import MAX_EXPLAIN_TERMS, Settings
 from tests.helpers import resolve, rewrite_manifest
 
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
@@ -166,15 +166,35 @@ def test_limits_are_the_configured_ones(settings: Settings, app: Flask) -> None:
         "max_query_chars": settings.max_query_chars,
         "max_batch": settings.max_batch,
         "max_body_bytes": settings.max_body_bytes,
+        "max_request_chars": settings.max_request_chars,
+        "max_explain_texts": settings.max_explain_texts,
+        "max_explain_chars": settings.max_explain_chars,
+        "max_explained_terms": settings.max_explained_terms,
+        "max_explain_terms": MAX_EXPLAIN_TERMS,
     }
     too_large = components["responses"]["TooLarge"]["description"]
     assert f"{settings.max_body_bytes:,} bytes" in too_large
     assert f"{settings.max_query_chars:,} characters" in too_large
+    for text in (too_large, doc["info"]["description"], components["parameters"]["Explain"]["description"]):
+        assert f"{settings.max_explain_texts:,} texts" in text
+        assert f"{settings.max_explain_chars:,} characters" in text
+        assert f"{settings.max_explained_terms:,}" in text
+    for text in (too_large, doc["info"]["description"]):
+        assert f"{settings.max_request_chars:,} characters" in text
 
 
 def test_served_limits_follow_the_app(spec: dict[str, Any], committed_client: FlaskClient) -> None:
-    assert spec["info"]["x-limits"] == {"max_query_chars": 50, "max_batch": 3, "max_body_bytes": 4096}
     defaults = Settings()
+    assert spec["info"]["x-limits"] == {
+        "max_query_chars": 50,
+        "max_batch": 3,
+        "max_body_bytes": 4096,
+        "max_request_chars": defaults.max_request_chars,
+        "max_explain_texts": defaults.max_explain_texts,
+        "max_explain_chars": defaults.max_explain_chars,
+        "max_explained_terms": defaults.max_explained_terms,
+        "max_explain_terms": MAX_EXPLAIN_TERMS,
+    }
     assert committed_client.get("/openapi.json").json["info"]["x-limits"]["max_batch"] == defaults.max_batch
 
 

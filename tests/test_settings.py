@@ -10,7 +10,18 @@ import pytest
 import app
 from app import create_app
 from bench.harness import ROOT
-from lib.settings import LOCAL_ORIGINS, ConfigError, ServerSettings, Settings, available_cpus, cgroup_cpu_quota
+from lib.settings import (
+    LOCAL_ORIGINS,
+    MAX_EXPLAIN_CHARS_RANGE,
+    MAX_EXPLAIN_TEXTS_RANGE,
+    MAX_EXPLAINED_TERMS_RANGE,
+    MAX_REQUEST_CHARS_RANGE,
+    ConfigError,
+    ServerSettings,
+    Settings,
+    available_cpus,
+    cgroup_cpu_quota,
+)
 
 
 @pytest.mark.parametrize(
@@ -118,3 +129,23 @@ def test_server_check_loads_the_models_and_stops() -> None:
         [sys.executable, "-m", "lib.server", "--check"], cwd=ROOT, env=bad, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1 and done.stderr.startswith("Error: ")
+
+
+@pytest.mark.parametrize(
+    ("key", "field", "bounds"),
+    [
+        ("MAX_REQUEST_CHARS", "max_request_chars", MAX_REQUEST_CHARS_RANGE),
+        ("MAX_EXPLAIN_TEXTS", "max_explain_texts", MAX_EXPLAIN_TEXTS_RANGE),
+        ("MAX_EXPLAIN_CHARS", "max_explain_chars", MAX_EXPLAIN_CHARS_RANGE),
+        ("MAX_EXPLAINED_TERMS", "max_explained_terms", MAX_EXPLAINED_TERMS_RANGE),
+    ],
+)
+def test_cost_budgets_take_a_finite_range_and_name_the_key_otherwise(key: str, field: str, bounds: tuple[int, int]) -> None:
+    low, high = bounds
+    assert low <= getattr(Settings(), field) <= high
+    for value in (low, high):
+        assert getattr(Settings.from_mapping({key: str(value)}), field) == value
+    for value in (str(low - 1), str(high + 1), "lots", "1.5"):
+        with pytest.raises(ConfigError) as raised:
+            Settings.from_mapping({key: value})
+        assert str(raised.value) == f"Config {key!r} has value {value!r}. Not a whole number from {low:,} to {high:,}."
