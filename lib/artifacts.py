@@ -79,8 +79,8 @@ MAX_TERM_CHARS = 100
 #: Stop words in a custom list (scikit-learn's English list has 318).
 MAX_STOP_WORDS = 1_000
 #: Longest n-grams per analyzer: each size adds one term per word (or character) to analyze, count and look up.
-#: Measured (bench/model_worst_case.py, 150,000 characters in 1,000 texts): word 1-3-grams 180 ms; character
-#: 1-6-grams 500-880 ms, 2-5-grams about 60% of that. Word 1-2-grams are what the build makes today.
+#: Measured with bench/model_worst_case.py, the worst batch the default budgets allow (150,000 characters): word
+#: 1-3-grams 180-310 ms; character 1-5-grams 570-910 ms, 1-6-grams no less. The build makes word 1-2-grams.
 MAX_NGRAM = {"word": 3, "char": 5, "char_wb": 5}
 #: idf = log(n / df) + 1 (n and df plus one if smoothed) is at least 1, and at most 1 + log(2**53) for any
 #: number of documents a float64 counts exactly.
