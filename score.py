@@ -25,13 +25,11 @@ import pandas as pd
 import requests
 from tqdm import tqdm
 
-from client import ApiError, SentimentClient
-from lib.frames import predictions_frame, text_mask
+from client import ApiError, SentimentClient, predictions_frame, text_mask
+from lib.paths import MODELS_DIR
 from lib.registry import ServedModel, load_all
 from model import ModelLoadError
 
-ROOT = Path(__file__).resolve().parent
-DEFAULT_MODELS = ROOT / "lib" / "models"
 SEPARATORS = {".tsv": "\t", ".tab": "\t", ".csv": ","}
 IN_PROCESS_STEP = 5_000  # rows scored per call (and per progress-bar update) without a server
 #: The Sentiment of a Kaggle row whose phrase is blank: neutral, the "no idea" rating (every PhraseId needs one).
@@ -48,7 +46,7 @@ def served_models(models_dir: Path) -> Mapping[str, ServedModel]:
     return load_all(models_dir)[0]
 
 
-def score_texts(texts: pd.Series, model: str = "sentiment", models_dir: str | Path = DEFAULT_MODELS) -> pd.DataFrame:
+def score_texts(texts: pd.Series, model: str = "sentiment", models_dir: str | Path = MODELS_DIR) -> pd.DataFrame:
     """Classify a Series of texts in process; one row per text, same index, missing where a row is not text."""
     models = served_models(Path(models_dir).resolve())
     if model not in models:
@@ -67,7 +65,7 @@ def score_texts(texts: pd.Series, model: str = "sentiment", models_dir: str | Pa
 
 
 def score_frame(
-    frame: pd.DataFrame, text_column: str = "Phrase", model: str = "sentiment", models_dir: str | Path = DEFAULT_MODELS
+    frame: pd.DataFrame, text_column: str = "Phrase", model: str = "sentiment", models_dir: str | Path = MODELS_DIR
 ) -> pd.DataFrame:
     """Return ``frame`` with the prediction columns of its ``text_column`` appended: the function for Dask and Spark."""
     return pd.concat([frame, score_texts(frame[text_column], model, models_dir)], axis=1)
@@ -121,7 +119,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--model", default="sentiment", help="sentiment (default) or ratings, or any served model")
     parser.add_argument("--sep", help="the input's delimiter (default: from the extension; .tsv tab, .csv comma)")
     parser.add_argument("--url", help="score through the service at this URL (default: in process, from --models-dir)")
-    parser.add_argument("--models-dir", default=str(DEFAULT_MODELS), help="model folders for in-process scoring")
+    parser.add_argument("--models-dir", default=str(MODELS_DIR), help="model folders for in-process scoring")
     parser.add_argument("--kaggle", action="store_true", help="write a Kaggle submission, PhraseId,Sentiment (ratings)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser.parse_args(argv)
