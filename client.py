@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -28,6 +28,9 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+#: The service's main model answers at its root; the five-class one adds a ``rating`` to each answer (the HTTP contract).
+ROOT_ENDPOINT = "/"
+RATING_FIELD = "rating"
 #: The envelope of a batch body, as sent: ``{"queries":[...]}`` with no spaces.
 BATCH_PREFIX, BATCH_SUFFIX = b'{"queries":[', b"]}"
 
@@ -104,12 +107,12 @@ class SentimentClient:
         self.session.close()
 
     def predict(self, texts: Iterable[Any]) -> pd.DataFrame:
-        """Classify texts as Negative or Positive (the ``sentiment`` model)."""
-        return self.score(texts, "sentiment")
+        """Classify texts with the model the service answers at its root (sentiment: Negative or Positive)."""
+        return self.score(texts, model_name(self.models, endpoint=ROOT_ENDPOINT))
 
     def rate(self, texts: Iterable[Any]) -> pd.DataFrame:
-        """Rate texts 0-4, negative to positive (the ``ratings`` model)."""
-        return self.score(texts, "ratings")
+        """Rate texts with the model whose answers carry a ``rating`` (ratings: 0-4, negative to positive)."""
+        return self.score(texts, model_name(self.models, index_field=RATING_FIELD))
 
     def score(self, texts: Iterable[Any], model: str) -> pd.DataFrame:
         """Classify texts with any served model, by name; the frame has the index of ``texts`` (a Series) or 0..n-1."""
@@ -184,6 +187,19 @@ class SentimentClient:
         headers = {"Content-Type": "application/json"}
         response = self.session.post(self.base_url + endpoint, data=body, headers=headers, timeout=self.timeout)
         return read_answer(response)["predictions"]
+
+
+def model_name(models: Mapping[str, Any], *, endpoint: str | None = None, index_field: str | None = None) -> str:
+    """The name of the served model at ``endpoint`` or answering with ``index_field``; names come from the models served.
+
+    ``models`` maps names to anything with ``endpoint`` and ``index_field``: the client's ``/models``, or the scorer's
+    loaded models.
+    """
+    for name, served in models.items():
+        if (endpoint is None or served.endpoint == endpoint) and (index_field is None or served.index_field == index_field):
+            return name
+    wanted = f"at {endpoint}" if endpoint is not None else f"answering with a {index_field!r}"
+    raise ValueError(f"No model {wanted}; the models served are {', '.join(models) or 'none'}.")
 
 
 def encode(text: str) -> bytes:
