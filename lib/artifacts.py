@@ -345,11 +345,11 @@ def _vectorizer_from(directory: Path, payloads: Mapping[str, bytes]) -> TfidfVec
         with warnings.catch_warnings(record=True) as warned:
             warnings.simplefilter("always")  # scikit-learn warns of stop words the token pattern never makes
             vectorizer.build_analyzer()  # compiles token_pattern, checks stop_words
+        fault = str(warned[0].message) if warned else ""
     except (ValueError, re.error) as exc:
-        warned = [warnings.WarningMessage(exc, UserWarning, "", 0)]
-    if warned:
-        reason = " ".join(str(warned[0].message).split())[:200]
-        raise ModelLoadError(f"{path}: unusable settings ({reason}). {REBUILD_HINT}")
+        fault = str(exc)
+    if fault:
+        raise ModelLoadError(f"{path}: unusable settings ({' '.join(fault.split())[:200]}). {REBUILD_HINT}")
     vectorizer.vocabulary_ = {term: index for index, term in enumerate(vocabulary)}
     idf_path = directory / IDF_FILE
     vectorizer.idf_ = _ranged(idf_path, _array(idf_path, payloads[IDF_FILE], (len(vocabulary),)), IDF_RANGE, "idf")

@@ -104,7 +104,9 @@ def test_names_that_make_one_openapi_name_are_refused_naming_both_folders(models
     with pytest.raises(ModelLoadError) as caught:
         create_app({"MODELS_DIR": str(models)})
     message = str(caught.value)
-    assert str(models / "movie_ratings" / "manifest.json") in message and str(models / "movie-ratings" / "manifest.json") in message
+    assert (
+        str(models / "movie_ratings" / "manifest.json") in message and str(models / "movie-ratings" / "manifest.json") in message
+    )
     assert "both make the OpenAPI name 'MovieRatings'" in message and "\n" not in message
 
 
