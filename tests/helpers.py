@@ -122,6 +122,23 @@ def plant(folder: Path, filename: str, payload: bytes) -> None:
     rewrite_manifest(folder, files={**manifest["files"], filename: hashlib.sha256(payload).hexdigest()})
 
 
+def declare_huge_array(folder: Path, filename: str = "feature_log_prob.npy") -> None:
+    """Plant a valid .npy header declaring 10**17 float64 (694 PiB): reading it raises MemoryError on any machine.
+
+    10**12 (7 TiB) fails only where the kernel refuses to overcommit memory; 694 PiB is beyond any address space.
+    """
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (10**17,)})
+    plant(folder, filename, header.getvalue())
+
+
+def nest_token_pattern(folder: Path, depth: int = 5000) -> None:
+    """Plant a token pattern of groups nested past Python's recursion limit: compiling it raises RecursionError."""
+    saved = json.loads((folder / "vectorizer.json").read_text())
+    saved["params"]["token_pattern"] = "(" * depth + ")" * depth
+    plant(folder, "vectorizer.json", json.dumps(saved).encode())
+
+
 class Reduce:
     """A pickle whose loading calls ``function(*args)``."""
 
