@@ -5,9 +5,9 @@ Python (see "Serving in production" in the README for the measurements behind th
 in front of it guards). The app is built once, here in the parent, and the workers fork from it: they share the
 loaded models copy-on-write, and a bad setting or model stops the start with one line before any worker exists.
 
-Signals: SIGHUP loads the models again in the parent (a folder that fails verification is refused and the old
-models keep serving), then replaces the workers one by one. SIGTERM makes /ready answer 503 for DRAIN_SECONDS,
-then stops the workers, which finish in-flight requests within GRACEFUL_TIMEOUT.
+Signals: SIGHUP loads the models again in the parent (a folder that fails in any way is refused in one log line and
+the old models keep serving), then replaces the workers one by one. SIGTERM makes /ready answer 503 for
+DRAIN_SECONDS, then stops the workers, which finish in-flight requests within GRACEFUL_TIMEOUT.
 """
 
 from __future__ import annotations
@@ -15,12 +15,14 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import multiprocessing
 import os
 import shutil
 import signal
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -93,9 +95,15 @@ def metrics_folder(environ: dict[str, str] | os._Environ[str]) -> Path | None:
 
 def reload_models(wsgi: Any) -> Callable[[], None]:
     """The SIGHUP hook: verify and load the models again in the parent, before the new workers fork from it."""
+    from lib.registry import load_error
+
+    registry = wsgi.extensions["models"]
 
     def reload() -> None:
-        wsgi.extensions["models"].reload()  # refuses a bad folder, logs why, keeps the old models
+        try:
+            registry.reload()  # refuses a folder that fails in any way, logs why, keeps the old models
+        except Exception as exc:  # raised into granian, it would end the serve loop and leave the workers unmanaged
+            log.error("reload failed, still serving the old models: %s", load_error(registry.models_dir, exc))
         gc.freeze()
 
     return reload
@@ -118,6 +126,19 @@ def drain_on_sigterm(server: Any, wsgi: Any, seconds: float) -> Callable[[], Non
             signal.signal(signal.SIGTERM, drain_then_stop)
 
     return install
+
+
+def stop_workers(timeout: float) -> None:
+    """Stop every worker this process started: SIGTERM, then SIGKILL to those still running ``timeout`` seconds later."""
+    workers = multiprocessing.active_children()
+    for worker in workers:
+        worker.terminate()
+    deadline = time.monotonic() + timeout
+    for worker in workers:
+        worker.join(max(deadline - time.monotonic(), 0))
+        if worker.is_alive():
+            worker.kill()
+            worker.join()
 
 
 def in_worker(wsgi: Any) -> Any:
@@ -161,30 +182,40 @@ def serve(environ: dict[str, str] | os._Environ[str]) -> int:
     for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         environ.setdefault(variable, "1")  # before NumPy loads: BLAS thread pools per worker fight for the cores
     made, parent = metrics_folder(environ), os.getpid()
+
+    def remove_metrics_folder() -> None:
+        """Remove the metrics folder made here, from the parent only and only once no worker is left to write to it."""
+        if made is not None and os.getpid() == parent and not multiprocessing.active_children():
+            shutil.rmtree(made, ignore_errors=True)
+
     try:
         return run(settings, config)
     finally:
-        if made is not None and os.getpid() == parent:  # a forked worker never removes what its siblings use
-            shutil.rmtree(made, ignore_errors=True)
+        remove_metrics_folder()
 
 
 def run(settings: Settings, config: ServerSettings) -> int:
-    """Build the app (a bad model stops here with one line) and serve it."""
+    """Build the app (a bad model stops here with one line) and serve it; 1 if the server itself fails."""
     import app  # only now: the metrics folder and thread settings must be in place when the app's libraries load
+    from lib.registry import cause
     from model import ModelLoadError
 
     server = granian_server(config, settings)  # also sets up logging, here and in each worker
     try:
         wsgi = app.create_app()
     except (ModelLoadError, ConfigError) as exc:
-        log.error("not starting: %s", exc)
         print(f"Error: {exc}", file=sys.stderr)
         return 1
     lean_log_records()  # in the parent, so every forked worker has it
     gc.freeze()  # the collector in each worker then never writes to the pages it shares with the parent
     server.on_reload(reload_models(wsgi))
     server.on_startup(drain_on_sigterm(server, wsgi, config.drain_seconds))
-    server.serve(target_loader=lambda _target: in_worker(wsgi))
+    try:
+        server.serve(target_loader=lambda _target: in_worker(wsgi))
+    except Exception as exc:  # e.g. no worker could be forked: granian has left its loop with the workers running
+        log.error("server failed, stopping the workers: %s", cause(exc))
+        stop_workers(config.graceful_timeout)
+        return 1
     return 0
 
 

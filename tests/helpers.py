@@ -139,6 +139,24 @@ def nest_token_pattern(folder: Path, depth: int = 5000) -> None:
     plant(folder, "vectorizer.json", json.dumps(saved).encode())
 
 
+def name_too_long(models: Path) -> Path:
+    """Make a folder in ``models`` whose manifest's path is longer than the system allows (``models`` must be deep)."""
+    length = os.pathconf(models, "PC_PATH_MAX") - 2  # the longest path a folder may have, NUL and separator left
+    folder = models / ("m" * (length - len(str(models)) - 1))
+    assert len(folder.name) <= os.pathconf(models, "PC_NAME_MAX"), f"{models} is not deep enough"
+    folder.mkdir()
+    return folder
+
+
+def deep_folder(root: Path, length: int) -> Path:
+    """A new folder under ``root`` whose path is ``length`` characters long, made of 200-character names."""
+    folder = root
+    while (left := length - len(str(folder)) - 1) > 0:
+        folder /= "d" * min(200, left)
+    folder.mkdir(parents=True)
+    return folder
+
+
 class Reduce:
     """A pickle whose loading calls ``function(*args)``."""
 
