@@ -372,6 +372,23 @@ def test_a_folder_failing_in_any_way_on_reload_keeps_the_old_models_under_traffi
     assert left == [] and list(temp.iterdir()) == [], "the workers stopped, then their metrics folder went"
 
 
+def test_sigterm_during_a_reload_stops_the_server_in_time(tmp_path: Path) -> None:
+    """Replacing 6 workers a second apart outlasts the bound: the stop is then forced, and nothing is left."""
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    env = {"WEB_CONCURRENCY": "6", "ACCESS_LOG": "", "TMPDIR": str(temp), **STOP_SETTINGS}
+    with serving(production_command(), env, tmp_path) as server:
+        wait_for_workers(server, 6)
+        os.kill(server.process.pid, signal.SIGHUP)
+        time.sleep(0.2)
+        stopped_in = stop_with_sigterm(server)
+        left = processes_left(server.process.pid)
+    assert stopped_in < STOP_BOUND
+    assert left == [] and list(temp.iterdir()) == []
+    forced = "not stopped 3.5 s after SIGTERM: killing the workers" in error_records(server)
+    assert forced == (server.process.returncode == 1)
+
+
 def test_a_failing_server_stops_its_workers_before_removing_their_metrics_folder(tmp_path: Path) -> None:
     """granian raising out of its loop (here: no worker can be forked) ends the server in one line, workers first."""
     temp = tmp_path / "temp"
