@@ -28,6 +28,7 @@ from bench.harness import ROOT, Server, live_descendants, production_command, se
 from lib.metric_files import AllocatedMmapedDict, StorageFaults, fold_exited_processes, folder_value_class
 from tests.helpers import Traffic
 from tests.test_observability import merged_total, write_counter
+from tests.test_openapi import assert_conforms
 
 FOLDER_LOGGER = "lib.metric_files"
 
@@ -261,6 +262,7 @@ def test_app_over_a_full_folder_answers_and_says_so(
     assert ready.status_code == 200 and ready.json["status"] == "ready"
     degraded = ready.json["degraded"]["metrics"]
     assert degraded["folder"] == str(small_tmpfs) and "ENOSPC" in degraded["error"] and degraded["failed_writes"] >= 3
+    assert_conforms(client.get("/openapi.json").json, "/ready", "get", ready)
     assert metrics.status_code == 200
     failures = [line for line in metrics.get_data(as_text=True).splitlines() if line.startswith("metrics_write_failures_total ")]
     assert failures and float(failures[0].split()[1]) >= 3
