@@ -75,7 +75,7 @@ def main() -> int:
         "development server: no read timeout for slow clients, HTML answers for oversized URLs and headers, "
         "and a Server header naming Werkzeug. Run `make production` for anything others can reach."
     )
-    app.run(host=settings.host, port=settings.port, debug=os.environ.get("DEBUG", "") == "1")
+    app.run(host=settings.host, port=settings.port, debug=settings.debug)
     return 0
 
 

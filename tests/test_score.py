@@ -11,7 +11,7 @@ import pytest
 
 import score
 from bench.harness import ROOT
-from lib.frames import columns
+from client import columns
 from tests.helpers import COMMITTED_MODELS, KAGGLE_TEST, needs_kaggle_test, readme_blocks
 
 KAGGLE_LAYOUT = [
