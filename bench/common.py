@@ -16,8 +16,17 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.harness import ROOT, Server, ServerError, gunicorn_command, production_command, server_env, serving, wait_for_workers
 from bench.wrk import WrkError, WrkResult
+from tests.support.harness import (
+    ROOT,
+    Server,
+    ServerError,
+    gunicorn_command,
+    production_command,
+    server_env,
+    serving,
+    wait_for_workers,
+)
 
 RESULTS = ROOT / "bench" / "results"
 KAGGLE_TEST_DEFAULT = "../shared/data/kaggle/test.tsv"  # relative to the repo root; KAGGLE_TEST overrides it

@@ -54,8 +54,8 @@ from bench.common import (
     server_command,
     tool_version,
 )
-from bench.harness import ROOT, Server, connections_by_worker, gunicorn_command, memory_snapshot, production_command
-from bench.proxy import proxying
+from tests.support.harness import ROOT, Server, connections_by_worker, gunicorn_command, memory_snapshot, production_command
+from tests.support.proxy import proxying
 
 
 @dataclass(frozen=True)

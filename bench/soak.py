@@ -47,7 +47,7 @@ from bench.common import (
     started,
     tool_version,
 )
-from bench.harness import ROOT, Server, connections_by_worker, descendants, live_descendants, memory_snapshot
+from tests.support.harness import ROOT, Server, connections_by_worker, descendants, live_descendants, memory_snapshot
 
 LUA_SCRIPT = Path(__file__).resolve().parent / "soak.lua"
 MODELS = ROOT / "lib" / "models"

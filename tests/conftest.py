@@ -11,8 +11,8 @@ import pytest
 
 import build_model
 from app import create_app
-from bench.harness import Server, production_command, serving
 from tests.helpers import CLIENT_TIMEOUT, STEP_TIMEOUT, TEST_BUDGET, Deadline, chromium, time_limit, tiny_rows, write_tsv
+from tests.support.harness import Server, production_command, serving
 
 
 @pytest.fixture(scope="session")

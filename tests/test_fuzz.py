@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 from werkzeug.test import TestResponse
 
 from app import create_app
-from bench.harness import Server
 from model import NLPModel
 from tests.helpers import raw_exchange
+from tests.support.harness import Server
 
 pytestmark = pytest.mark.slow  # hypothesis fuzzing
 

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import psutil
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
 GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
 STOP_TIMEOUT = 15.0  # seconds a server gets to stop gracefully before its process group is killed
