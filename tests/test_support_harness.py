@@ -43,7 +43,7 @@ def gone(pid: int, timeout: float = 5.0) -> bool:
 
 @pytest.mark.slow
 def test_serving_starts_on_loopback_and_stops_the_whole_process_group(tmp_path: Path) -> None:
-    with harness.serving([sys.executable, "-c", TINY_SERVER], {"BIND": "0.0.0.0:1"}, tmp_path, name="tiny") as server:
+    with harness.serving([sys.executable, "-c", TINY_SERVER], {"PORT": "1"}, tmp_path, name="tiny") as server:
         assert server.url == f"http://127.0.0.1:{server.port}"
         child = int(requests.get(server.url + "/health", timeout=5).text)
         assert harness.descendants(server.process.pid) == harness.live_descendants(server.process.pid) == [child]
@@ -64,9 +64,14 @@ def test_serving_fails_early_with_the_servers_stderr(tmp_path: Path) -> None:
 
 
 def test_server_env_picks_the_address(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("BIND", "0.0.0.0:80")
+    monkeypatch.setenv("PORT", "80")
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "/somewhere/live")
-    monkeypatch.setenv("WORKER_CLASS", "gthread")
+    monkeypatch.setenv("LOG_LEVEL", "DEBUG")
     env = harness.server_env({"HOST": "0.0.0.0", "ACCESS_LOG": ""}, 1234)
-    assert (env["HOST"], env["PORT"], env["ACCESS_LOG"], env["WORKER_CLASS"]) == ("127.0.0.1", "1234", "", "gthread")
-    assert "BIND" not in env and "PROMETHEUS_MULTIPROC_DIR" not in env
+    assert (env["HOST"], env["PORT"], env["ACCESS_LOG"], env["LOG_LEVEL"]) == ("127.0.0.1", "1234", "", "DEBUG")
+    assert "PROMETHEUS_MULTIPROC_DIR" not in env
+
+
+def test_production_command_and_free_port() -> None:
+    assert harness.production_command() == [sys.executable, "-m", "lib.server"]
+    assert 1024 <= harness.free_port() <= 65535
