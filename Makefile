@@ -2,7 +2,6 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-DATA ?= lib/data/train.tsv
 
 .PHONY: serve production test test-fast test-e2e models lint
 
@@ -34,8 +33,8 @@ test-e2e: $(VENV)/.dev  ## heavy end-to-end checks (browser, container, replicas
 	@if grep -rqs "pytest.mark.e2e" tests; then $(BIN)/python -m pytest -m e2e; \
 	else echo "test-e2e: no end-to-end test is defined yet"; fi
 
-models: $(VENV)/.runtime  ## rebuild lib/models from the Kaggle train.tsv (default lib/data/train.tsv; DATA=path)
-	$(BIN)/python build_model.py --data $(DATA)
+models: $(VENV)/.runtime  ## rebuild lib/models from the Kaggle train.tsv (lib/data/train.tsv, else a shared copy; DATA=path)
+	$(BIN)/python build_model.py $(if $(DATA),--data $(DATA))
 
 lint: $(VENV)/.dev  ## ruff (style, imports, bugbear) and mypy over the product's modules (see pyproject.toml)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy

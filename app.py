@@ -20,12 +20,13 @@ from typing import Any
 
 from flask import Flask
 
-from lib import demo, docs
+from lib import demo, docs, openapi
 from lib.errors import JsonApi, error_response
+from lib.lifecycle import Lifecycle
 from lib.middleware import install
 from lib.observability import Metrics
 from lib.registry import ModelRegistry
-from lib.resources import Health, Lifecycle, MetricsResource, Models, Prediction, Ready
+from lib.resources import Health, MetricsResource, Models, Prediction, Ready
 from lib.settings import ConfigError, Settings
 from model import ModelLoadError
 
@@ -54,7 +55,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     api.add_resource(Ready, "/ready", resource_class_kwargs={"registry": registry, "lifecycle": lifecycle})
     api.add_resource(Models, "/models", resource_class_kwargs={"registry": registry})
     api.add_resource(MetricsResource, "/metrics", resource_class_kwargs={"metrics": metrics})
-    docs.register(app, settings, registry)
+    docs.register(app, settings, registry, openapi.document)
     demo.register(app)
     app.register_error_handler(Exception, error_response)
     return app
@@ -73,7 +74,7 @@ def main() -> int:
         "development server: no read timeout for slow clients, HTML answers for oversized URLs and headers, "
         "and a Server header naming Werkzeug. Run `make production` for anything others can reach."
     )
-    app.run(host=settings.host, port=settings.port, debug=os.environ.get("DEBUG", "") == "1")
+    app.run(host=settings.host, port=settings.port, debug=settings.debug)
     return 0
 
 

@@ -37,6 +37,7 @@ from sklearn.pipeline import make_pipeline
 import util
 from lib.calibration import fit_inverse_temperature
 from lib.evaluation import ECE_BINS, bootstrap_changes, score
+from lib.paths import MODELS_DIR, ROOT, kaggle_file
 from lib.specs import (
     CALIBRATION_SHARE,
     MODEL_SPECS,
@@ -50,9 +51,6 @@ from lib.specs import (
 )
 from model import NLPModel
 
-ROOT = Path(__file__).resolve().parent
-DEFAULT_DATA = ROOT / "lib" / "data" / "train.tsv"
-DEFAULT_OUT = ROOT / "lib" / "models"
 CALIBRATION_METHODS = ("none", "sigmoid", "isotonic", "temperature")  # what --compare-calibration measures
 CALIBRATION_MIN_PER_CLASS = 5  # CalibratedClassifierCV's own floor (5 folds); fewer leaves the model uncalibrated
 CALIBRATION_SOURCE = f"whole sentences of {CALIBRATION_SHARE:.0%} of the training sentences, held out from a sibling fit"
@@ -291,9 +289,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Read the command line."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--data", type=Path, default=DEFAULT_DATA, help=f"Kaggle train.tsv (default: {DEFAULT_DATA.relative_to(ROOT)})"
+        "--data",
+        type=Path,
+        default=kaggle_file("train.tsv"),
+        help="Kaggle train.tsv (default: lib/data/train.tsv, else a shared copy beside the checkout; or KAGGLE_TRAIN)",
     )
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"models folder (default: {DEFAULT_OUT.relative_to(ROOT)})")
+    parser.add_argument("--out", type=Path, default=MODELS_DIR, help=f"models folder (default: {MODELS_DIR.relative_to(ROOT)})")
     parser.add_argument(
         "--models", nargs="+", choices=sorted(MODEL_SPECS), default=list(MODEL_SPECS), help="which models to build (default: all)"
     )

@@ -10,13 +10,14 @@ Batches are cut to the server's own limits (``info.x-limits`` of its ``/openapi.
 characters per request); a 503 or a
 dropped connection is retried with exponential backoff (urllib3's ``Retry``); a row that is not text
 (None, NaN, "", whitespace, a number) comes back missing instead of failing its batch. The columns are
-those of ``lib/frames.py``. Any other error answer raises ``ApiError`` with the service's message.
+those of ``predictions_frame`` below. Any other error answer raises ``ApiError`` with the service's message.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -27,8 +28,9 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from lib.frames import predictions_frame, text_mask
-
+#: The service's main model answers at its root; the five-class one adds a ``rating`` to each answer (the HTTP contract).
+ROOT_ENDPOINT = "/"
+RATING_FIELD = "rating"
 #: The envelope of a batch body, as sent: ``{"queries":[...]}`` with no spaces.
 BATCH_PREFIX, BATCH_SUFFIX = b'{"queries":[', b"]}"
 
@@ -105,12 +107,12 @@ class SentimentClient:
         self.session.close()
 
     def predict(self, texts: Iterable[Any]) -> pd.DataFrame:
-        """Classify texts as Negative or Positive (the ``sentiment`` model)."""
-        return self.score(texts, "sentiment")
+        """Classify texts with the model the service answers at its root (sentiment: Negative or Positive)."""
+        return self.score(texts, model_name(self.models, endpoint=ROOT_ENDPOINT))
 
     def rate(self, texts: Iterable[Any]) -> pd.DataFrame:
-        """Rate texts 0-4, negative to positive (the ``ratings`` model)."""
-        return self.score(texts, "ratings")
+        """Rate texts with the model whose answers carry a ``rating`` (ratings: 0-4, negative to positive)."""
+        return self.score(texts, model_name(self.models, index_field=RATING_FIELD))
 
     def score(self, texts: Iterable[Any], model: str) -> pd.DataFrame:
         """Classify texts with any served model, by name; the frame has the index of ``texts`` (a Series) or 0..n-1."""
@@ -187,6 +189,19 @@ class SentimentClient:
         return read_answer(response)["predictions"]
 
 
+def model_name(models: Mapping[str, Any], *, endpoint: str | None = None, index_field: str | None = None) -> str:
+    """The name of the served model at ``endpoint`` or answering with ``index_field``; names come from the models served.
+
+    ``models`` maps names to anything with ``endpoint`` and ``index_field``: the client's ``/models``, or the scorer's
+    loaded models.
+    """
+    for name, served in models.items():
+        if (endpoint is None or served.endpoint == endpoint) and (index_field is None or served.index_field == index_field):
+            return name
+    wanted = f"at {endpoint}" if endpoint is not None else f"answering with a {index_field!r}"
+    raise ValueError(f"No model {wanted}; the models served are {', '.join(models) or 'none'}.")
+
+
 def encode(text: str) -> bytes:
     """One text as JSON, as it goes into a batch body (ASCII escapes, so any string encodes)."""
     return json.dumps(text).encode()
@@ -201,3 +216,90 @@ def read_answer(response: requests.Response) -> Any:
     except (ValueError, KeyError, TypeError):
         message = response.text[:200] or response.reason
     raise ApiError(response.status_code, message)
+
+
+# --- the table: predictions as a flat DataFrame ---------------------------------------------------
+#
+# Predictions as a flat table: one row per input text, in input order and with its index.
+#
+# The client (answers from the service) and the file scorer (models in process) both build their
+# DataFrames here, so the two give the same columns, types and values:
+#
+# - ``prediction``: the label (missing for a row that was not text);
+# - the model's index field if it has one (``rating`` for ratings, nullable integer);
+# - ``confidence``: the probability of the predicted label, rounded to 3 decimals as the service answers;
+# - ``p_<label>``: each label's probability, labels in the model's order (``p_somewhat_negative``:
+#   characters other than letters, digits and ``_`` become ``_``, so every name is an identifier);
+# - ``known_terms``, ``terms``: coverage (zero known terms means the answer is the class prior alone);
+# - ``model_version``: the model that answered.
+#
+# A row whose input is not a non-blank string (None, NaN, "", whitespace, a number) is missing in
+# every column: NaN, or <NA> for the integer ones.
+
+
+def is_text(value: Any) -> bool:
+    """Tell whether a value can be classified: a string with something besides whitespace (as the service requires)."""
+    return isinstance(value, str) and bool(value.strip())
+
+
+def text_mask(texts: pd.Series) -> np.ndarray:
+    """One boolean per row: True where the row holds text to classify."""
+    return np.fromiter((is_text(value) for value in texts), dtype=bool, count=len(texts))
+
+
+def probability_column(label: str) -> str:
+    """The column holding a label's probability: ``p_`` and the label, made an identifier."""
+    return "p_" + re.sub(r"\W", "_", label)
+
+
+def columns(labels: Sequence[str], index_field: str | None) -> list[str]:
+    """The columns, in order, of a model with these labels and index field."""
+    index = [index_field] if index_field else []
+    return ["prediction", *index, "confidence", *map(probability_column, labels), "known_terms", "terms", "model_version"]
+
+
+def predictions_frame(
+    index: pd.Index,
+    scored: np.ndarray,
+    labels: Sequence[str],
+    index_field: str | None,
+    best: np.ndarray,
+    probabilities: np.ndarray,
+    coverage: np.ndarray,
+    versions: Sequence[str],
+) -> pd.DataFrame:
+    """Lay predictions out as the table described above.
+
+    ``scored`` marks the rows that were classified; ``best`` (class indices), ``probabilities`` (one row per
+    scored text, columns in label order, rounded), ``coverage`` ((known terms, terms) per scored text) and
+    ``versions`` hold one entry per scored row, in order.
+    """
+    rows = len(index)
+    data: dict[str, Any] = {"prediction": _strings(rows, scored, np.asarray(labels, dtype=object)[best])}
+    if index_field:
+        data[index_field] = _integers(rows, scored, best)
+    data["confidence"] = _floats(rows, scored, np.take_along_axis(probabilities, best[:, None], axis=1)[:, 0])
+    for column, label in enumerate(labels):
+        data[probability_column(label)] = _floats(rows, scored, probabilities[:, column])
+    data["known_terms"] = _integers(rows, scored, coverage[:, 0])
+    data["terms"] = _integers(rows, scored, coverage[:, 1])
+    data["model_version"] = _strings(rows, scored, np.asarray(versions, dtype=object))
+    return pd.DataFrame(data, index=index)
+
+
+def _floats(rows: int, scored: np.ndarray, values: np.ndarray) -> np.ndarray:
+    column = np.full(rows, np.nan)
+    column[scored] = values
+    return column
+
+
+def _integers(rows: int, scored: np.ndarray, values: np.ndarray) -> pd.arrays.IntegerArray:
+    column = np.zeros(rows, dtype=np.int64)
+    column[scored] = values
+    return pd.arrays.IntegerArray(column, ~scored)
+
+
+def _strings(rows: int, scored: np.ndarray, values: np.ndarray) -> Any:
+    column = np.full(rows, None, dtype=object)
+    column[scored] = values
+    return pd.array(column, dtype="str")

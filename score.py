@@ -25,13 +25,11 @@ import pandas as pd
 import requests
 from tqdm import tqdm
 
-from client import ApiError, SentimentClient
-from lib.frames import predictions_frame, text_mask
+from client import RATING_FIELD, ROOT_ENDPOINT, ApiError, SentimentClient, model_name, predictions_frame, text_mask
+from lib.paths import MODELS_DIR
 from lib.registry import ServedModel, load_all
 from model import ModelLoadError
 
-ROOT = Path(__file__).resolve().parent
-DEFAULT_MODELS = ROOT / "lib" / "models"
 SEPARATORS = {".tsv": "\t", ".tab": "\t", ".csv": ","}
 IN_PROCESS_STEP = 5_000  # rows scored per call (and per progress-bar update) without a server
 #: The Sentiment of a Kaggle row whose phrase is blank: neutral, the "no idea" rating (every PhraseId needs one).
@@ -48,9 +46,10 @@ def served_models(models_dir: Path) -> Mapping[str, ServedModel]:
     return load_all(models_dir)[0]
 
 
-def score_texts(texts: pd.Series, model: str = "sentiment", models_dir: str | Path = DEFAULT_MODELS) -> pd.DataFrame:
-    """Classify a Series of texts in process; one row per text, same index, missing where a row is not text."""
+def score_texts(texts: pd.Series, model: str | None = None, models_dir: str | Path = MODELS_DIR) -> pd.DataFrame:
+    """Classify a Series of texts in process (``model`` by name; by default the one served at ``/``); one row per text."""
     models = served_models(Path(models_dir).resolve())
+    model = model or model_name(models, endpoint=ROOT_ENDPOINT)
     if model not in models:
         raise ScoreError(f"No model {model!r} in {models_dir}; it holds {', '.join(models)}.")
     served = models[model]
@@ -67,7 +66,7 @@ def score_texts(texts: pd.Series, model: str = "sentiment", models_dir: str | Pa
 
 
 def score_frame(
-    frame: pd.DataFrame, text_column: str = "Phrase", model: str = "sentiment", models_dir: str | Path = DEFAULT_MODELS
+    frame: pd.DataFrame, text_column: str = "Phrase", model: str | None = None, models_dir: str | Path = MODELS_DIR
 ) -> pd.DataFrame:
     """Return ``frame`` with the prediction columns of its ``text_column`` appended: the function for Dask and Spark."""
     return pd.concat([frame, score_texts(frame[text_column], model, models_dir)], axis=1)
@@ -111,6 +110,13 @@ def kaggle_submission(scores: pd.DataFrame, id_column: str) -> pd.DataFrame:
     return pd.DataFrame({"PhraseId": scores[id_column], "Sentiment": rating})
 
 
+def chosen_model(models: Mapping[str, Any], args: argparse.Namespace) -> str:
+    """The model the command line asks for: for --kaggle the one answering a rating, else --model, else the one at /."""
+    if args.kaggle:
+        return model_name(models, index_field=RATING_FIELD)
+    return str(args.model) if args.model else model_name(models, endpoint=ROOT_ENDPOINT)
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """Read the command line."""
     parser = argparse.ArgumentParser(description="Score a TSV or CSV file of texts and write a CSV.")
@@ -118,11 +124,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", help="the CSV to write (default: standard output)")
     parser.add_argument("--text", default="Phrase", help="the column holding the texts (default: Phrase)")
     parser.add_argument("--id", default="PhraseId", help="the id column, for --kaggle (default: PhraseId)")
-    parser.add_argument("--model", default="sentiment", help="sentiment (default) or ratings, or any served model")
+    parser.add_argument("--model", help="any served model by name (default: the one served at /, sentiment)")
     parser.add_argument("--sep", help="the input's delimiter (default: from the extension; .tsv tab, .csv comma)")
     parser.add_argument("--url", help="score through the service at this URL (default: in process, from --models-dir)")
-    parser.add_argument("--models-dir", default=str(DEFAULT_MODELS), help="model folders for in-process scoring")
-    parser.add_argument("--kaggle", action="store_true", help="write a Kaggle submission, PhraseId,Sentiment (ratings)")
+    parser.add_argument("--models-dir", default=str(MODELS_DIR), help="model folders for in-process scoring")
+    parser.add_argument(
+        "--kaggle", action="store_true", help="write a Kaggle submission, PhraseId,Sentiment (the model answering a rating)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser.parse_args(argv)
 
@@ -130,11 +138,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Score the file; 0 on success, 2 for a bad file or option, 1 when the models or the service fail."""
     args = parse_args(argv)
-    model = "ratings" if args.kaggle else args.model
     try:
         frame = read_table(args.path, args.sep, [args.text, args.id] if args.kaggle else [args.text])
         if args.url:
             with SentimentClient(args.url) as client:
+                model = chosen_model(client.models, args)
                 scores = score_in_steps(
                     frame,
                     lambda part: pd.concat([part, client.score(part[args.text], model)], axis=1),
@@ -142,6 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     args.quiet,
                 )
         else:
+            model = chosen_model(served_models(Path(args.models_dir).resolve()), args)
             scores = score_in_steps(
                 frame, lambda part: score_frame(part, args.text, model, args.models_dir), IN_PROCESS_STEP, args.quiet
             )

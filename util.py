@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 
 from lib.evaluation import expected_calibration_error, reliability_bins
+from lib.paths import KAGGLE_URL
 
 REQUIRED_COLUMNS = ("PhraseId", "SentenceId", "Phrase", "Sentiment")
-KAGGLE_DATA = "https://www.kaggle.com/c/sentiment-analysis-on-movie-reviews/data"
 
 
 #: The five Kaggle labels, in rating order 0-4.
@@ -38,7 +38,7 @@ def load_phrases(path: str | Path) -> pd.DataFrame:
     if not path.is_file():
         raise DataError(
             f"{path}: no such file. Download train.tsv of Kaggle's 'Sentiment Analysis on Movie Reviews' "
-            f"({KAGGLE_DATA}) into lib/data/, or pass its path with --data PATH (make models DATA=PATH)"
+            f"({KAGGLE_URL}) into lib/data/, or pass its path with --data PATH (make models DATA=PATH)"
         )
     try:
         # Phrases hold quotes and words like "null"/"NA": read them verbatim, never as NaN.

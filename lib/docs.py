@@ -1,23 +1,26 @@
 """Serving the API's description: ``/openapi.json``, and Swagger UI at ``/docs`` with its assets served locally.
 
-The assets come from the installed ``swagger_ui_bundle`` package, never a CDN: users' networks may be
-closed. The document is built by ``lib.openapi`` from the served models and rebuilt only when a reload
-changes their versions.
+The assets come from the installed ``swagger_ui_bundle`` package, never a CDN: users' networks may be closed.
+The document is built by ``lib.openapi`` (which reads this module's asset table to describe these pages) from
+the served models, and rebuilt only when a reload changes their versions.
 """
 
 from __future__ import annotations
 
 import html
 import json
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from flask import Flask, Response, send_from_directory, url_for
 from swagger_ui_bundle import swagger_ui_path
 from werkzeug.exceptions import NotFound
 
-from lib import openapi
-from lib.openapi import ASSET_MAX_AGE, ASSETS
-from lib.registry import ModelRegistry
+from lib.registry import ModelRegistry, ServedModel
 from lib.settings import Settings
+
+#: What builds the OpenAPI document: ``lib.openapi.document``, handed in by the app factory.
+Document = Callable[[Settings, Iterable[ServedModel]], dict[str, Any]]
 
 DOCS_PAGE = """<!DOCTYPE html>
 <html lang="en">
@@ -37,16 +40,26 @@ DOCS_PAGE = """<!DOCTYPE html>
 </html>
 """
 
+ASSET_MAX_AGE = 3600  # seconds; the bundle's files only change with the package version
+#: The bundle files /docs needs, with their types (not guessed: Python's guess for .js varies by platform).
+#: The bundle's own index.html and initializer are left out: they load the petstore example from the internet.
+ASSETS = {
+    "swagger-ui-bundle.js": "text/javascript",
+    "swagger-ui.css": "text/css",
+    "favicon-32x32.png": "image/png",
+    "favicon-16x16.png": "image/png",
+}
 
-def register(app: Flask, settings: Settings, registry: ModelRegistry) -> None:
-    """Serve /openapi.json (rebuilt only when the served versions change), /docs and its assets."""
+
+def register(app: Flask, settings: Settings, registry: ModelRegistry, document: Document) -> None:
+    """Serve ``document`` at /openapi.json (rebuilt only when the served versions change), /docs and its assets."""
     built: dict[tuple[str, ...], str] = {}
 
     def openapi_json() -> Response:
         versions = tuple(model.version for model in registry.models.values())
         if versions not in built:
             built.clear()
-            built[versions] = json.dumps(openapi.document(settings, registry.models.values()), indent=2)
+            built[versions] = json.dumps(document(settings, registry.models.values()), indent=2)
         return Response(built[versions], mimetype="application/json")
 
     def docs() -> Response:

@@ -15,7 +15,7 @@ from lib.observability import request_id
 log = logging.getLogger(__name__)
 
 
-class ApiError(HTTPException):
+class RequestRefused(HTTPException):
     """An error this service raises on purpose, with its status and a message for the client."""
 
     def __init__(self, code: int, message: str) -> None:
@@ -35,7 +35,7 @@ def error_response(exc: Exception) -> Response:
 
 def status_and_message(exc: Exception) -> tuple[int, str]:
     """Say what went wrong in words for the caller; log (never send) what was not the caller's fault."""
-    if isinstance(exc, ApiError):
+    if isinstance(exc, RequestRefused):
         return exc.code or 400, exc.description or exc.name
     if isinstance(exc, RequestEntityTooLarge):
         limit = current_app.config["MAX_CONTENT_LENGTH"]

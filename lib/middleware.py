@@ -22,9 +22,9 @@ from flask_cors import CORS
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from lib.errors import ApiError
-from lib.observability import REQUEST_ID_HEADER, SAFE_REQUEST_ID, AccessLog, Metrics
-from lib.resources import MODEL_VERSION_HEADER
+from lib.errors import RequestRefused
+from lib.headers import MODEL_VERSION_HEADER, REQUEST_ID_HEADER
+from lib.observability import SAFE_REQUEST_ID, AccessLog, Metrics
 from lib.settings import MAX_URL_BYTES, Settings
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ def install(app: Flask, settings: Settings, metrics: Metrics) -> None:
         incoming = environ.get("HTTP_X_REQUEST_ID", "")
         context.request_id = incoming if SAFE_REQUEST_ID.fullmatch(incoming) else secrets.token_hex(16)
         if len(environ.get("QUERY_STRING", "")) + len(environ.get("PATH_INFO", "")) > MAX_URL_BYTES:
-            raise ApiError(414, URL_TOO_LONG)
+            raise RequestRefused(414, URL_TOO_LONG)
         if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
             buffer_chunked_body(environ, max_body_bytes)
         length = current.content_length
@@ -124,7 +124,7 @@ def buffer_chunked_body(environ: dict[str, Any], limit: int) -> None:
             size += len(part)
     except Exception as exc:  # the server's chunk parser: werkzeug and granian raise unrelated types
         log.info("malformed chunked body: %s", " ".join(str(exc).split())[:200])
-        raise ApiError(400, "Malformed chunked request body (bad chunk size, framing or trailer).") from None
+        raise RequestRefused(400, "Malformed chunked request body (bad chunk size, framing or trailer).") from None
     if size > limit:
         raise RequestEntityTooLarge()
     body = b"".join(parts)

@@ -25,7 +25,6 @@ from flask import Response, g, has_request_context
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 from prometheus_client.mmap_dict import MmapedDict
 
-REQUEST_ID_HEADER = "X-Request-ID"
 #: An incoming X-Request-ID is kept only if it matches; otherwise one is generated.
 REQUEST_ID_PATTERN = "^[A-Za-z0-9._:-]{1,128}$"
 SAFE_REQUEST_ID = re.compile(REQUEST_ID_PATTERN)

@@ -22,24 +22,15 @@ from typing import Any
 
 import numpy as np
 
-from lib import demo
+from lib import demo, docs
+from lib.answers import shape_answers
+from lib.headers import MODEL_VERSION_HEADER, REQUEST_ID_HEADER
 from lib.observability import REQUEST_ID_PATTERN
 from lib.registry import ServedModel
-from lib.resources import describe
 from lib.settings import MAX_EXPLAIN_TERMS, MAX_URL_BYTES, Settings
 
 OPENAPI_VERSION = "3.0.3"  # Swagger UI 4 (the bundled version) renders 3.0, not 3.1
 EXAMPLE_TEXT = "that movie was boring"  # each model's example answer is its real answer to this
-ASSET_MAX_AGE = 3600  # seconds; the bundle's files only change with the package version
-#: The bundle files /docs needs, with their types (not guessed: Python's guess for .js varies by platform).
-#: The bundle's own index.html and initializer are left out: they load the petstore example from the internet.
-ASSETS = {
-    "swagger-ui-bundle.js": "text/javascript",
-    "swagger-ui.css": "text/css",
-    "favicon-32x32.png": "image/png",
-    "favicon-16x16.png": "image/png",
-}
-
 Schema = dict[str, Any]
 
 
@@ -58,7 +49,7 @@ def json_content(schema: Schema, example: Any = None) -> Schema:
 
 def response(description: str, content: Schema | None = None, headers: Schema | None = None) -> Schema:
     """A response object that always documents X-Request-ID: every answer carries it."""
-    result: Schema = {"description": description, "headers": {"X-Request-ID": ref("headers", "XRequestID"), **(headers or {})}}
+    result: Schema = {"description": description, "headers": {REQUEST_ID_HEADER: ref("headers", "XRequestID"), **(headers or {})}}
     if content is not None:
         result["content"] = content
     return result
@@ -84,7 +75,7 @@ def probabilities_schema(labels: tuple[str, ...]) -> Schema:
 
 
 def prediction_schema(served: ServedModel) -> Schema:
-    """One prediction as ``lib.resources.describe`` shapes it, with this model's labels."""
+    """One prediction as ``lib.answers.shape_answers`` shapes it, with this model's labels."""
     labels = served.labels
     properties: Schema = {"prediction": {"type": "string", "enum": list(labels), "description": "The most probable label."}}
     if served.index_field:
@@ -221,7 +212,7 @@ def explain_properties() -> Schema:
 
 def model_version_schema() -> Schema:
     """The version of the model that answered: a hash of its files and labels, new with any change."""
-    return {"type": "string", "description": "Version of the model that answered (also in the X-Model-Version header)."}
+    return {"type": "string", "description": f"Version of the model that answered (also in the {MODEL_VERSION_HEADER} header)."}
 
 
 def batch_answer_schema(item: str, max_batch: int) -> Schema:
@@ -368,7 +359,7 @@ def parameters(settings: Settings) -> Schema:
                 f"{settings.max_query_chars:,} characters 413."
             ),
             "schema": text_schema(settings.max_query_chars, "The text to classify."),
-            "example": "that movie was boring",
+            "example": EXAMPLE_TEXT,
         },
         "Explain": {
             "name": "explain",
@@ -395,7 +386,7 @@ def parameters(settings: Settings) -> Schema:
             "schema": explain_properties()["explain_terms"],
         },
         "XRequestID": {
-            "name": "X-Request-ID",
+            "name": REQUEST_ID_HEADER,
             "in": "header",
             "required": False,
             "description": (
@@ -424,8 +415,8 @@ def request_bodies(settings: Settings) -> Schema:
                 "application/json": {
                     "schema": {"oneOf": [ref("schemas", "BatchBody"), ref("schemas", "QueryBody")]},
                     "examples": {
-                        "batch": {"value": {"queries": ["That was pretty entertaining", "that movie was boring"]}},
-                        "single": {"value": {"query": "that movie was boring"}},
+                        "batch": {"value": {"queries": ["That was pretty entertaining", EXAMPLE_TEXT]}},
+                        "single": {"value": {"query": EXAMPLE_TEXT}},
                     },
                 },
                 **forms,
@@ -455,7 +446,7 @@ def responses(settings: Settings) -> Schema:
         ),
         "Timeout": response(
             "The request body stopped arriving: the client went away mid-body, "
-            "or (behind the deployed nginx) sent nothing for 5 seconds.",
+            "or (behind the deployed nginx) sent nothing for its client_body_timeout (deploy/nginx.conf).",
             error,
         ),
         "UriTooLong": response(
@@ -475,7 +466,7 @@ def headers() -> Schema:
     """The X-Request-ID response header on every answer, and X-Model-Version on predictions."""
     return {
         "XRequestID": {
-            "description": "The caller's X-Request-ID when it matches the pattern, else a generated one (32 hex digits).",
+            "description": f"The caller's {REQUEST_ID_HEADER} when it matches the pattern, else a generated one (32 hex digits).",
             "schema": {"type": "string", "pattern": REQUEST_ID_PATTERN},
         },
         "XModelVersion": {"description": "Version of the model that answered, as in the body.", "schema": {"type": "string"}},
@@ -504,8 +495,8 @@ def prediction_path(served: ServedModel, settings: Settings) -> Schema:
     single, batch = f"{name}Prediction", f"{name}Batch"
     what = f"as {' or '.join(labels)}" if len(labels) == 2 else f"as one of: {', '.join(labels)}"
     probabilities, known, terms = served.model.score_one(EXAMPLE_TEXT)
-    example = describe(served, probabilities, np.array([known, terms]))[0]
-    version = {"X-Model-Version": ref("headers", "XModelVersion")}
+    example = shape_answers(served, probabilities, np.array([known, terms]))[0]
+    version = {MODEL_VERSION_HEADER: ref("headers", "XModelVersion")}
     errors = {
         "400": ref("responses", "BadRequest"),
         "408": ref("responses", "Timeout"),
@@ -558,14 +549,16 @@ def paths(settings: Settings, models: list[ServedModel]) -> Schema:
         "docs_asset",
         {
             "200": response(
-                f"The file, cacheable for {ASSET_MAX_AGE // 60} minutes.",
-                {media: {"schema": {"type": "string", "format": "binary"}} for media in sorted(set(ASSETS.values()))},
-                {"Cache-Control": {"schema": {"type": "string"}, "example": f"public, max-age={ASSET_MAX_AGE}"}},
+                f"The file, cacheable for {docs.ASSET_MAX_AGE // 60} minutes.",
+                {media: {"schema": {"type": "string", "format": "binary"}} for media in sorted(set(docs.ASSETS.values()))},
+                {"Cache-Control": {"schema": {"type": "string"}, "example": f"public, max-age={docs.ASSET_MAX_AGE}"}},
             ),
             "304": response("Not modified since the copy the client holds (ETag or Last-Modified)."),
             "404": ref("responses", "NotFound"),
         },
-        parameters=[{"name": "filename", "in": "path", "required": True, "schema": {"type": "string", "enum": list(ASSETS)}}],
+        parameters=[
+            {"name": "filename", "in": "path", "required": True, "schema": {"type": "string", "enum": list(docs.ASSETS)}}
+        ],
     )
     demo_asset = operation(
         "The demo page's script or style sheet",
@@ -649,7 +642,7 @@ def description(settings: Settings, models: list[ServedModel]) -> str:
         "(413 beyond any of them, before any text is scored; `info.x-limits` lists them).\n\n"
         'Errors are JSON everywhere, `{"message": "..."}`: 400 bad input, 404 unknown path, 405 method not '
         "allowed (with an `Allow` header), 408 stalled body, 413 over a limit, 500 anything unexpected. Every response carries "
-        "`X-Request-ID`."
+        f"`{REQUEST_ID_HEADER}`."
     )
 
 

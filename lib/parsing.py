@@ -3,7 +3,7 @@
 ``query`` may come in the URL, a form body or a JSON body; ``{"queries": [...]}`` in a JSON body is a
 batch. An empty body is no body, whatever its Content-Type (HTTPie run from a script sends one with
 ``application/json``). When the URL has ``query`` and the body is not a batch, the URL's answers and
-the body is only checked to be well-formed. Each function raises ``ApiError`` with a message naming
+the body is only checked to be well-formed. Each function raises ``RequestRefused`` with a message naming
 the field and what was wrong.
 
 ``explain=true`` (and ``explain_terms``, how many terms to list) may come in the URL, a form or a JSON body,
@@ -24,7 +24,7 @@ from typing import Any
 from flask import request
 from werkzeug.exceptions import BadRequest, ClientDisconnected
 
-from lib.errors import ApiError
+from lib.errors import RequestRefused
 from lib.settings import MAX_EXPLAIN_TERMS, Settings
 
 #: ``explain`` in a URL or form: these spellings, in any case; in JSON, only true or false.
@@ -45,11 +45,11 @@ def json_object() -> dict[str, Any]:
     except ClientDisconnected:
         raise
     except BadRequest:
-        raise ApiError(400, 'Malformed JSON body. Send a JSON object such as {"query": "text"}.') from None
+        raise RequestRefused(400, 'Malformed JSON body. Send a JSON object such as {"query": "text"}.') from None
     except RecursionError:
-        raise ApiError(400, 'JSON body nested too deeply. Send a flat object such as {"queries": ["text"]}.') from None
+        raise RequestRefused(400, 'JSON body nested too deeply. Send a flat object such as {"queries": ["text"]}.') from None
     if not isinstance(body, dict):
-        raise ApiError(400, f'JSON body must be an object such as {{"query": "text"}}, got {json_type(body)}.')
+        raise RequestRefused(400, f'JSON body must be an object such as {{"query": "text"}}, got {json_type(body)}.')
     return body
 
 
@@ -70,7 +70,7 @@ def read_query(settings: Settings) -> str:
     if "query" in args:
         given = args.getlist("query")
         if len(given) > 1:
-            raise ApiError(
+            raise RequestRefused(
                 400, f"'query' appears {len(given)} times in the URL. Send one, or POST {{\"queries\": [...]}} for several."
             )
         value: Any = given[0]
@@ -85,30 +85,30 @@ def read_batch(body: dict[str, Any], settings: Settings) -> list[str]:
     """Check a batch ``{"queries": [...]}``: a list of non-blank strings within the limits."""
     queries = body["queries"]
     if not isinstance(queries, list):
-        raise ApiError(400, f"'queries' must be an array of strings, got {json_type(queries)}.")
+        raise RequestRefused(400, f"'queries' must be an array of strings, got {json_type(queries)}.")
     if not queries:
-        raise ApiError(400, "'queries' is empty. Send at least one string.")
+        raise RequestRefused(400, "'queries' is empty. Send at least one string.")
     if len(queries) > settings.max_batch:
-        raise ApiError(413, f"'queries' holds {len(queries):,} items; the limit is {settings.max_batch:,} per request.")
+        raise RequestRefused(413, f"'queries' holds {len(queries):,} items; the limit is {settings.max_batch:,} per request.")
     return [checked_text(query, f"queries[{index}]", settings) for index, query in enumerate(queries)]
 
 
 def checked_text(value: Any, name: str, settings: Settings) -> str:
     """Return a text to classify, or raise naming the field and what was wrong with it."""
     if value is None and name != "query":
-        raise ApiError(400, f"'{name}' must be a string, got null.")
+        raise RequestRefused(400, f"'{name}' must be a string, got null.")
     if value is None:
-        raise ApiError(
+        raise RequestRefused(
             400,
             f"Missing required parameter '{name}'. Send it in the URL (?query=...), "
             'a form body (query=...) or a JSON body ({"query": "..."}).',
         )
     if not isinstance(value, str):
-        raise ApiError(400, f"'{name}' must be a string, got {json_type(value)}.")
+        raise RequestRefused(400, f"'{name}' must be a string, got {json_type(value)}.")
     if not value.strip():
-        raise ApiError(400, f"'{name}' is blank. Send some text to classify.")
+        raise RequestRefused(400, f"'{name}' is blank. Send some text to classify.")
     if len(value) > settings.max_query_chars:
-        raise ApiError(413, f"'{name}' is {len(value):,} characters long; the limit is {settings.max_query_chars:,}.")
+        raise RequestRefused(413, f"'{name}' is {len(value):,} characters long; the limit is {settings.max_query_chars:,}.")
     return value
 
 
@@ -117,20 +117,22 @@ def check_cost(texts: list[str], explain: int | None, settings: Settings, name: 
     chars = sum(map(len, texts))
     held = f"'{name}' is {chars:,} characters long" if name == "query" else f"'{name}' holds {chars:,} characters in all"
     if chars > settings.max_request_chars:
-        raise ApiError(413, f"{held}; the limit is {settings.max_request_chars:,} per request (max_request_chars).")
+        raise RequestRefused(413, f"{held}; the limit is {settings.max_request_chars:,} per request (max_request_chars).")
     if explain is None:
         return
     if len(texts) > settings.max_explain_texts:
-        raise ApiError(
+        raise RequestRefused(
             413,
             f"'{name}' holds {len(texts):,} items to explain; the limit is {settings.max_explain_texts:,} per request "
             "with explain (max_explain_texts). Explain fewer texts per request.",
         )
     if chars > settings.max_explain_chars:
-        raise ApiError(413, f"{held}; the limit is {settings.max_explain_chars:,} per request with explain (max_explain_chars).")
+        raise RequestRefused(
+            413, f"{held}; the limit is {settings.max_explain_chars:,} per request with explain (max_explain_chars)."
+        )
     if len(texts) * explain > settings.max_explained_terms:
         what = "one text" if len(texts) == 1 else f"{len(texts):,} texts"
-        raise ApiError(
+        raise RequestRefused(
             413,
             f"Explaining {what} with explain_terms={explain} lists up to {len(texts) * explain:,} terms; the limit is "
             f"{settings.max_explained_terms:,} per request (max_explained_terms). Ask for fewer terms or texts.",
@@ -154,7 +156,7 @@ def option(name: str) -> Any:
     if name in request.args:
         given = request.args.getlist(name)
         if len(given) > 1:
-            raise ApiError(400, f"'{name}' appears {len(given)} times in the URL. Send it once.")
+            raise RequestRefused(400, f"'{name}' appears {len(given)} times in the URL. Send it once.")
         return given[0]
     if not request.content_length:
         return ABSENT
@@ -171,7 +173,7 @@ def checked_flag(value: Any, name: str) -> bool:
     if isinstance(value, str) and value.lower() in TRUE_WORDS | FALSE_WORDS:
         return value.lower() in TRUE_WORDS
     shown = repr(value) if isinstance(value, str) else json_type(value)
-    raise ApiError(400, f"'{name}' must be true or false, got {shown[:60]}.")
+    raise RequestRefused(400, f"'{name}' must be true or false, got {shown[:60]}.")
 
 
 def checked_count(value: Any, name: str) -> int:
@@ -180,4 +182,4 @@ def checked_count(value: Any, name: str) -> int:
     if type(number) is int and 1 <= number <= MAX_EXPLAIN_TERMS:
         return number
     shown = repr(value) if isinstance(value, str) else str(value) if type(value) is int else json_type(value)
-    raise ApiError(400, f"'{name}' must be a whole number from 1 to {MAX_EXPLAIN_TERMS}, got {shown[:60]}.")
+    raise RequestRefused(400, f"'{name}' must be a whole number from 1 to {MAX_EXPLAIN_TERMS}, got {shown[:60]}.")

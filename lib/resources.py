@@ -5,7 +5,6 @@ Each resource receives what it needs through ``resource_class_kwargs``; none rea
 
 from __future__ import annotations
 
-import multiprocessing
 from collections import Counter
 from typing import Any
 
@@ -14,9 +13,12 @@ from flask import Response, request
 from flask_restful import Resource
 from werkzeug.exceptions import MethodNotAllowed
 
+from lib.answers import explanation, shape_answers
+from lib.headers import MODEL_VERSION_HEADER
+from lib.lifecycle import Lifecycle
 from lib.observability import Metrics
 from lib.parsing import check_cost, read_batch, read_batch_body, read_explain, read_query
-from lib.registry import ModelRegistry, ServedModel
+from lib.registry import ModelRegistry
 from lib.settings import Settings
 
 
@@ -36,38 +38,6 @@ class LeanResource(Resource):
         return handler(*args, **kwargs)
 
 
-#: Every prediction answer names the model version that produced it, in the body and in this header.
-MODEL_VERSION_HEADER = "X-Model-Version"
-
-
-def describe(served: ServedModel, probabilities: np.ndarray, coverage: np.ndarray) -> list[dict[str, Any]]:
-    """Shape predictions, one per row: the label, its probability as ``confidence``, all probabilities, coverage.
-
-    Rounds in one vectorised call, so a batch of a thousand costs about what a few single answers do.
-    """
-    rows = np.atleast_2d(probabilities)
-    labels, index_field, version = served.labels, served.index_field, served.version
-    answers = []
-    counts = np.atleast_2d(coverage).tolist()
-    for best, rounded, (known, terms) in zip(rows.argmax(axis=1).tolist(), rows.round(3).tolist(), counts, strict=True):
-        answer: dict[str, Any] = {"prediction": labels[best]}
-        if index_field:
-            answer[index_field] = best
-        answer["confidence"] = rounded[best]
-        answer["probabilities"] = dict(zip(labels, rounded, strict=True))
-        answer["coverage"] = {"known_terms": known, "terms": terms}
-        answer["model_version"] = version
-        answers.append(answer)
-    return answers
-
-
-def explanation(served: ServedModel, text: str, terms: int, probabilities: np.ndarray) -> dict[str, Any]:
-    """Explain the answer's label (the most probable) against the runner-up, with label names instead of indices."""
-    explained = served.model.explain(text, terms, predicted=int(probabilities.argmax()))
-    labels = served.labels
-    return {**explained, "predicted": labels[explained["predicted"]], "runner_up": labels[explained["runner_up"]]}
-
-
 class Prediction(LeanResource):
     """Classify one text (GET, or POST with ``query``) or a batch (POST with ``queries``)."""
 
@@ -82,7 +52,7 @@ class Prediction(LeanResource):
         explain = read_explain(self.settings)
         check_cost([text], explain, self.settings, "query")
         probabilities, known, terms = self.served.model.score_one(text)
-        [answer] = describe(self.served, probabilities, np.array([known, terms]))
+        [answer] = shape_answers(self.served, probabilities, np.array([known, terms]))
         if explain is not None:
             answer["explanation"] = explanation(self.served, text, explain, probabilities)
         self.metrics.count_prediction(self.served.name, answer["prediction"])
@@ -98,7 +68,7 @@ class Prediction(LeanResource):
         explain = read_explain(self.settings)
         check_cost(texts, explain, self.settings)
         probabilities, coverage = self.served.model.score_texts(texts)
-        answers = describe(self.served, probabilities, coverage)
+        answers = shape_answers(self.served, probabilities, coverage)
         if explain is not None:
             for answer, text, row in zip(answers, texts, probabilities, strict=True):
                 answer["explanation"] = explanation(self.served, text, explain, row)
@@ -116,25 +86,6 @@ class Health(LeanResource):
     def get(self) -> dict[str, str]:
         """Answer while the process can."""
         return {"status": "ok"}
-
-
-class Lifecycle:
-    """Whether this server should still receive traffic: not once a graceful shutdown has begun.
-
-    The flag lives in shared memory made before the workers fork, so the server's parent can set it for all of them.
-    """
-
-    def __init__(self) -> None:
-        self._draining = multiprocessing.Event()
-
-    @property
-    def draining(self) -> bool:
-        """True once ``begin_drain`` was called."""
-        return self._draining.is_set()
-
-    def begin_drain(self) -> None:
-        """Say "not ready" from now on, while requests already routed here are still answered."""
-        self._draining.set()
 
 
 class Ready(LeanResource):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from lib.paths import MODELS_DIR, ROOT
 
 #: Longest URL (path and query string) the service accepts: 414 beyond it (within nginx's usual 8 KB).
 MAX_URL_BYTES = 8190
@@ -32,6 +32,7 @@ MAX_EXPLAIN_CHARS_RANGE = (1, 1_000_000)
 MAX_EXPLAINED_TERMS_RANGE = (1, 1_000_000)
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+SWITCH_VALUES = {"1": True, "true": True, "0": False, "false": False, "": False}
 
 
 class ConfigError(ValueError):
@@ -42,7 +43,7 @@ class ConfigError(ValueError):
 class Settings:
     """Service configuration, read from environment variables (or a mapping in tests)."""
 
-    models_dir: Path = ROOT / "lib" / "models"
+    models_dir: Path = MODELS_DIR
     max_query_chars: int = 20_000
     max_batch: int = 1_000
     max_body_bytes: int = 2 * 1024 * 1024
@@ -62,6 +63,7 @@ class Settings:
     max_explain_texts: int = 100  # MAX_EXPLAIN_TEXTS: texts one request may ask to explain
     max_explain_chars: int = 20_000  # MAX_EXPLAIN_CHARS: characters of all the texts one request asks to explain
     max_explained_terms: int = 2_000  # MAX_EXPLAINED_TERMS: texts explained times explain_terms, what an answer lists
+    debug: bool = False  # DEBUG=1: the development server's reloader and debugger (python app.py only; never production)
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> Settings:
@@ -86,6 +88,7 @@ class Settings:
             max_explain_texts=budget(values, "MAX_EXPLAIN_TEXTS", defaults.max_explain_texts, MAX_EXPLAIN_TEXTS_RANGE),
             max_explain_chars=budget(values, "MAX_EXPLAIN_CHARS", defaults.max_explain_chars, MAX_EXPLAIN_CHARS_RANGE),
             max_explained_terms=budget(values, "MAX_EXPLAINED_TERMS", defaults.max_explained_terms, MAX_EXPLAINED_TERMS_RANGE),
+            debug=switch(values, "DEBUG"),
         )
 
 
@@ -196,6 +199,14 @@ def origins(values: Mapping[str, Any], default: tuple[str, ...]) -> tuple[str, .
         if origin != "*" and not origin.startswith(("http://", "https://", "^")):
             raise ConfigError(f"Config 'CORS_ORIGINS' has value {origin!r}. Expected origins like https://app.example.com, or *.")
     return found
+
+
+def switch(values: Mapping[str, Any], key: str) -> bool:
+    """Read an on/off setting: 1 (or true) turns it on; 0, false or nothing leaves it off."""
+    raw = str(values.get(key, "")).strip().lower()
+    if raw not in SWITCH_VALUES:
+        raise ConfigError(f"Config {key!r} has value {raw!r}. Expected 1 or 0.")
+    return SWITCH_VALUES[raw]
 
 
 def log_level(values: Mapping[str, Any], default: str) -> str:

@@ -23,7 +23,7 @@ def test_unexpected_error_is_json_500_without_traceback(app, monkeypatch: pytest
     def explode(*_: object) -> None:
         raise RuntimeError("secret internal detail /etc/passwd")
 
-    monkeypatch.setattr(resources, "describe", explode)
+    monkeypatch.setattr(resources, "shape_answers", explode)
     response = app.test_client().get("/?query=fine")
     assert response.status_code == 500
     assert response.json["message"].startswith("Internal server error")

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lib.frames import columns, is_text, predictions_frame, probability_column, text_mask
+from client import columns, is_text, predictions_frame, probability_column, text_mask
 
 
 @pytest.mark.parametrize("value", ["good", " a ", "None", "NA", "0"])

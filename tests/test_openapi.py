@@ -331,7 +331,7 @@ def test_unexpected_error_matches_the_document(app: Flask, spec: dict[str, Any],
     def explode(*args: Any) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(resources, "describe", explode)
+    monkeypatch.setattr(resources, "shape_answers", explode)
     response = app.test_client().get("/?query=fine")
     assert response.status_code == 500
     assert_conforms(spec, "/", "get", response)

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import score
-from lib.frames import columns
+from client import columns
 from tests.helpers import COMMITTED_MODELS, KAGGLE_TEST, needs_kaggle_test, readme_blocks
 from tests.support.harness import ROOT
 

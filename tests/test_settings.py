@@ -39,6 +39,12 @@ def test_settings_read_environment(monkeypatch: pytest.MonkeyPatch, tiny_models:
     assert response.status_code == 413 and "limit is 2" in response.json["message"]
 
 
+@pytest.mark.parametrize(("value", "on"), [("1", True), ("true", True), ("0", False), ("false", False), ("", False)])
+def test_debug_is_read_with_the_other_settings(value: str, on: bool) -> None:
+    assert Settings.from_mapping({"DEBUG": value}).debug is on
+    assert Settings.from_mapping({}).debug is False
+
+
 def test_cors_settings() -> None:
     assert Settings.from_mapping({}).cors_origins == (LOCAL_ORIGINS,)
     assert Settings.from_mapping({"CORS_ORIGINS": " https://a.example , * "}).cors_origins == ("https://a.example", "*")
@@ -59,12 +65,13 @@ def test_cors_settings() -> None:
         ({"MAX_BATCH": "-1"}, "Config 'MAX_BATCH' has value '-1'. Not a positive integer."),
         ({"LOG_QUERIES": "all"}, "Config 'LOG_QUERIES' has value 'all'. Expected none, hmac or text."),
         ({"LOG_QUERIES": "hmac"}, "Config 'QUERY_LOG_KEY' must be a secret of at least 16 characters when LOG_QUERIES=hmac."),
+        ({"DEBUG": "yes please"}, "Config 'DEBUG' has value 'yes please'. Expected 1 or 0."),
     ],
 )
 def test_development_server_stops_with_one_line_naming_the_setting(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], variables: dict[str, str], message: str
 ) -> None:
-    for key in ("PORT", "LOG_LEVEL", "PROMETHEUS_MULTIPROC_DIR", "LOG_QUERIES", "QUERY_LOG_KEY"):
+    for key in ("PORT", "LOG_LEVEL", "PROMETHEUS_MULTIPROC_DIR", "LOG_QUERIES", "QUERY_LOG_KEY", "DEBUG"):
         monkeypatch.delenv(key, raising=False)
     for key, value in variables.items():
         monkeypatch.setenv(key, value)
