@@ -13,10 +13,12 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
 import platform
 import re
 import stat
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import sklearn
+from scipy.special import logsumexp
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from lib.calibration import INVERSE_TEMPERATURE_RANGE
@@ -49,6 +52,44 @@ ANALYZER_CHOICES: dict[str, tuple[Any, ...]] = {
 FLAG_PARAMS = ("binary", "lowercase", "sublinear_tf")
 FIXED_PARAMS: dict[str, Any] = {"input": "content", "preprocessor": None, "tokenizer": None, "vocabulary": None, "use_idf": True}
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_SKLEARN_VERSION = re.compile(r"[0-9A-Za-z.+-]{1,32}")
+
+#: A model's name goes into URLs, the X-Model-Version header, metric labels and OpenAPI names: a safe charset only.
+MODEL_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+#: Labels are answers' keys and values: printable text (str.isprintable: no control or format characters).
+MAX_LABELS = 20
+MAX_LABEL_CHARS = 64
+#: The token patterns a word analyzer may use: scikit-learn's default and its one-letter-words variant. Any other
+#: regular expression could backtrack catastrophically ((\w+\s?)+$x took 7 s on 26 characters), so none is run.
+DEFAULT_TOKEN_PATTERN = r"(?u)\b\w\w+\b"
+TOKEN_PATTERNS = (DEFAULT_TOKEN_PATTERN, r"(?u)\b\w+\b")
+
+# Caps on what a model folder may hold, so that no folder can exhaust a worker's memory or make a request slow. Each
+# is checked before the thing it bounds is read or used; bench/model_worst_case.py measures a folder at every cap.
+#: Bytes of manifest.json (the committed ones hold under 4 KB); /models answers every manifest whole.
+MAX_MANIFEST_BYTES = 64 * 1024
+#: Bytes of vectorizer.json, stated before it is parsed: its parse briefly takes several times this.
+MAX_VECTORIZER_BYTES = 8 * 1024 * 1024
+#: Bytes of each .npy file: at most about a million float64 weights, labels x terms in feature_log_prob.npy.
+MAX_ARRAY_BYTES = 8 * 1024 * 1024
+#: Vocabulary terms. Kaggle's phrases make 94,644 word 1-2-grams and 204,788 word 1-3-grams (no max_features).
+MAX_VOCABULARY_TERMS = 250_000
+#: Characters of a term or stop word. Kaggle's longest word 1-3-gram has 40.
+MAX_TERM_CHARS = 100
+#: Stop words in a custom list (scikit-learn's English list has 318).
+MAX_STOP_WORDS = 1_000
+#: Longest n-grams per analyzer: each size adds one term per word (or character) to analyze, count and look up.
+#: Measured with bench/model_worst_case.py, the worst batch the default budgets allow (150,000 characters): word
+#: 1-3-grams 180-310 ms; character 1-5-grams 570-910 ms, 1-6-grams no less. The build makes word 1-2-grams.
+MAX_NGRAM = {"word": 3, "char": 5, "char_wb": 5}
+#: idf = log(n / df) + 1 (n and df plus one if smoothed) is at least 1, and at most 1 + log(2**53) for any
+#: number of documents a float64 counts exactly.
+IDF_RANGE = (1.0, 1.0 + math.log(2.0**53))
+#: log P(term | class) and log P(class): at most 0, and above the log of float64's smallest positive number
+#: (-744.4; scikit-learn smooths with alpha >= 1e-10, so no fit goes near it), so no sum of them overflows.
+LOG_PROBABILITY_RANGE = (math.log(np.finfo(np.float64).smallest_subnormal), 0.0)
+#: Each class's probabilities sum to 1: their logsumexp is 0 within this (a fit's rounding is about 1e-12).
+LOG_TOTAL_TOLERANCE = 1e-6
 
 
 class ModelLoadError(RuntimeError):
@@ -105,7 +146,7 @@ def load(directory: str | Path) -> Artifacts:
     """Read a model folder after verifying every file; raise ModelLoadError naming the file otherwise."""
     directory = Path(directory)
     manifest = read_manifest(directory)
-    payloads = {name: _verified_bytes(directory, name, digest) for name, digest in manifest["files"].items()}
+    payloads = {name: _verified_bytes(directory, name, digest, _cap(name)) for name, digest in manifest["files"].items()}
     installed = sklearn.__version__
     if manifest["sklearn_version"] != installed:
         raise ModelLoadError(
@@ -143,14 +184,14 @@ def content_version(name: str, labels: Sequence[str], files: Mapping[str, str]) 
 def read_manifest(directory: Path) -> dict[str, Any]:
     """Read ``manifest.json`` and check its whole shape: it is JSON, so reading it runs no code."""
     path = directory / MANIFEST
-    manifest = _json(path, _regular_file_bytes(directory, MANIFEST))
+    manifest = _json(path, _regular_file_bytes(directory, MANIFEST, MAX_MANIFEST_BYTES))
     fault = _manifest_fault(manifest)
     if fault:
         raise ModelLoadError(f"{path}: {fault}. {REBUILD_HINT}")
     expected = content_version(manifest["name"], manifest["labels"], manifest["files"])
     if manifest["version"] != expected:
         raise ModelLoadError(
-            f"{path}: version {manifest['version']!r} does not match the content it names ({expected}); "
+            f"{path}: version {manifest['version'][:80]!r} does not match the content it names ({expected}); "
             f"the manifest was edited. {REBUILD_HINT}"
         )
     return manifest
@@ -168,12 +209,36 @@ def _manifest_fault(manifest: Any) -> str | None:
         return f"not a model manifest (needs {', '.join(sorted(required))})"
     if not all(isinstance(manifest[key], str) and manifest[key] for key in ("name", "version", "sklearn_version")):
         return "name, version and sklearn_version must be non-empty strings"
-    labels = manifest["labels"]
+    name = manifest["name"]
+    if not MODEL_NAME.fullmatch(name):
+        return (
+            f"name {name[:80]!r} must be 1 to 64 lower-case letters, digits, - and _, starting with a letter or digit "
+            "(it goes into URLs, headers and metric labels)"
+        )
+    if not _SKLEARN_VERSION.fullmatch(manifest["sklearn_version"]):
+        return f"sklearn_version {manifest['sklearn_version'][:40]!r} is not a version number"
+    return _labels_fault(manifest["labels"]) or _files_fault(manifest["files"])
+
+
+def _labels_fault(labels: Any) -> str | None:
+    """Say what is wrong with a manifest's labels, or None: 2 to MAX_LABELS distinct, short, printable strings."""
     if not isinstance(labels, list) or len(labels) < 2 or not all(isinstance(label, str) and label.strip() for label in labels):
         return "labels must be a list of at least two non-empty strings"
+    if len(labels) > MAX_LABELS:
+        return f"{len(labels)} labels, more than the {MAX_LABELS} a model may have"
+    for label in labels:
+        if len(label) > MAX_LABEL_CHARS or not label.isprintable():
+            return (
+                f"label {label[:80]!r} must be at most {MAX_LABEL_CHARS} printable characters "
+                "(no line breaks, control or format characters)"
+            )
     if len(set(labels)) != len(labels):
         return "labels must be distinct"
-    files = manifest["files"]
+    return None
+
+
+def _files_fault(files: Any) -> str | None:
+    """Say what is wrong with a manifest's file table, or None when it names exactly the model's files by SHA-256."""
     if not isinstance(files, dict) or set(files) - {TEMPERATURE_FILE} != set(ARTIFACT_FILES):
         return f"files must be exactly {', '.join(ARTIFACT_FILES)}, and {TEMPERATURE_FILE} if calibrated"
     if not all(isinstance(digest, str) and _SHA256.fullmatch(digest) for digest in files.values()):
@@ -181,8 +246,13 @@ def _manifest_fault(manifest: Any) -> str | None:
     return None
 
 
-def _regular_file_bytes(directory: Path, filename: str) -> bytes:
-    """Read a file of the model folder, refusing (without blocking) anything but a regular file inside it."""
+def _cap(filename: str) -> int:
+    """The most bytes a model file may hold."""
+    return MAX_VECTORIZER_BYTES if filename == VECTORIZER_FILE else MAX_ARRAY_BYTES
+
+
+def _regular_file_bytes(directory: Path, filename: str, cap: int) -> bytes:
+    """Read a regular file inside the model folder of at most ``cap`` bytes; refuse anything else, never blocking."""
     path = directory / filename
     try:
         real = path.resolve(strict=True)
@@ -195,17 +265,23 @@ def _regular_file_bytes(directory: Path, filename: str) -> bytes:
     except OSError as exc:
         raise ModelLoadError(f"{path}: unreadable ({exc.strerror}). {REBUILD_HINT}") from None
     with os.fdopen(descriptor, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        status = os.fstat(descriptor)
+        if not stat.S_ISREG(status.st_mode):
             raise ModelLoadError(f"{path}: not a regular file. {REBUILD_HINT}")
+        if status.st_size > cap:
+            raise ModelLoadError(f"{path}: {status.st_size:,} bytes, more than the {cap:,} it may hold. {REBUILD_HINT}")
         try:
-            return handle.read()
+            payload = handle.read(cap + 1)  # never more than the cap, even if the file grows as it is read
         except OSError as exc:
             raise ModelLoadError(f"{path}: unreadable ({exc.strerror}). {REBUILD_HINT}") from None
+    if len(payload) > cap:
+        raise ModelLoadError(f"{path}: more than the {cap:,} bytes it may hold. {REBUILD_HINT}")
+    return payload
 
 
-def _verified_bytes(directory: Path, filename: str, expected_sha256: str) -> bytes:
-    """Read an artifact and check it against the manifest's digest before anything parses it."""
-    payload = _regular_file_bytes(directory, filename)
+def _verified_bytes(directory: Path, filename: str, expected_sha256: str, cap: int) -> bytes:
+    """Read an artifact of at most ``cap`` bytes and check it against the manifest's digest before anything parses it."""
+    payload = _regular_file_bytes(directory, filename, cap)
     if hashlib.sha256(payload).hexdigest() != expected_sha256:
         raise ModelLoadError(
             f"{directory / filename}: SHA-256 does not match {MANIFEST} (file changed, truncated or replaced). {REBUILD_HINT}"
@@ -236,6 +312,29 @@ def _array(path: Path, payload: bytes, shape: tuple[int, ...]) -> np.ndarray:
     return array
 
 
+def _ranged(path: Path, array: np.ndarray, low_high: tuple[float, float], what: str) -> np.ndarray:
+    """Refuse an array holding a value outside [low, high], naming the first such value."""
+    low, high = low_high
+    outside = (array < low) | (array > high)
+    if outside.any():
+        value = float(array[outside].flat[0])
+        raise ModelLoadError(f"{path}: holds {what} {value!r}, outside [{low:.4g}, {high:.4g}]. {REBUILD_HINT}")
+    return array
+
+
+def _log_probabilities(path: Path, array: np.ndarray) -> np.ndarray:
+    """Refuse log-probabilities that are out of range or whose probabilities (each row's, if 2-D) do not sum to 1."""
+    _ranged(path, array, LOG_PROBABILITY_RANGE, "log-probability")
+    totals = np.atleast_1d(logsumexp(array, axis=-1))
+    worst = int(np.abs(totals).argmax())
+    if abs(totals[worst]) > LOG_TOTAL_TOLERANCE:
+        where = f"row {worst}'s " if array.ndim == 2 else ""
+        raise ModelLoadError(
+            f"{path}: {where}probabilities sum to {math.exp(totals[worst]):.6g}, not 1 (log {totals[worst]:.3g}). {REBUILD_HINT}"
+        )
+    return array
+
+
 def _vectorizer_from(directory: Path, payloads: Mapping[str, bytes]) -> TfidfVectorizer:
     """Rebuild the fitted vectorizer from its settings, vocabulary and idf weights."""
     path = directory / VECTORIZER_FILE
@@ -243,11 +342,17 @@ def _vectorizer_from(directory: Path, payloads: Mapping[str, bytes]) -> TfidfVec
     params, vocabulary = _vectorizer_data(path, saved)
     vectorizer = TfidfVectorizer(**{**params, "ngram_range": tuple(params["ngram_range"])})
     try:
-        vectorizer.build_analyzer()  # compiles token_pattern, checks stop_words
+        with warnings.catch_warnings(record=True) as warned:
+            warnings.simplefilter("always")  # scikit-learn warns of stop words the token pattern never makes
+            vectorizer.build_analyzer()  # compiles token_pattern, checks stop_words
+        fault = str(warned[0].message) if warned else ""
     except (ValueError, re.error) as exc:
-        raise ModelLoadError(f"{path}: unusable settings ({' '.join(str(exc).split())[:200]}). {REBUILD_HINT}") from None
+        fault = str(exc)
+    if fault:
+        raise ModelLoadError(f"{path}: unusable settings ({' '.join(fault.split())[:200]}). {REBUILD_HINT}")
     vectorizer.vocabulary_ = {term: index for index, term in enumerate(vocabulary)}
-    vectorizer.idf_ = _array(directory / IDF_FILE, payloads[IDF_FILE], (len(vocabulary),))
+    idf_path = directory / IDF_FILE
+    vectorizer.idf_ = _ranged(idf_path, _array(idf_path, payloads[IDF_FILE], (len(vocabulary),)), IDF_RANGE, "idf")
     return vectorizer
 
 
@@ -269,33 +374,48 @@ def _vectorizer_data(path: Path, saved: Any) -> tuple[dict[str, Any], list[str]]
     for key in FLAG_PARAMS:
         if not isinstance(params[key], bool):
             raise fail(f"{key} must be true or false")
-    low_high = params["ngram_range"]
+    analyzer, low_high = params["analyzer"], params["ngram_range"]
+    widest = MAX_NGRAM[analyzer]
     if not (
         isinstance(low_high, list)
         and len(low_high) == 2
         and all(type(n) is int for n in low_high)
-        and 1 <= low_high[0] <= low_high[1] <= 10
+        and 1 <= low_high[0] <= low_high[1] <= widest
     ):
-        raise fail("ngram_range must be [low, high] with 1 <= low <= high <= 10")
-    if not (params["token_pattern"] is None or isinstance(params["token_pattern"], str)):
-        raise fail("token_pattern must be a string or null")
-    stop_words = params["stop_words"]
-    if not (stop_words in (None, "english") or (isinstance(stop_words, list) and all(isinstance(w, str) for w in stop_words))):
-        raise fail('stop_words must be null, "english" or a list of strings')
-    if not isinstance(vocabulary, list) or not vocabulary or not all(isinstance(term, str) and term for term in vocabulary):
+        raise fail(f"ngram_range must be [low, high] with 1 <= low <= high <= {widest} for analyzer {analyzer!r}")
+    token_pattern, stop_words = params["token_pattern"], params["stop_words"]
+    if analyzer == "word" and token_pattern not in TOKEN_PATTERNS:
+        raise fail(f"token_pattern {repr(token_pattern)[:80]} is not one of {', '.join(TOKEN_PATTERNS)}")
+    if analyzer != "word" and (token_pattern not in (None, DEFAULT_TOKEN_PATTERN) or stop_words is not None):
+        raise fail(f"analyzer {analyzer!r} uses no token_pattern or stop_words: they must be the default and null")
+    if not (stop_words in (None, "english") or (isinstance(stop_words, list) and _short_strings(stop_words))):
+        raise fail(f'stop_words must be null, "english" or a list of non-empty strings of at most {MAX_TERM_CHARS} characters')
+    if isinstance(stop_words, list) and len(stop_words) > MAX_STOP_WORDS:
+        raise fail(f"{len(stop_words):,} stop words, more than the {MAX_STOP_WORDS:,} a model may have")
+    if not isinstance(vocabulary, list) or not vocabulary:
         raise fail("vocabulary must be a non-empty list of non-empty strings")
+    if len(vocabulary) > MAX_VOCABULARY_TERMS:
+        raise fail(f"{len(vocabulary):,} vocabulary terms, more than the {MAX_VOCABULARY_TERMS:,} a model may have")
+    if not _short_strings(vocabulary):
+        raise fail(f"vocabulary terms must be non-empty strings of at most {MAX_TERM_CHARS} characters")
     if len(set(vocabulary)) != len(vocabulary):
         raise fail("vocabulary terms must be distinct")
     return params, vocabulary
+
+
+def _short_strings(items: list[Any]) -> bool:
+    """Whether every item is a non-empty string of at most MAX_TERM_CHARS characters."""
+    return all(isinstance(item, str) and 0 < len(item) <= MAX_TERM_CHARS for item in items)
 
 
 def _classifier_arrays(
     directory: Path, payloads: Mapping[str, bytes], n_labels: int, n_terms: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Read naive Bayes' log-probabilities and prior; their shapes must match the labels and the vocabulary."""
-    feature_log_prob = _array(directory / FEATURE_LOG_PROB_FILE, payloads[FEATURE_LOG_PROB_FILE], (n_labels, n_terms))
-    class_log_prior = _array(directory / CLASS_LOG_PRIOR_FILE, payloads[CLASS_LOG_PRIOR_FILE], (n_labels,))
-    return feature_log_prob, class_log_prior
+    feature_path, prior_path = directory / FEATURE_LOG_PROB_FILE, directory / CLASS_LOG_PRIOR_FILE
+    feature_log_prob = _array(feature_path, payloads[FEATURE_LOG_PROB_FILE], (n_labels, n_terms))
+    class_log_prior = _array(prior_path, payloads[CLASS_LOG_PRIOR_FILE], (n_labels,))
+    return _log_probabilities(feature_path, feature_log_prob), _log_probabilities(prior_path, class_log_prior)
 
 
 def _inverse_temperature_from(path: Path, payload: bytes) -> float:

@@ -16,7 +16,6 @@ this module states their contract once, in the fewest schemas that keep it.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -26,7 +25,7 @@ from lib import demo, docs
 from lib.answers import shape_answers
 from lib.headers import MODEL_VERSION_HEADER, REQUEST_ID_HEADER
 from lib.observability import REQUEST_ID_PATTERN
-from lib.registry import ServedModel
+from lib.registry import ServedModel, component
 from lib.settings import MAX_EXPLAIN_TERMS, MAX_URL_BYTES, Settings
 
 OPENAPI_VERSION = "3.0.3"  # Swagger UI 4 (the bundled version) renders 3.0, not 3.1
@@ -294,11 +293,6 @@ def manifest_schema(endpoints: list[str]) -> Schema:
 def versions_schema() -> Schema:
     """Model name -> version of the loaded model."""
     return {"type": "object", "additionalProperties": {"type": "string"}, "example": {"sentiment": "sentiment-8e574b0832e6"}}
-
-
-def component(name: str) -> str:
-    """A model name as a component name: ``sentiment`` -> ``Sentiment``, ``movie-ratings`` -> ``MovieRatings``."""
-    return "".join(part.capitalize() for part in re.split(r"[^A-Za-z0-9]+", name) if part)
 
 
 def schemas(settings: Settings, models: list[ServedModel]) -> Schema:

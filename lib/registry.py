@@ -52,6 +52,11 @@ class ServedModel:
         return {"endpoint": self.endpoint, **self.model.manifest}
 
 
+def component(name: str) -> str:
+    """A model name as an OpenAPI component name: ``sentiment`` -> ``Sentiment``, ``movie-ratings`` -> ``MovieRatings``."""
+    return "".join(part.capitalize() for part in re.split(r"[^A-Za-z0-9]+", name) if part)
+
+
 def model_folders(models_dir: Path) -> list[Path]:
     """Return the folders holding a manifest (hidden ones are the build's staging), sorted by name."""
     if not models_dir.is_dir():
@@ -85,12 +90,21 @@ def load_all(models_dir: Path) -> tuple[dict[str, ServedModel], dict[str, float]
     served: dict[str, ServedModel] = {}
     seconds: dict[str, float] = {}
     endpoints: dict[str, str] = {}
+    components: dict[str, tuple[str, Path]] = {}  # OpenAPI component name -> the model and folder it came from
     for folder in model_folders(models_dir):
         started = time.perf_counter()
         model = serve(folder, NLPModel.load(folder))
         if model.name in served or model.endpoint in endpoints:
             clash = model.name if model.name in served else endpoints[model.endpoint]
             raise ModelLoadError(f"{folder / MANIFEST}: model {model.name!r} at {model.endpoint} clashes with {clash!r}.")
+        named = component(model.name)
+        if named in components:
+            other, other_folder = components[named]
+            raise ModelLoadError(
+                f"{folder / MANIFEST}: model {model.name!r} and {other!r} ({other_folder / MANIFEST}) both make the OpenAPI "
+                f"name {named!r}; rename one."
+            )
+        components[named] = (model.name, folder)
         served[model.name], endpoints[model.endpoint] = model, model.name
         seconds[model.name] = time.perf_counter() - started
         log.info("loaded %s from %s in %.3fs", model.version, folder, seconds[model.name])

@@ -1,7 +1,8 @@
 """Property-based fuzzing: whatever arrives, the service answers JSON with a 2xx or 4xx, never a 5xx.
 
 Flat values, any bytes, and the shapes attackers use: JSON nested thousands deep, malformed chunked
-framing and forwarded/SCRIPT_NAME headers (the last two on the live production server, which parses them).
+framing and forwarded/SCRIPT_NAME headers (the last two on the live production server, which parses them);
+and model folders whose manifest names and labels and analyzer settings are anything at all.
 
 Bounded: a few hundred examples per property, no deadlines (CI machines are noisy).
 """
@@ -9,6 +10,8 @@ Bounded: a few hundred examples per property, no deadlines (CI machines are nois
 import functools
 import json
 import re
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +23,8 @@ from hypothesis import strategies as st
 from werkzeug.test import TestResponse
 
 from app import create_app
-from model import NLPModel
-from tests.helpers import raw_exchange
+from model import ModelLoadError, NLPModel
+from tests.helpers import plant, raw_exchange, rewrite_manifest
 from tests.support.harness import Server
 
 pytestmark = pytest.mark.slow  # hypothesis fuzzing
@@ -201,3 +204,56 @@ def test_any_proxy_headers_on_the_live_server(production_server: Server, headers
     lines = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
     request = f"GET {path}?query=good HTTP/1.1\r\nHost: x\r\n{lines}Connection: close\r\n\r\n"
     assert_clean_raw(raw_exchange(production_server, request.encode()))
+
+
+# --- model folders: whatever a manifest or vectorizer.json holds, a load serves it or refuses it in one line ---------
+
+NAMES = st.one_of(st.from_regex(r"[a-z0-9][a-z0-9_-]{0,70}", fullmatch=True), ANY_TEXT)
+LABELS = st.lists(st.one_of(st.sampled_from(["Negative", "Positive", "<img src=x>", "très bien"]), ANY_TEXT), max_size=4)
+ANALYZER_PARAMS = st.fixed_dictionaries(
+    {},
+    optional={
+        "analyzer": st.sampled_from(["word", "char", "char_wb", "evil", None]),
+        "ngram_range": st.one_of(st.lists(st.integers(-2, 12), max_size=3), JSON_VALUES),
+        "token_pattern": st.one_of(
+            st.sampled_from([r"(?u)\b\w\w+\b", r"(?u)\b\w+\b", r"(\w+\s?)+$x", "(", None]), ANY_TEXT, JSON_VALUES
+        ),
+        "stop_words": st.one_of(st.none(), st.just("english"), st.lists(ANY_TEXT, max_size=5), JSON_VALUES),
+        "lowercase": st.one_of(st.booleans(), JSON_VALUES),
+        "strip_accents": st.sampled_from([None, "ascii", "unicode", "latin"]),
+        "norm": st.sampled_from(["l1", "l2", None, "l3"]),
+    },
+)
+
+
+@pytest.fixture(scope="module")
+def model_folder(tiny_models: Path) -> Path:
+    """The tiny sentiment model, to copy and tamper with."""
+    return tiny_models / "sentiment"
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(name=st.one_of(st.none(), NAMES), labels=st.one_of(st.none(), LABELS), params=ANALYZER_PARAMS)
+def test_any_model_folder_loads_and_serves_or_is_refused_in_one_line(
+    model_folder: Path, name: str | None, labels: list[str] | None, params: dict
+) -> None:
+    with tempfile.TemporaryDirectory() as temporary:
+        models = Path(temporary) / "models"
+        folder = Path(shutil.copytree(model_folder, models / "sentiment"))
+        saved = json.loads((folder / "vectorizer.json").read_text())
+        saved["params"].update(params)
+        plant(folder, "vectorizer.json", json.dumps(saved).encode())
+        changes = {key: value for key, value in (("name", name), ("labels", labels)) if value is not None}
+        rewrite_manifest(folder, **changes)
+        try:
+            client = create_app({"MODELS_DIR": str(models)}).test_client()
+        except ModelLoadError as exc:
+            message = str(exc)
+            assert "\n" not in message and "\r" not in message and str(folder) in message, message
+            return
+        served = client.application.extensions["models"].models
+        (model,) = served.values()
+        for path in (f"{model.endpoint}?query=a%20fine%20film&explain=true", f"{model.endpoint}?query=%C4%B0x%20y"):
+            answer = client.get(path)
+            assert answer.status_code == 200 and answer.headers["X-Model-Version"] == model.version
+        assert client.get("/openapi.json").status_code == 200 and client.get("/models").status_code == 200

@@ -96,3 +96,22 @@ def test_ready_says_draining_once_shutdown_begins(client) -> None:
     assert draining.status_code == 503 and draining.json["status"] == "draining"
     assert set(draining.json["models"]) == {"sentiment", "ratings"}
     assert client.get("/?query=fine").status_code == 200, "requests already routed here are still answered"
+
+
+def test_names_that_make_one_openapi_name_are_refused_naming_both_folders(models: Path) -> None:
+    add_model(models, "movie-ratings", endpoint="/movie-ratings")
+    add_model(models, "movie_ratings", endpoint="/movie_ratings")
+    with pytest.raises(ModelLoadError) as caught:
+        create_app({"MODELS_DIR": str(models)})
+    message = str(caught.value)
+    assert (
+        str(models / "movie_ratings" / "manifest.json") in message and str(models / "movie-ratings" / "manifest.json") in message
+    )
+    assert "both make the OpenAPI name 'MovieRatings'" in message and "\n" not in message
+
+
+def test_a_name_with_a_line_break_never_reaches_a_header(models: Path) -> None:
+    """It once loaded, and every prediction answered 500 as the name went into X-Model-Version."""
+    add_model(models, "evil\r\nx-injected: 1", endpoint="/evil")
+    with pytest.raises(ModelLoadError, match=r"evil\\r\\nx-injected: 1' must be 1 to 64 lower-case letters"):
+        create_app({"MODELS_DIR": str(models)})
