@@ -52,7 +52,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         kwargs = {"model_name": name, "registry": registry, "settings": settings, "metrics": metrics}
         api.add_resource(Prediction, served.endpoint, endpoint=name, resource_class_kwargs=kwargs)
     api.add_resource(Health, "/health")
-    api.add_resource(Ready, "/ready", resource_class_kwargs={"registry": registry, "lifecycle": lifecycle})
+    ready = {"registry": registry, "lifecycle": lifecycle, "metrics": metrics}
+    api.add_resource(Ready, "/ready", resource_class_kwargs=ready)
     api.add_resource(Models, "/models", resource_class_kwargs={"registry": registry})
     api.add_resource(MetricsResource, "/metrics", resource_class_kwargs={"metrics": metrics})
     docs.register(app, settings, registry, openapi.document)

@@ -2,17 +2,15 @@
 
 Under the production server, ``PROMETHEUS_MULTIPROC_DIR`` is set (by ``lib/server.py``) before prometheus-client
 is imported: each worker then writes its counters to files there, and ``/metrics`` merges them (the
-folder comes in as ``Settings.metrics_dir``), so every worker answers with the totals of all of them.
+folder comes in as ``Settings.metrics_dir``), so every worker answers with the totals of all of them. How the files
+are written, folded when a worker exits, and what a full or read-only folder does: ``lib/metric_files.py``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import hmac
 import logging
-import os
 import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -23,7 +21,10 @@ import numpy as np
 import orjson
 from flask import Response, g, has_request_context
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
-from prometheus_client.mmap_dict import MmapedDict
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+
+from lib.metric_files import StorageFaults, fold_exited_processes, install, locked
 
 #: An incoming X-Request-ID is kept only if it matches; otherwise one is generated.
 REQUEST_ID_PATTERN = "^[A-Za-z0-9._:-]{1,128}$"
@@ -50,6 +51,8 @@ class Metrics:
 
     def __init__(self, multiprocess_dir: Path | None = None) -> None:
         self.multiprocess_dir = multiprocess_dir  # set: every worker's files there are merged by exposition()
+        # Before the first series is made: from here on a full or read-only folder fails no update (lib/metric_files.py).
+        self.storage_faults = install(multiprocess_dir) if multiprocess_dir is not None else None
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "http_requests", "HTTP requests answered.", ["endpoint", "method", "status"], registry=self.registry
@@ -142,64 +145,39 @@ class Metrics:
             return Response(generate_latest(self.registry), content_type=CONTENT_TYPE_LATEST)
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry, path=str(self.multiprocess_dir))
-        with locked(self.multiprocess_dir):  # never read while exited workers' counts are being moved
-            fold_exited_processes(self.multiprocess_dir)
+        if self.storage_faults is not None:
+            registry.register(StorageFaultsCollector(self.storage_faults))
+        with locked(self.multiprocess_dir, self.storage_faults) as held:  # never read while counts are being moved
+            if held:
+                fold_exited_processes(self.multiprocess_dir, self.storage_faults)
             text = generate_latest(registry)
         return Response(text, content_type=CONTENT_TYPE_LATEST)
 
     def fold_exited(self) -> None:
         """Fold the files of workers that have exited (called as a worker starts, and at each scrape)."""
         if self.multiprocess_dir is not None:
-            with locked(self.multiprocess_dir):
-                fold_exited_processes(self.multiprocess_dir)
+            with locked(self.multiprocess_dir, self.storage_faults) as held:
+                if held:
+                    fold_exited_processes(self.multiprocess_dir, self.storage_faults)
+
+    def degradation(self) -> dict[str, Any] | None:
+        """What fails in the metrics folder, for /ready: None while every write to it succeeded."""
+        return None if self.storage_faults is None else self.storage_faults.degradation()
 
 
-#: Counts of exited workers, one file per kind: counter_exited.db, histogram_exited.db.
-EXITED = "exited"
-FOLDED_KINDS = ("counter", "histogram")
+class StorageFaultsCollector(Collector):
+    """The count of failed writes to the metrics folder, which lives in shared memory rather than in the folder."""
 
+    def __init__(self, faults: StorageFaults) -> None:
+        self.faults = faults
 
-@contextlib.contextmanager
-def locked(folder: Path) -> Iterator[None]:
-    """Hold the metrics folder's lock, shared by every process of the server."""
-    with open(folder / ".lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
-
-
-def fold_exited_processes(folder: Path) -> int:
-    """Add the counts of workers that have exited into one file per kind, and delete theirs; return how many.
-
-    Every worker writes its own counter and histogram files (1 MB each), and a worker that exits (reload, a crash, a
-    kill) leaves them behind. Deleting them would make the totals fall, which Prometheus reads as a counter reset;
-    folding them keeps the totals and bounds the folder by the live workers. The caller holds ``locked(folder)``.
-    """
-    folded = 0
-    for path in sorted(folder.glob("*_*.db")):
-        kind, _, pid = path.stem.partition("_")
-        if kind not in FOLDED_KINDS or not pid.isdigit() or process_alive(int(pid)):
-            continue
-        merged = MmapedDict(str(folder / f"{kind}_{EXITED}.db"))
-        try:
-            for key, value, timestamp, _ in MmapedDict.read_all_values_from_file(str(path)):
-                total, latest = merged.read_value(key)
-                merged.write_value(key, total + value, max(latest, timestamp))
-        finally:
-            merged.close()
-        path.unlink()
-        folded += 1
-    return folded
-
-
-def process_alive(pid: int) -> bool:
-    """Whether a process with this id exists (a signal 0 tests without sending anything)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        """One sample: the failures in every process of the server."""
+        yield CounterMetricFamily(
+            "metrics_write_failures",
+            "Writes to the metrics folder that failed; the values they carried are missing from these totals.",
+            value=self.faults.failures,
+        )
 
 
 ACCESS_LOGGER = "sentiment_api.access"

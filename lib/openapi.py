@@ -295,6 +295,28 @@ def versions_schema() -> Schema:
     return {"type": "object", "additionalProperties": {"type": "string"}, "example": {"sentiment": "sentiment-8e574b0832e6"}}
 
 
+def degraded_schema() -> Schema:
+    """What works less well while the service still serves: for now, metrics that cannot be written to their folder."""
+    return {
+        "type": "object",
+        "description": "Present only when something is degraded; requests are still answered as usual.",
+        "properties": {
+            "metrics": {
+                "type": "object",
+                "description": "Writes to the metrics folder fail: the values they carried are missing from /metrics.",
+                "properties": {
+                    "folder": {"type": "string"},
+                    "error": {"type": "string", "description": "The first failure: what was written, and the OS error."},
+                    "failed_writes": {"type": "integer", "minimum": 1},
+                },
+                "required": ["folder", "error", "failed_writes"],
+                "additionalProperties": False,
+            }
+        },
+        "additionalProperties": False,
+    }
+
+
 def schemas(settings: Settings, models: list[ServedModel]) -> Schema:
     """Every component schema, with the configured limits and each model's labels."""
     per_model: Schema = {}
@@ -323,7 +345,11 @@ def schemas(settings: Settings, models: list[ServedModel]) -> Schema:
         },
         "Ready": {
             "type": "object",
-            "properties": {"status": {"type": "string", "enum": ["ready", "draining"]}, "models": versions_schema()},
+            "properties": {
+                "status": {"type": "string", "enum": ["ready", "draining"]},
+                "models": versions_schema(),
+                "degraded": degraded_schema(),
+            },
             "required": ["status", "models"],
             "additionalProperties": False,
         },

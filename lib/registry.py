@@ -8,10 +8,11 @@ OpenAPI document and the metrics follow from this registry.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,11 +58,39 @@ def component(name: str) -> str:
     return "".join(part.capitalize() for part in re.split(r"[^A-Za-z0-9]+", name) if part)
 
 
+def cause(exc: BaseException) -> str:
+    """An exception in one line: its message (whitespace collapsed, at most 200 characters), then its type."""
+    message = " ".join(str(exc).split())[:200]
+    return f"{message} ({type(exc).__name__})" if message else type(exc).__name__
+
+
+def load_error(path: Path, exc: Exception) -> ModelLoadError:
+    """``exc``, met while loading ``path``, as one line naming both: ``<path>: <message> (<exception type>)``."""
+    return exc if isinstance(exc, ModelLoadError) else ModelLoadError(f"{path}: {cause(exc)}")
+
+
+@contextlib.contextmanager
+def loading(path: Path) -> Iterator[None]:
+    """Let only a ModelLoadError out, naming ``path``: a folder can fail in ways no check foresees (memory, access, I/O)."""
+    try:
+        yield
+    except ModelLoadError:
+        raise
+    except Exception as exc:
+        raise load_error(path, exc) from exc
+
+
 def model_folders(models_dir: Path) -> list[Path]:
     """Return the folders holding a manifest (hidden ones are the build's staging), sorted by name."""
-    if not models_dir.is_dir():
-        raise ModelLoadError(f"{models_dir}: no such folder (set MODELS_DIR). {REBUILD_HINT}")
-    folders = sorted(path for path in models_dir.iterdir() if not path.name.startswith(".") and (path / MANIFEST).exists())
+    with loading(models_dir):
+        if not models_dir.is_dir():
+            raise ModelLoadError(f"{models_dir}: no such folder (set MODELS_DIR). {REBUILD_HINT}")
+        entries = sorted(path for path in models_dir.iterdir() if not path.name.startswith("."))
+    folders = []
+    for path in entries:
+        with loading(path):
+            if (path / MANIFEST).exists():
+                folders.append(path)
     if not folders:
         raise ModelLoadError(f"{models_dir}: no model folder (a folder holding {MANIFEST}) in it. {REBUILD_HINT}")
     return folders
@@ -93,7 +122,8 @@ def load_all(models_dir: Path) -> tuple[dict[str, ServedModel], dict[str, float]
     components: dict[str, tuple[str, Path]] = {}  # OpenAPI component name -> the model and folder it came from
     for folder in model_folders(models_dir):
         started = time.perf_counter()
-        model = serve(folder, NLPModel.load(folder))
+        with loading(folder):
+            model = serve(folder, NLPModel.load(folder))
         if model.name in served or model.endpoint in endpoints:
             clash = model.name if model.name in served else endpoints[model.endpoint]
             raise ModelLoadError(f"{folder / MANIFEST}: model {model.name!r} at {model.endpoint} clashes with {clash!r}.")
@@ -120,21 +150,27 @@ class ModelRegistry:
         self.models: Mapping[str, ServedModel] = {}
 
     def load(self) -> None:
-        """Load every model folder; on a reload, refuse a set whose names or paths differ (routes are fixed)."""
-        models, seconds = load_all(self.models_dir)
-        routes = {(model.name, model.endpoint) for model in models.values()}
-        served = {(model.name, model.endpoint) for model in self.models.values()}
-        if self.models and routes != served:
-            raise ModelLoadError(
-                f"{self.models_dir}: the served models changed from {sorted(served)} to {sorted(routes)}; "
-                "restart the server to add, remove or move a model."
-            )
-        replaced = {name: model.model.manifest for name, model in self.models.items() if models[name].version != model.version}
+        """Load every model folder; on a reload, refuse a set whose names or paths differ (routes are fixed).
+
+        Whatever fails raises ModelLoadError, one line naming the folder, and leaves the served set as it was.
+        """
+        with loading(self.models_dir):
+            models, seconds = load_all(self.models_dir)
+            routes = {(model.name, model.endpoint) for model in models.values()}
+            served = {(model.name, model.endpoint) for model in self.models.values()}
+            if self.models and routes != served:
+                raise ModelLoadError(
+                    f"{self.models_dir}: the served models changed from {sorted(served)} to {sorted(routes)}; "
+                    "restart the server to add, remove or move a model."
+                )
+            replaced = {
+                name: model.model.manifest for name, model in self.models.items() if models[name].version != model.version
+            }
+            self.metrics.models_loaded({name: model.model.manifest for name, model in models.items()}, seconds, replaced)
         self.models = models
-        self.metrics.models_loaded({name: model.model.manifest for name, model in models.items()}, seconds, replaced)
 
     def reload(self) -> bool:
-        """Load the models again; if the new set fails verification, keep serving the old one."""
+        """Load the models again; if anything fails, keep serving the old set and log one line saying why."""
         try:
             self.load()
         except ModelLoadError as exc:

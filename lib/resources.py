@@ -89,18 +89,27 @@ class Health(LeanResource):
 
 
 class Ready(LeanResource):
-    """Readiness: 200 with the served versions while taking traffic, 503 once draining for shutdown."""
+    """Readiness: 200 with the served versions while taking traffic, 503 once draining for shutdown.
 
-    def __init__(self, registry: ModelRegistry, lifecycle: Lifecycle) -> None:
+    What works less well without stopping the service (metrics that cannot be written) is named under ``degraded``.
+    """
+
+    def __init__(self, registry: ModelRegistry, lifecycle: Lifecycle, metrics: Metrics) -> None:
         self.registry = registry
         self.lifecycle = lifecycle
+        self.metrics = metrics
 
     def get(self) -> tuple[dict[str, Any], int]:
         """Tell a load balancer or orchestrator whether to send traffic here."""
-        versions = {name: model.version for name, model in self.registry.models.items()}
-        if self.lifecycle.draining:
-            return {"status": "draining", "models": versions}, 503
-        return {"status": "ready", "models": versions}, 200
+        draining = self.lifecycle.draining
+        body: dict[str, Any] = {
+            "status": "draining" if draining else "ready",
+            "models": {name: model.version for name, model in self.registry.models.items()},
+        }
+        metrics = self.metrics.degradation()
+        if metrics is not None:
+            body["degraded"] = {"metrics": metrics}
+        return body, 503 if draining else 200
 
 
 class Models(LeanResource):

@@ -5,9 +5,10 @@ Python (see "Serving in production" in the README for the measurements behind th
 in front of it guards). The app is built once, here in the parent, and the workers fork from it: they share the
 loaded models copy-on-write, and a bad setting or model stops the start with one line before any worker exists.
 
-Signals: SIGHUP loads the models again in the parent (a folder that fails verification is refused and the old
-models keep serving), then replaces the workers one by one. SIGTERM makes /ready answer 503 for DRAIN_SECONDS,
-then stops the workers, which finish in-flight requests within GRACEFUL_TIMEOUT.
+Signals: SIGHUP loads the models again in the parent (a folder that fails in any way is refused in one log line and
+the old models keep serving), then replaces the workers one by one. SIGTERM makes /ready answer 503 for
+DRAIN_SECONDS, then stops the workers, which finish in-flight requests within GRACEFUL_TIMEOUT; whatever the parent
+is doing meanwhile (a reload, say), the server has stopped STOP_MARGIN seconds after that.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import multiprocessing
 import os
 import shutil
 import signal
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -33,6 +36,8 @@ log = logging.getLogger("lib.server")
 BACKPRESSURE = 16
 #: Seconds between starting a new worker and stopping the one it replaces on SIGHUP.
 RESPAWN_INTERVAL = 1.0
+#: Seconds past DRAIN_SECONDS + GRACEFUL_TIMEOUT after SIGTERM at which a stop still under way is forced.
+STOP_MARGIN = 0.5
 METRICS_PREFIX = "sentiment-api-metrics-"
 STREAM = {"class": "logging.StreamHandler"}
 
@@ -93,31 +98,87 @@ def metrics_folder(environ: dict[str, str] | os._Environ[str]) -> Path | None:
 
 def reload_models(wsgi: Any) -> Callable[[], None]:
     """The SIGHUP hook: verify and load the models again in the parent, before the new workers fork from it."""
+    from lib.registry import load_error
+
+    registry = wsgi.extensions["models"]
 
     def reload() -> None:
-        wsgi.extensions["models"].reload()  # refuses a bad folder, logs why, keeps the old models
+        try:
+            registry.reload()  # refuses a folder that fails in any way, logs why, keeps the old models
+        except Exception as exc:  # raised into granian, it would end the serve loop and leave the workers unmanaged
+            log.error("reload failed, still serving the old models: %s", load_error(registry.models_dir, exc))
         gc.freeze()
 
     return reload
 
 
-def drain_on_sigterm(server: Any, wsgi: Any, seconds: float) -> Callable[[], None]:
-    """The start-up hook that makes SIGTERM (and SIGINT) answer 503 on /ready for ``seconds``, then stop as usual."""
+def stop_on_sigterm(server: Any, wsgi: Any, config: ServerSettings, cleanup: Callable[[bool], None]) -> Callable[[], None]:
+    """The start-up hook for SIGTERM: /ready answers 503 for DRAIN_SECONDS, then the workers stop as usual.
+
+    The stop is bounded whatever the parent is busy with when it comes: STOP_MARGIN seconds past DRAIN_SECONDS and
+    GRACEFUL_TIMEOUT, the workers still running are killed and the parent exits with status 1.
+    """
 
     def install() -> None:
         stop = server.signal_handler_interrupt
+        stopping = threading.Event()
 
         def drain_then_stop(signum: int, frame: Any) -> None:
+            if stopping.is_set():
+                return
+            stopping.set()
             wsgi.extensions["lifecycle"].begin_drain()
-            log.info("draining for %.1f s before stopping", seconds)
-            timer = threading.Timer(seconds, stop)
-            timer.daemon = True
-            timer.start()
+            if config.drain_seconds:
+                log.info("draining for %.1f s before stopping", config.drain_seconds)
+            deadline = config.drain_seconds + config.graceful_timeout + STOP_MARGIN
+            for seconds, action in ((config.drain_seconds, stop), (deadline, lambda: force_stop(deadline, cleanup))):
+                timer = threading.Timer(seconds, action)
+                timer.daemon = True
+                timer.start()
 
-        if seconds > 0:
-            signal.signal(signal.SIGTERM, drain_then_stop)
+        signal.signal(signal.SIGTERM, drain_then_stop)
 
     return install
+
+
+def stop_workers(timeout: float) -> None:
+    """Stop every worker this process started: SIGTERM, then SIGKILL to those still running ``timeout`` seconds later."""
+    workers = multiprocessing.active_children()
+    for worker in workers:
+        worker.terminate()
+    deadline = time.monotonic() + timeout
+    for worker in workers:
+        worker.join(max(deadline - time.monotonic(), 0))
+        if worker.is_alive():
+            worker.kill()
+            worker.join()
+
+
+def workers_left(wait: float = 0.5) -> bool:
+    """Whether a worker of this process still runs, waiting up to ``wait`` seconds for the exits being collected.
+
+    granian's threads collect its workers' exits too: for a moment, one that exited can still look alive here.
+    """
+    deadline = time.monotonic() + wait
+    while multiprocessing.active_children():
+        if time.monotonic() > deadline:
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def force_stop(seconds: float, cleanup: Callable[[bool], None]) -> None:
+    """End a stop that is still under way ``seconds`` after SIGTERM: kill the workers, clean up, exit with status 1."""
+    log.error("not stopped %.1f s after SIGTERM: killing the workers", seconds)
+    os.register_at_fork(before=threading.Event().wait)  # the parent, perhaps replacing workers, starts no more of them
+    deadline = time.monotonic() + STOP_MARGIN / 2
+    # Until none is left: a worker forked just as this began shows up a moment later.
+    while (workers := multiprocessing.active_children()) and time.monotonic() < deadline:
+        for worker in workers:
+            worker.kill()
+        time.sleep(0.01)
+    cleanup(True)
+    os._exit(1)
 
 
 def in_worker(wsgi: Any) -> Any:
@@ -161,30 +222,40 @@ def serve(environ: dict[str, str] | os._Environ[str]) -> int:
     for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         environ.setdefault(variable, "1")  # before NumPy loads: BLAS thread pools per worker fight for the cores
     made, parent = metrics_folder(environ), os.getpid()
-    try:
-        return run(settings, config)
-    finally:
-        if made is not None and os.getpid() == parent:  # a forked worker never removes what its siblings use
+
+    def remove_metrics_folder(workers_killed: bool = False) -> None:
+        """Remove the metrics folder made here, from the parent only, once no worker is left to write to it (or killed)."""
+        if made is not None and os.getpid() == parent and (workers_killed or not workers_left()):
             shutil.rmtree(made, ignore_errors=True)
 
+    try:
+        return run(settings, config, remove_metrics_folder)
+    finally:
+        remove_metrics_folder()
 
-def run(settings: Settings, config: ServerSettings) -> int:
-    """Build the app (a bad model stops here with one line) and serve it."""
+
+def run(settings: Settings, config: ServerSettings, cleanup: Callable[[bool], None]) -> int:
+    """Build the app (a bad model stops here with one line) and serve it; 1 if the server itself fails."""
     import app  # only now: the metrics folder and thread settings must be in place when the app's libraries load
+    from lib.registry import cause
     from model import ModelLoadError
 
     server = granian_server(config, settings)  # also sets up logging, here and in each worker
     try:
         wsgi = app.create_app()
     except (ModelLoadError, ConfigError) as exc:
-        log.error("not starting: %s", exc)
         print(f"Error: {exc}", file=sys.stderr)
         return 1
     lean_log_records()  # in the parent, so every forked worker has it
     gc.freeze()  # the collector in each worker then never writes to the pages it shares with the parent
     server.on_reload(reload_models(wsgi))
-    server.on_startup(drain_on_sigterm(server, wsgi, config.drain_seconds))
-    server.serve(target_loader=lambda _target: in_worker(wsgi))
+    server.on_startup(stop_on_sigterm(server, wsgi, config, cleanup))
+    try:
+        server.serve(target_loader=lambda _target: in_worker(wsgi))
+    except Exception as exc:  # e.g. no worker could be forked: granian has left its loop with the workers running
+        log.error("server failed, stopping the workers: %s", cause(exc))
+        stop_workers(config.graceful_timeout)
+        return 1
     return 0
 
 

@@ -122,6 +122,34 @@ def plant(folder: Path, filename: str, payload: bytes) -> None:
     rewrite_manifest(folder, files={**manifest["files"], filename: hashlib.sha256(payload).hexdigest()})
 
 
+def declare_huge_array(folder: Path, filename: str = "feature_log_prob.npy") -> None:
+    """Plant a valid .npy header declaring 10**17 float64 (694 PiB): reading it raises MemoryError on any machine.
+
+    10**12 (7 TiB) fails only where the kernel refuses to overcommit memory; 694 PiB is beyond any address space.
+    """
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (10**17,)})
+    plant(folder, filename, header.getvalue())
+
+
+def name_too_long(models: Path) -> Path:
+    """Make a folder in ``models`` whose manifest's path is longer than the system allows (``models`` must be deep)."""
+    length = os.pathconf(models, "PC_PATH_MAX") - 2  # the longest path a folder may have, NUL and separator left
+    folder = models / ("m" * (length - len(str(models)) - 1))
+    assert len(folder.name) <= os.pathconf(models, "PC_NAME_MAX"), f"{models} is not deep enough"
+    folder.mkdir()
+    return folder
+
+
+def deep_folder(root: Path, length: int) -> Path:
+    """A new folder under ``root`` whose path is ``length`` characters long, made of 200-character names."""
+    folder = root
+    while (left := length - len(str(folder)) - 1) > 0:
+        folder /= "d" * min(200, left)
+    folder.mkdir(parents=True)
+    return folder
+
+
 class Reduce:
     """A pickle whose loading calls ``function(*args)``."""
 

@@ -1,13 +1,25 @@
 """Model discovery: a folder with a manifest is a served model; names and paths come from the manifests."""
 
+import errno
+import logging
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from app import create_app
-from model import ModelLoadError
-from tests.helpers import rewrite_manifest
+from model import ModelLoadError, NLPModel
+from tests.helpers import declare_huge_array, rewrite_manifest
+
+#: Failures no check in the load foresees, and the cause each must be reported with, after the folder's path.
+UNFORESEEN = [
+    (MemoryError(), "MemoryError"),
+    (PermissionError(errno.EACCES, "Permission denied", "idf.npy"), "[Errno 13] Permission denied: 'idf.npy' (PermissionError)"),
+    (OSError(errno.EIO, "Input/output error"), "[Errno 5] Input/output error (OSError)"),
+    (RuntimeError("broken\n  over two lines"), "broken over two lines (RuntimeError)"),
+    (KeyError("params"), "'params' (KeyError)"),
+]
 
 
 @pytest.fixture
@@ -115,3 +127,83 @@ def test_a_name_with_a_line_break_never_reaches_a_header(models: Path) -> None:
     add_model(models, "evil\r\nx-injected: 1", endpoint="/evil")
     with pytest.raises(ModelLoadError, match=r"evil\\r\\nx-injected: 1' must be 1 to 64 lower-case letters"):
         create_app({"MODELS_DIR": str(models)})
+
+
+def fail_loading(monkeypatch: pytest.MonkeyPatch, folder: Path, fault: Exception) -> None:
+    """Make loading ``folder`` raise ``fault``; the other folders load as usual."""
+    load = NLPModel.load
+
+    def failing(directory: Path) -> NLPModel:
+        if Path(directory) == folder:
+            raise fault
+        return load(directory)
+
+    monkeypatch.setattr(NLPModel, "load", failing)
+
+
+@pytest.mark.parametrize(("fault", "cause"), UNFORESEEN, ids=[type(fault).__name__ for fault, _ in UNFORESEEN])
+def test_any_failure_at_start_is_one_line_naming_the_folder(
+    models: Path, monkeypatch: pytest.MonkeyPatch, fault: Exception, cause: str
+) -> None:
+    fail_loading(monkeypatch, models / "sentiment", fault)
+    with pytest.raises(ModelLoadError) as refused:
+        create_app({"MODELS_DIR": str(models)})
+    assert str(refused.value) == f"{models / 'sentiment'}: {cause}"
+
+
+@pytest.mark.parametrize(("fault", "cause"), UNFORESEEN, ids=[type(fault).__name__ for fault, _ in UNFORESEEN])
+def test_any_failure_on_reload_keeps_the_old_models(
+    models: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, fault: Exception, cause: str
+) -> None:
+    app = create_app({"MODELS_DIR": str(models)})
+    registry = app.extensions["models"]
+    served = dict(registry.models)
+    versions = ", ".join(model.version for model in served.values())
+    fail_loading(monkeypatch, models / "sentiment", fault)
+    caplog.clear()
+    assert registry.reload() is False
+    assert [record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING] == [
+        f"reload refused, still serving {versions}: {models / 'sentiment'}: {cause}"
+    ]
+    assert registry.models == served
+    answer = app.test_client().get("/?query=fine")
+    assert answer.status_code == 200 and answer.json["model_version"] == served["sentiment"].version
+
+
+def test_a_folder_that_cannot_be_looked_into_is_named(models: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    exists = Path.exists
+
+    def denied(path: Path) -> bool:
+        if path == models / "ratings" / "manifest.json":
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return exists(path)
+
+    monkeypatch.setattr(Path, "exists", denied)
+    with pytest.raises(ModelLoadError) as refused:
+        create_app({"MODELS_DIR": str(models)})
+    assert str(refused.value) == (
+        f"{models / 'ratings'}: [Errno 13] Permission denied: '{models / 'ratings' / 'manifest.json'}' (PermissionError)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("tamper", "cause"),
+    [(declare_huge_array, "(MemoryError)")],
+    ids=["array declaring 694 PiB"],
+)
+def test_files_that_fail_past_the_checks_are_refused_in_one_line(
+    models: Path, caplog: pytest.LogCaptureFixture, tamper: Callable[[Path], None], cause: str
+) -> None:
+    """Digests and version match, so only the parse meets the fault: at start and on reload, one line names the folder."""
+    app = create_app({"MODELS_DIR": str(models)})
+    tamper(models / "sentiment")
+    with pytest.raises(ModelLoadError) as refused:
+        create_app({"MODELS_DIR": str(models)})
+    message = str(refused.value)
+    assert message.startswith(f"{models / 'sentiment'}: ") and message.endswith(cause) and "\n" not in message
+    registry = app.extensions["models"]
+    versions = ", ".join(model.version for model in registry.models.values())
+    caplog.clear()
+    assert registry.reload() is False
+    [logged] = [record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING]
+    assert logged.startswith(f"reload refused, still serving {versions}: {models / 'sentiment'}: ") and logged.endswith(cause)

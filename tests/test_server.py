@@ -4,6 +4,7 @@ Slow clients, malformed chunking and the JSON shape of refusals at the HTTP laye
 deployed stack: tests/test_proxy.py checks those through nginx.
 """
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -13,21 +14,27 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 import requests
 
 from lib.server import granian_server, lean_log_records, read_settings
 from lib.settings import ConfigError, available_cpus
+from tests import server_whose_loads_fail
 from tests.helpers import (
     CLIENT_TIMEOUT,
     COMMITTED_MODELS,
     Traffic,
+    declare_huge_array,
+    deep_folder,
     gadgets,
     metric_value,
+    name_too_long,
     plant,
     raw_exchange,
     reload_under_traffic,
@@ -142,7 +149,7 @@ def test_sighup_reloads_models_without_failing_a_request(reloadable_server: tupl
 
 
 def test_replaced_workers_keep_their_counts_and_the_metrics_folder_stays_bounded(tmp_path: Path) -> None:
-    """Three reloads and a killed worker: 8 workers exit, their counts stay in the totals, their files go."""
+    """Three reloads and a killed worker: 7 workers exit, their counts stay in the totals, their files (gauges too) go."""
     folder = tmp_path / "metrics"
     folder.mkdir()
     env = {"WEB_CONCURRENCY": "2", "PROMETHEUS_MULTIPROC_DIR": str(folder), "ACCESS_LOG": ""}
@@ -161,9 +168,10 @@ def test_replaced_workers_keep_their_counts_and_the_metrics_folder_stays_bounded
         workers = live_descendants(server.process.pid)
     assert answered == [200] * 10
     assert metric_value(metrics, "http_requests_total", endpoint="/", method="GET", status="200") == 30
+    assert metric_value(metrics, "model_build_info", model="sentiment") == 1 and metric_value(metrics, "model_load_seconds") > 0
     per_worker = {f"{kind}_{pid}.db" for kind in ("counter", "histogram") for pid in workers}
     left = {path.name for path in folder.glob("*.db")} - per_worker - {"counter_exited.db", "histogram_exited.db"}
-    assert all(name.startswith("gauge_") for name in left), left  # the parent's model gauges, nothing of the dead
+    assert left == {f"gauge_max_{server.process.pid}.db"}, left  # the parent's model gauges: no worker's, live or exited
 
 
 def wait_for_new_workers(server: Server, old: set[int], timeout: float = 20) -> None:
@@ -225,6 +233,193 @@ def test_tampered_model_refuses_to_start(tmp_path: Path, attack: str) -> None:
     assert "Traceback" not in result.stderr
     assert not marker.exists()
     assert list(temp.iterdir()) == [], "a failed start leaves no metrics folder behind"
+
+
+def huge_array(models: Path) -> Path:
+    declare_huge_array(models / "sentiment")
+    return models / "sentiment"
+
+
+def unreadable(models: Path) -> Path:
+    (models / "sentiment").chmod(0)
+    return models / "sentiment"
+
+
+def failing_code(models: Path) -> Path:
+    (models / "sentiment" / server_whose_loads_fail.MARKER).touch()  # the launcher's load raises RuntimeError there
+    return models / "sentiment"
+
+
+UNREADABLE = "folder the server may not read"
+FAILING_CODE = "folder whose loading code raises"
+TOO_LONG = "folder whose manifest's path is too long"
+#: Model folders that get past every check and still fail, each for real: how to make one (it returns the folder),
+#: and the exception type its one-line refusal names.
+FAULTS: dict[str, tuple[Callable[[Path], Path], str]] = {
+    "array declaring 694 PiB": (huge_array, "MemoryError"),
+    UNREADABLE: (unreadable, "PermissionError"),
+    FAILING_CODE: (failing_code, "RuntimeError"),
+    TOO_LONG: (name_too_long, "OSError"),
+}
+STOP_SETTINGS = {"DRAIN_SECONDS": "1", "GRACEFUL_TIMEOUT": "2"}
+STOP_BOUND = 1 + 2 + 1  # seconds: DRAIN_SECONDS + GRACEFUL_TIMEOUT + 1
+#: Takes from root the capabilities that let it read and search any folder; another user has nothing to take.
+UNPRIVILEGED = ["setpriv", "--inh-caps=-dac_override,-dac_read_search", "--bounding-set=-dac_override,-dac_read_search"]
+
+
+def models_copy(tmp_path: Path, fault: str) -> Path:
+    """The committed models copied under tmp_path; deep enough that a folder's manifest path can be too long if need be."""
+    parent = deep_folder(tmp_path, os.pathconf(tmp_path, "PC_PATH_MAX") - 160) if fault == TOO_LONG else tmp_path
+    return Path(shutil.copytree(COMMITTED_MODELS, parent / "models"))
+
+
+def server_command(tmp_path: Path, fault: str) -> list[str]:
+    """The production command, unable to read a folder it may not when ``fault`` needs it: skips if that cannot be."""
+    if fault == FAILING_CODE:
+        return [sys.executable, "-m", "tests.server_whose_loads_fail"]
+    if fault != UNREADABLE:
+        return production_command()
+    prefix = UNPRIVILEGED if os.geteuid() == 0 else []
+    probe = tmp_path / "probe"
+    probe.mkdir(mode=0)
+    try:
+        done = subprocess.run(
+            [*prefix, sys.executable, "-c", "import os, sys; os.listdir(sys.argv[1])", str(probe)], capture_output=True, text=True
+        )
+    except OSError as exc:
+        pytest.skip(f"cannot run the server without root's power to read any folder: {exc}")
+    if "PermissionError" not in done.stderr:
+        last = (done.stderr.strip().splitlines() or ["it read the folder"])[-1]
+        pytest.skip(f"cannot run the server without root's power to read any folder ({' '.join(prefix)}): {last}")
+    return [*prefix, *production_command()]
+
+
+def error_records(server: Server) -> list[str]:
+    """The messages the server logged at ERROR and above (every line of its stderr is a JSON record)."""
+    records = [json.loads(line) for line in server.stderr.read_text().splitlines() if line.strip()]
+    return [record["message"] for record in records if record["level"] in ("ERROR", "CRITICAL")]
+
+
+def stop_with_sigterm(server: Server) -> float:
+    """Send SIGTERM to the server's parent only, as an orchestrator does; the seconds until it exited."""
+    started = time.monotonic()
+    os.kill(server.process.pid, signal.SIGTERM)
+    server.process.wait(timeout=30)
+    return time.monotonic() - started
+
+
+def processes_left(group: int) -> list[int]:
+    """The live processes of a process group: a server's workers that outlived it."""
+    left = []
+    for process in psutil.process_iter(["status"]):
+        with contextlib.suppress(OSError, psutil.Error):
+            if os.getpgid(process.pid) == group and process.info["status"] != psutil.STATUS_ZOMBIE:
+                left.append(process.pid)
+    return left
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_a_folder_failing_in_any_way_stops_the_start_with_one_line(tmp_path: Path, fault: str) -> None:
+    command = server_command(tmp_path, fault)
+    make, kind = FAULTS[fault]
+    models = models_copy(tmp_path, fault)
+    folder = make(models)
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    env = {**os.environ, "MODELS_DIR": str(models), "PORT": str(free_port()), "TMPDIR": str(temp)}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    [line] = [line for line in result.stderr.splitlines() if str(folder) in line]
+    assert line.startswith(f"Error: {folder}: ") and line.endswith(f"{kind})"), line
+    assert list(temp.iterdir()) == [], "a failed start leaves no metrics folder behind"
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_a_folder_failing_in_any_way_on_reload_keeps_the_old_models_under_traffic(tmp_path: Path, fault: str) -> None:
+    """Not one request fails, the old version answers throughout, and SIGTERM then stops the server in time."""
+    command = server_command(tmp_path, fault)
+    make, kind = FAULTS[fault]
+    models = models_copy(tmp_path, fault)
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    env = {"WEB_CONCURRENCY": "2", "MODELS_DIR": str(models), "ACCESS_LOG": "", "TMPDIR": str(temp), **STOP_SETTINGS}
+    with serving(command, env, tmp_path) as server:
+        wait_for_workers(server, 2)
+        old = served_version(server.url, "sentiment")
+        traffic = Traffic(server.url)
+        traffic.start()
+        try:
+            time.sleep(0.5)
+            folder = make(models)
+            workers = set(live_descendants(server.process.pid))
+            os.kill(server.process.pid, signal.SIGHUP)
+            wait_for_new_workers(server, workers)  # forked from the parent after its failed load
+            time.sleep(0.5)
+        finally:
+            traffic.stop()
+        after = [
+            requests.get(f"{server.url}{path}", timeout=10, headers={"Connection": "close"}).status_code
+            for path in ("/health", "/metrics", "/?query=fine")
+            for _ in range(10)
+        ]
+        stopped_in = stop_with_sigterm(server)
+        left = processes_left(server.process.pid)
+    assert traffic.failures == [] and traffic.answered > 20
+    assert set(traffic.versions) == {old}
+    assert after == [200] * 30
+    [refusal] = error_records(server)
+    assert refusal.startswith("reload refused, still serving ") and f": {folder}: " in refusal and refusal.endswith(f"{kind})")
+    assert "Traceback" not in server.stderr.read_text()
+    assert server.process.returncode == 0 and stopped_in < STOP_BOUND
+    assert left == [] and list(temp.iterdir()) == [], "the workers stopped, then their metrics folder went"
+
+
+def test_sigterm_during_a_reload_stops_the_server_in_time(tmp_path: Path) -> None:
+    """Replacing 6 workers a second apart outlasts the bound: the stop is then forced, and nothing is left."""
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    env = {"WEB_CONCURRENCY": "6", "ACCESS_LOG": "", "TMPDIR": str(temp), **STOP_SETTINGS}
+    with serving(production_command(), env, tmp_path) as server:
+        wait_for_workers(server, 6)
+        os.kill(server.process.pid, signal.SIGHUP)
+        time.sleep(0.2)
+        stopped_in = stop_with_sigterm(server)
+        left = processes_left(server.process.pid)
+    assert stopped_in < STOP_BOUND
+    assert left == [] and list(temp.iterdir()) == []
+    forced = "not stopped 3.5 s after SIGTERM: killing the workers" in error_records(server)
+    assert forced == (server.process.returncode == 1)
+
+
+def test_a_failing_server_stops_its_workers_before_removing_their_metrics_folder(tmp_path: Path) -> None:
+    """granian raising out of its loop (here: no worker can be forked) ends the server in one line, workers first."""
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    env = {"WEB_CONCURRENCY": "2", "ACCESS_LOG": "", "TMPDIR": str(temp), **STOP_SETTINGS}
+    with serving([sys.executable, "-m", "tests.server_that_cannot_fork"], env, tmp_path) as server:
+        wait_for_workers(server, 2)
+        assert requests.get(f"{server.url}/metrics", timeout=10).status_code == 200
+        [metrics] = temp.iterdir()
+        started = time.monotonic()
+        os.kill(server.process.pid, signal.SIGHUP)
+        server.process.wait(timeout=30)
+        stopped_in = time.monotonic() - started
+        left = processes_left(server.process.pid)
+    assert server.process.returncode == 1 and stopped_in < 2 + 1  # GRACEFUL_TIMEOUT + 1
+    assert "server failed, stopping the workers: [Errno 11] Resource temporarily unavailable (BlockingIOError)" in (
+        error_records(server)
+    )
+    assert "Traceback" not in server.stderr.read_text()
+    assert left == [] and not metrics.exists()
+
+
+def test_importing_the_server_loads_no_metrics_library() -> None:
+    """prometheus_client reads PROMETHEUS_MULTIPROC_DIR as it loads: only after serve() has set it may anything import it."""
+    probe = "import sys, lib.server; print(sorted(name for name in sys.modules if name.startswith(('prometheus', 'lib.'))))"
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.strip() == "['lib.paths', 'lib.server', 'lib.settings']"
 
 
 def test_production_defaults_are_safe(monkeypatch: pytest.MonkeyPatch) -> None:
