@@ -16,14 +16,22 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.harness import ROOT, Server, ServerError, gunicorn_command, production_command, server_env, serving, wait_for_workers
 from bench.wrk import WrkError, WrkResult
+from tests.support.harness import (
+    ROOT,
+    Server,
+    ServerError,
+    production_command,
+    server_env,
+    serving,
+    wait_for_workers,
+)
 
 RESULTS = ROOT / "bench" / "results"
 KAGGLE_TEST_DEFAULT = "../shared/data/kaggle/test.tsv"  # relative to the repo root; KAGGLE_TEST overrides it
 KAGGLE_URL = "https://www.kaggle.com/c/sentiment-analysis-on-movie-reviews/data"
 PHRASES_HELP = f"Kaggle test.tsv to take sentences from (default: $KAGGLE_TEST, else {KAGGLE_TEST_DEFAULT} from the repo root)"
-SHOWN_ENV = ("HOST", "PORT", "ACCESS_LOG", "WEB_CONCURRENCY", "WORKER_CLASS", "THREADS")
+SHOWN_ENV = ("HOST", "PORT", "ACCESS_LOG", "WEB_CONCURRENCY")
 SEED = 1234  # fixed, so every run sends the same sentences in the same order
 
 Report = dict[str, Any]
@@ -80,14 +88,9 @@ def tool_version(command: Sequence[str]) -> str:
     return lines[0].split(" Copyright")[0].strip() if lines else "unknown"
 
 
-def server_command(app: str = "") -> list[str]:
-    """The production command, or the old stack (gunicorn) serving ``app`` (a spec such as bench.ceiling:app) if given."""
-    return gunicorn_command(app) if app else production_command()
-
-
-def shown_command(env: dict[str, str], port: int, app: str = "") -> str:
-    """The production command (gunicorn serving ``app`` if given) with the environment it depends on, ready to paste."""
-    return pasteable(server_command(app), env, port)
+def shown_command(env: dict[str, str], port: int) -> str:
+    """The production command with the environment it depends on, ready to paste."""
+    return pasteable(production_command(), env, port)
 
 
 def pasteable(command: Sequence[str], env: dict[str, str], port: int) -> str:
@@ -98,9 +101,9 @@ def pasteable(command: Sequence[str], env: dict[str, str], port: int) -> str:
 
 
 @contextlib.contextmanager
-def started(name: str, env: dict[str, str], timeout: float, app: str = "", workers: int = 0) -> Iterator[Server]:
-    """Run the production command (serving ``app`` if given: it answers on / only), with ``workers`` up before load."""
-    with launched(name, server_command(app), env, timeout, "/" if app else "/health", workers) as server:
+def started(name: str, env: dict[str, str], timeout: float, workers: int = 0) -> Iterator[Server]:
+    """Run the production command until /health answers, with ``workers`` up before load; always stop it."""
+    with launched(name, production_command(), env, timeout, "/health", workers) as server:
         yield server
 
 

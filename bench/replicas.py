@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.replicas               # about 3 minutes; needs nginx and wrk (apt-get install -y nginx wrk)
     .venv/bin/python -m bench.replicas --replicas 1 2 --repeat 1
 
-Every stack starts at once: nginx (deploy/nginx.conf, rewritten by bench.proxy for N upstreams) in front of N
+Every stack starts at once: nginx (deploy/nginx.conf, rewritten by tests.support.proxy for N upstreams) in front of N
 production servers, each its own process group on its own port with ``--workers`` workers, plus one replica with no
 proxy as the reference. wrk (1 thread, fixed connections) drives them in interleaved rounds, as bench.run does, with
 real sentences from the Kaggle test.tsv; the median round is reported. While wrk runs, the CPU time of the replicas,
@@ -31,9 +31,9 @@ import requests
 
 from bench import summary, wrk
 from bench.common import PHRASES_HELP, RESULTS, BenchError, Report, note, report_run, sample
-from bench.harness import Server, memory_snapshot, production_command, serving
-from bench.proxy import proxying, replica_env, start_replica
 from bench.run import query_paths, wrk_script
+from tests.support.harness import Server, memory_snapshot, production_command, serving
+from tests.support.proxy import proxying, replica_env, start_replica
 
 LOGS = RESULTS / "logs" / "replicas"
 DIRECT = "1, no proxy"

@@ -1,21 +1,20 @@
-"""Compare candidate production servers on the same load, with the old stack's ceiling as the reference line.
+"""Measure the production server against its ceiling on the same load, in interleaved rounds.
 
     .venv/bin/python -m bench.run                                # every server, defaults: about 6 minutes
-    .venv/bin/python -m bench.run --servers granian ceiling --repeat 1
+    .venv/bin/python -m bench.run --servers granian ceiling      # the service and its ceiling only: about 4 minutes
     .venv/bin/python -m bench.run --help
 
-Candidates: granian (the production command, lib/server.py), granian-nginx (the same behind deploy/nginx.conf's nginx,
-as the pod runs it: what a client of the deployed stack gets), the old stack it replaced, gunicorn-sync
-(bench/gunicorn_conf.py) and gunicorn-gthread (the same, 4 threads per worker), and the ceiling (bench/ceiling.py's
-constant JSON under gunicorn sync). Every server starts at once, each on 127.0.0.1 and its own free port with the same
-worker count, and wrk drives them with real sentences from the Kaggle test.tsv in interleaved rounds: round r measures
-each server once (a warm-up, then the measured run) in an order rotated by one place per round, while the others wait
-idle. So the machine's drift over minutes falls on every server alike, and each server's ratio to the ceiling is taken
-round by round before the median. Then each server has a batch run, and once all are stopped, the total PSS of each
-process tree at 2 and 5 workers is taken in fresh starts, one server at a time (other servers mapping the same
-libraries would lower it). NLPModel.predict_texts on the same batch, in process, is the batch reference. The summary
-(bench.summary) is printed and written to bench/results/latest.json; server logs and raw wrk output go next to it, a
-folder per server.
+Servers: granian (the production command, lib/server.py), granian-nginx (the same behind deploy/nginx.conf's nginx,
+as the pod runs it: what a client of the deployed stack gets), and the ceiling (bench/ceiling.py: a constant Flask
+view under lib/server.py's own granian settings, so the ratio to it is the app's own cost). Every server starts at
+once, each on 127.0.0.1 and its own free port with the same worker count, and wrk drives them with real sentences
+from the Kaggle test.tsv in interleaved rounds: round r measures each server once (a warm-up, then the measured run)
+in an order rotated by one place per round, while the others wait idle. So the machine's drift over minutes falls on
+every server alike, and each server's ratio to the ceiling is taken round by round before the median. Then each
+server has a batch run, and once all are stopped, the total PSS of each process tree at 2 and 5 workers is taken in
+fresh starts, one server at a time (other servers mapping the same libraries would lower it). NLPModel.predict_texts
+on the same batch, in process, is the batch reference. The summary (bench.summary) is printed and written to
+bench/results/latest.json; server logs and raw wrk output go next to it, a folder per server.
 """
 
 from __future__ import annotations
@@ -25,7 +24,6 @@ import contextlib
 import importlib.metadata
 import json
 import os
-import re
 import sys
 import time
 import urllib.parse
@@ -40,6 +38,7 @@ import psutil
 import requests
 
 from bench import summary, wrk
+from bench.ceiling import COMMAND as CEILING_COMMAND
 from bench.common import (
     PHRASES_HELP,
     RESULTS,
@@ -51,11 +50,10 @@ from bench.common import (
     pasteable,
     report_run,
     sample,
-    server_command,
     tool_version,
 )
-from bench.harness import ROOT, Server, connections_by_worker, gunicorn_command, memory_snapshot, production_command
-from bench.proxy import proxying
+from tests.support.harness import ROOT, Server, connections_by_worker, memory_snapshot, production_command
+from tests.support.proxy import proxying
 
 
 @dataclass(frozen=True)
@@ -70,11 +68,9 @@ class Candidate:
 
 
 CANDIDATES = {
-    "gunicorn-sync": Candidate(gunicorn_command(), {"WORKER_CLASS": "sync", "THREADS": "1"}),
-    "gunicorn-gthread": Candidate(gunicorn_command(), {"WORKER_CLASS": "gthread", "THREADS": "4"}),
     "granian": Candidate(production_command()),
     "granian-nginx": Candidate(production_command(), behind_nginx=True),
-    summary.REFERENCE: Candidate(server_command("bench.ceiling:app"), {"WORKER_CLASS": "sync", "THREADS": "1"}, "/", False),
+    summary.REFERENCE: Candidate(CEILING_COMMAND, ready_path="/", serves_models=False),
 }
 SENTIMENT_MODEL = ROOT / "lib" / "models" / "sentiment"
 
@@ -82,16 +78,15 @@ SENTIMENT_MODEL = ROOT / "lib" / "models" / "sentiment"
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """Read the options; every default keeps the whole run near 6 minutes."""
     parser = argparse.ArgumentParser(
-        description="Load-test candidate production servers and the old stack's ceiling with wrk, in interleaved rounds.",
+        description="Load-test the production server and its ceiling with wrk, in interleaved rounds.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        epilog="Servers inherit the environment (MODELS_DIR, LOG_LEVEL, ...); each sets its own WORKER_CLASS and THREADS, "
-        "and WEB_CONCURRENCY comes from --workers.",
+        epilog="Servers inherit the environment (MODELS_DIR, LOG_LEVEL, ...); WEB_CONCURRENCY comes from --workers.",
     )
     parser.add_argument("--servers", nargs="+", choices=list(CANDIDATES), default=list(CANDIDATES), help="servers to run")
-    parser.add_argument("--duration", type=int, default=10, help="seconds of measured wrk load per run")
+    parser.add_argument("--duration", type=int, default=6, help="seconds of measured wrk load per run")
     parser.add_argument("--warmup", type=int, default=2, help="seconds of unmeasured wrk load before each run (0: none)")
     parser.add_argument(
-        "--repeat", type=int, default=3, help="rounds per level, each measuring every server once; the median is reported"
+        "--repeat", type=int, default=5, help="rounds per level, each measuring every server once; the median is reported"
     )
     parser.add_argument("--connections", type=int, nargs="+", default=[16, 64], help="wrk connection levels (1 thread)")
     parser.add_argument("--phrases", type=Path, help=PHRASES_HELP)
@@ -137,10 +132,9 @@ def wrk_script(paths: Sequence[str]) -> str:
 
 
 def worker_class(server: Server) -> str:
-    """The worker class gunicorn says it used (not guessed from the environment), or 'granian' for granian."""
+    """What the server says it runs (not guessed from the command): 'granian wsgi' once granian has logged its start."""
     logs = [path.read_text(encoding="utf-8", errors="replace") for path in (server.stderr, server.stdout)]
-    found = re.search(r"Using worker: ([\w.:]+)", logs[0])
-    return found.group(1) if found else "granian wsgi" if any("Starting granian" in log for log in logs) else "unknown"
+    return "granian wsgi" if any("Starting granian" in log for log in logs) else "unknown"
 
 
 def run_wrk(binary: str, server: Server, script: Path, connections: int, seconds: int, log: Path) -> tuple[str, list[int]]:
@@ -356,7 +350,6 @@ def benchmark(args: argparse.Namespace, command: str, sentences: list[str]) -> R
         "environment": {
             "cpus": os.cpu_count(),
             "cpu_busy_before_percent": busy,
-            "gunicorn": tool_version([gunicorn_command()[0], "--version"]),
             "granian": package_version("granian"),
             "wrk": tool_version([binary, "-v"]),
             "python": sys.version.split()[0],

@@ -47,7 +47,7 @@ from bench.common import (
     started,
     tool_version,
 )
-from bench.harness import ROOT, Server, connections_by_worker, descendants, live_descendants, memory_snapshot
+from tests.support.harness import ROOT, Server, connections_by_worker, descendants, live_descendants, memory_snapshot
 
 LUA_SCRIPT = Path(__file__).resolve().parent / "soak.lua"
 MODELS = ROOT / "lib" / "models"
@@ -57,7 +57,7 @@ RECOVERY_TIMEOUT_S = 30.0
 BATCH_SIZE = 100
 OVERSIZED_CHARS = 25_000  # over the service's 20,000-character limit, far under its 2 MB body limit
 CYCLE_REPEAT = 4  # the plan is 100 * CYCLE_REPEAT requests, so GETs cycle through 280 different sentences
-MAX_PATH = 4000  # keep request lines well under gunicorn's 8,190-byte limit
+MAX_PATH = 4000  # keep request lines well under the service's MAX_URL_BYTES (lib/settings.py)
 COUNTS_MARKER = "SOAK_COUNTS "
 
 

@@ -35,9 +35,9 @@ import orjson
 import requests
 
 from bench.common import PHRASES_HELP, RESULTS, BenchError, Report, note, report_run, sample, started
-from bench.harness import Server
-from bench.proxy import proxying
-from bench.stall import probe_health
+from tests.support.harness import Server
+from tests.support.proxy import proxying
+from tests.support.stall import probe_health
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as lib/server.py does; set before the app imports NumPy
 

@@ -122,7 +122,7 @@ def buffer_chunked_body(environ: dict[str, Any], limit: int) -> None:
                 break
             parts.append(part)
             size += len(part)
-    except Exception as exc:  # the server's chunk parser: gunicorn, werkzeug and granian raise unrelated types
+    except Exception as exc:  # the server's chunk parser: werkzeug and granian raise unrelated types
         log.info("malformed chunked body: %s", " ".join(str(exc).split())[:200])
         raise RequestRefused(400, "Malformed chunked request body (bad chunk size, framing or trailer).") from None
     if size > limit:

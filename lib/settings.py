@@ -15,7 +15,7 @@ from typing import Any
 
 from lib.paths import MODELS_DIR, ROOT
 
-#: Longest URL (path and query string) the service accepts: 414 beyond it (gunicorn's and nginx's usual limit).
+#: Longest URL (path and query string) the service accepts: 414 beyond it (within nginx's usual 8 KB).
 MAX_URL_BYTES = 8190
 
 #: Browser pages served from this machine may call the API unless CORS_ORIGINS says otherwise.

@@ -11,8 +11,8 @@ import pytest
 
 import build_model
 from app import create_app
-from bench.harness import Server, production_command, serving
 from tests.helpers import CLIENT_TIMEOUT, STEP_TIMEOUT, TEST_BUDGET, Deadline, chromium, time_limit, tiny_rows, write_tsv
+from tests.support.harness import Server, production_command, serving
 
 
 @pytest.fixture(scope="session")
@@ -58,7 +58,7 @@ def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def production_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The production command with two workers on a free port."""
     env = {"WEB_CONCURRENCY": "2", "ACCESS_LOG": "-", "CLIENT_TIMEOUT": str(CLIENT_TIMEOUT)}
-    with serving(production_command(), env, tmp_path_factory.mktemp("gunicorn")) as server:
+    with serving(production_command(), env, tmp_path_factory.mktemp("production-server")) as server:
         yield server
 
 

@@ -27,8 +27,8 @@ from flask.testing import FlaskClient
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from bench.harness import ROOT, Server
 from model import content_version
+from tests.support.harness import ROOT, Server
 
 if TYPE_CHECKING:
     from selenium.webdriver.remote.webdriver import WebDriver

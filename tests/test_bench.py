@@ -1,94 +1,22 @@
-"""bench/: the server harness on a tiny server, and the pure functions of the bench commands on saved outputs."""
+"""bench/: the pure functions of the bench commands on saved outputs."""
 
 import itertools
 import json
 import sys
-import textwrap
-import time
 from pathlib import Path
 
-import psutil
 import pytest
-import requests
 
-from bench import common, harness, run, soak, summary, wrk
+from bench import common, run, soak, summary, wrk
+from tests.support import harness
 
 DATA = Path(__file__).parent / "data"
 
-# A stand-in server: answers 200 on /health at $HOST:$PORT, and starts a child, as gunicorn starts workers.
-TINY_SERVER = textwrap.dedent(
-    """
-    import http.server, os, subprocess, sys
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            self.send_response(200 if self.path == "/health" else 404)
-            self.end_headers()
-            self.wfile.write(str(child.pid).encode())
-        def log_message(self, *args):
-            pass
-    http.server.HTTPServer((os.environ["HOST"], int(os.environ["PORT"])), Handler).serve_forever()
-    """
-)
-
-
-def gone(pid: int, timeout: float = 5.0) -> bool:
-    """Wait until the process has exited: it no longer exists, or is a zombie waiting for its new parent to reap it."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.NoSuchProcess:
-            return True
-        time.sleep(0.05)
-    return False
-
-
-@pytest.mark.slow
-def test_serving_starts_on_loopback_and_stops_the_whole_process_group(tmp_path: Path) -> None:
-    with harness.serving([sys.executable, "-c", TINY_SERVER], {"BIND": "0.0.0.0:1"}, tmp_path, name="tiny") as server:
-        assert server.url == f"http://127.0.0.1:{server.port}"
-        child = int(requests.get(server.url + "/health", timeout=5).text)
-        assert harness.descendants(server.process.pid) == harness.live_descendants(server.process.pid) == [child]
-        assert harness.connections_by_worker(server) == {child: 0}
-        memory = harness.memory_snapshot(server.process.pid)
-        assert len(memory["workers_mb"]) == 1 and 0 < memory["total_anon_mb"] < memory["total_mb"]
-        server.check_alive()
-    assert server.process.returncode is not None and gone(child)
-    assert (server.stdout.name, server.stderr.name) == ("tiny.stdout.log", "tiny.stderr.log")
-
-
-@pytest.mark.slow
-def test_serving_fails_early_with_the_servers_stderr(tmp_path: Path) -> None:
-    dying = [sys.executable, "-c", "import sys; sys.exit('boom: cannot start')"]
-    with pytest.raises(harness.ServerError, match=r"(?s)exited with status 1.*boom: cannot start"):
-        with harness.serving(dying, {}, tmp_path, timeout=20):
-            pass
-
-
-def test_server_env_picks_the_address(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("BIND", "0.0.0.0:80")
-    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "/somewhere/live")
-    monkeypatch.setenv("WORKER_CLASS", "gthread")
-    env = harness.server_env({"HOST": "0.0.0.0", "ACCESS_LOG": ""}, 1234)
-    assert (env["HOST"], env["PORT"], env["ACCESS_LOG"], env["WORKER_CLASS"]) == ("127.0.0.1", "1234", "", "gthread")
-    assert "BIND" not in env and "PROMETHEUS_MULTIPROC_DIR" not in env
-
-
-def test_production_command_and_free_port() -> None:
-    assert harness.production_command() == [sys.executable, "-m", "lib.server"]
-    assert common.server_command() == harness.production_command()
-    gunicorn = harness.gunicorn_command()
-    assert Path(gunicorn[0]).name == "gunicorn" and gunicorn[1:] == ["-c", "bench/gunicorn_conf.py"]
-    assert common.server_command("bench.ceiling:app") == [*gunicorn, "bench.ceiling:app"]
-    assert 1024 <= harness.free_port() <= 65535
-
 
 def test_shown_command_can_be_pasted() -> None:
-    shown = common.shown_command({"ACCESS_LOG": "", "WEB_CONCURRENCY": "2", "MODELS_DIR": "/x"}, 8001, "bench.ceiling:app")
+    shown = common.shown_command({"ACCESS_LOG": "", "WEB_CONCURRENCY": "2", "MODELS_DIR": "/x"}, 8001)
     assert shown.startswith("HOST=127.0.0.1 PORT=8001 ACCESS_LOG='' WEB_CONCURRENCY=2 ")
-    assert shown.endswith("gunicorn -c bench/gunicorn_conf.py bench.ceiling:app") and "MODELS_DIR" not in shown
+    assert shown.endswith("python -m lib.server") and "MODELS_DIR" not in shown
 
 
 def test_phrases_path_from_option_then_variable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -149,7 +77,7 @@ def load(name: str, target: str, connections: int, spread: list[int]) -> dict:
 
 
 def run_report() -> dict:
-    """A short run of all four servers (--duration 3 --warmup 1 --repeat 1 --batch-seconds 2) on a busy machine."""
+    """A run with the defaults (the service bare and behind nginx, and the ceiling) on a machine other work kept busy."""
     return json.loads((DATA / "bench" / "run-report.json").read_text())
 
 
@@ -175,24 +103,22 @@ def test_query_paths_and_wrk_script() -> None:
     assert '"/?query=a%20b"' in script and 'wrk.format("GET", paths[next_index])' in script
 
 
-def test_candidates_run_the_production_command_the_old_stack_and_the_ceiling() -> None:
-    production, old = harness.production_command(), harness.gunicorn_command()
-    assert list(run.CANDIDATES) == ["gunicorn-sync", "gunicorn-gthread", "granian", "granian-nginx", "ceiling"]
-    sync, gthread, granian, proxied, ceiling = run.CANDIDATES.values()
-    assert (sync.command, sync.env) == (old, {"WORKER_CLASS": "sync", "THREADS": "1"})
-    assert (gthread.command, gthread.env) == (old, {"WORKER_CLASS": "gthread", "THREADS": "4"})
+def test_candidates_run_the_production_command_and_the_ceiling_under_its_settings() -> None:
+    production = harness.production_command()
+    assert list(run.CANDIDATES) == ["granian", "granian-nginx", "ceiling"]
+    granian, proxied, ceiling = run.CANDIDATES.values()
     assert granian.command == production and granian.env == {}
     assert (proxied.command, proxied.env, proxied.behind_nginx, granian.behind_nginx) == (production, {}, True, False)
-    assert ceiling.command == [*old, "bench.ceiling:app"] and ceiling.env == sync.env
-    assert [c.ready_path for c in run.CANDIDATES.values()] == ["/health"] * 4 + ["/"]
-    assert [c.serves_models for c in run.CANDIDATES.values()] == [True] * 4 + [False]
+    assert ceiling.command == [sys.executable, "-m", "bench.ceiling"] and ceiling.env == {} and not ceiling.behind_nginx
+    assert [c.ready_path for c in run.CANDIDATES.values()] == ["/health", "/health", "/"]
+    assert [c.serves_models for c in run.CANDIDATES.values()] == [True, True, False]
     args = run.parse_args(["--no-access-log", "--workers", "3"])
-    assert run.candidate_env(args, gthread, 5) == {"ACCESS_LOG": "", "WEB_CONCURRENCY": "5", **gthread.env}
+    assert run.candidate_env(args, ceiling, 5) == {"ACCESS_LOG": "", "WEB_CONCURRENCY": "5"}
 
 
 def test_run_options() -> None:
     args = run.parse_args([])
-    assert args.servers == list(run.CANDIDATES) and (args.repeat, args.warmup, args.duration) == (3, 2, 10)
+    assert args.servers == list(run.CANDIDATES) and (args.repeat, args.warmup, args.duration) == (5, 2, 6)
     assert (args.connections, args.workers, args.memory_workers) == ([16, 64], 2, [2, 5])
     assert run.parse_args(["--servers", "granian", "ceiling", "granian", "--repeat", "1"]).servers == ["granian", "ceiling"]
     for wrong in (["--repeat", "0"], ["--servers", "uvicorn"], ["--memory-workers", "0"]):
@@ -300,8 +226,8 @@ def test_uneven(spread: list[int], uneven: bool) -> None:
 @pytest.mark.parametrize(
     ("label", "value", "verdict"),
     [
-        ("req/s at 16 connections >= 1.5x ceiling", 1.5, "met"),
-        ("req/s at 16 connections >= 1.5x ceiling", 1.49, "not met"),
+        ("req/s at 16 connections >= 0.40x ceiling", 0.40, "met"),
+        ("req/s at 16 connections >= 0.40x ceiling", 0.399, "not met"),
         ("p99 at 16 connections <= 10 ms", 10.0, "met"),
         ("p99 at 16 connections <= 10 ms", 10.01, "not met"),
         ("total PSS with 2 workers <= 300 MB", 299.9, "met"),
@@ -315,16 +241,22 @@ def test_verdict_includes_the_limit(label: str, value: float | None, verdict: st
 
 def test_measures_from_a_saved_run() -> None:
     report = run_report()
-    assert summary.ceiling_ratio(report, "granian", 16) == pytest.approx(1533.23 / 1816.68)
+    assert summary.ceiling_ratios(report, "granian", 16) == pytest.approx([0.5269, 0.305, 0.48, 0.4136, 0.3102], abs=1e-4)
+    assert summary.ceiling_ratio(report, "granian", 16) == pytest.approx(1583.53 / 3828.56)
     assert summary.ceiling_ratio(report, "ceiling", 64) == 1.0
-    assert (summary.p99(report, "gunicorn-sync", 64), summary.p99(report, "granian", 32)) == (100.65, None)
-    assert summary.batch_ratio(report, "gunicorn-sync") == pytest.approx(38798.9 / 23366.0)
+    assert (summary.p99(report, "granian-nginx", 64), summary.p99(report, "granian", 32)) == (93.89, None)
+    assert summary.batch_ratio(report, "granian") == pytest.approx(14783.7 / 10796.6)
     assert (summary.pss(report, "granian", 2), summary.pss(report, "granian", 5), summary.pss(report, "granian", 3)) == (
-        195.3,
-        219.3,
+        203.2,
+        241.9,
         None,
     )
     assert summary.batch_ratio(report, "ceiling") is None and summary.pss(report, "ceiling", 2) is None
+    for name, info in report["servers"].items():
+        for load in info["load"]:
+            ratios = summary.ceiling_ratios(report, name, load["connections"])
+            assert ratios and load["x_ceiling_by_round"] == [round(ratio, 4) for ratio in ratios]
+            assert load["x_ceiling"] == round(summary.ceiling_ratio(report, name, load["connections"]), 4)
 
 
 def test_target_results_judge_every_candidate_but_the_ceiling() -> None:
@@ -333,11 +265,11 @@ def test_target_results_judge_every_candidate_but_the_ceiling() -> None:
     assert [result["target"] for result in results] == [target.label for target in summary.TARGETS]
     assert results == report["targets"]  # what bench.run wrote is what the saved numbers give
     assert results[0] == {
-        "target": "req/s at 16 connections >= 1.5x ceiling",
-        "values": {"gunicorn-sync": 0.49, "gunicorn-gthread": 0.52, "granian": 0.84},
-        "verdicts": {"gunicorn-sync": "not met", "gunicorn-gthread": "not met", "granian": "not met"},
+        "target": "req/s at 16 connections >= 0.40x ceiling",
+        "values": {"granian": 0.41, "granian-nginx": 0.48},
+        "verdicts": {"granian": "met", "granian-nginx": "met"},
     }
-    assert results[5]["verdicts"] == {"gunicorn-sync": "met", "gunicorn-gthread": "met", "granian": "met"}
+    assert results[2]["verdicts"] == {"granian": "not met", "granian-nginx": "not met"}
     del report["servers"]["ceiling"]
     assert summary.target_results(report)[0]["verdicts"]["granian"] == "n/a"
 
@@ -345,64 +277,55 @@ def test_target_results_judge_every_candidate_but_the_ceiling() -> None:
 def test_render_run_report() -> None:
     header, loads, servers, batches, targets = (part.splitlines() for part in summary.render(run_report()).split("\n\n"))
     assert header[0] == (
-        "machine: 2 cpus (83.0% busy before the run: other processes compete, numbers are noisy), wrk on the same cpus; "
-        "gunicorn (version 27.0.1); granian 2.8.7; wrk debian/4.1.0-3+b2 [epoll]; python 3.11.7"
+        "machine: 2 cpus (99.5% busy before the run: other processes compete, numbers are noisy), wrk on the same cpus; "
+        "granian 2.8.7; wrk debian/4.1.0-3+b2 [epoll]; python 3.11.7"
     )
-    assert header[1] == (
-        "load: wrk -t1, 1 s warm-up then 1 x 3 s per level (median run shown), GET /?query=<one of 300 test.tsv sentences>; "
-        "2 workers each, access log on"
-    )
-    assert [line.split()[0] for line in header[2:6]] == ["gunicorn-sync", "gunicorn-gthread", "granian", "ceiling"]
-    assert header[4].endswith(".venv/bin/python -m bench.granian_preload  [granian wsgi]") and header[3].endswith("[gthread]")
+    assert header[1].startswith("load: wrk -t1, runs interleaved: every server up at once, 5 rounds per level")
+    assert header[1].endswith("GET /?query=<one of 300 test.tsv sentences>; 2 workers each, access log on")
+    assert [line.split()[0] for line in header[2:5]] == ["granian", "granian-nginx", "ceiling"]
+    assert header[2].endswith(".venv/bin/python -m lib.server  [granian wsgi]")
+    assert header[4].endswith(".venv/bin/python -m bench.ceiling  [granian wsgi]")
+    assert header[3].endswith("[granian wsgi behind nginx]")
     assert (
-        header[6]
-        == "in process: NLPModel.predict_texts on the same 1000 sentences, one thread: 23,366 phrases/s (42.8 ms per batch)"
+        header[5]
+        == "in process: NLPModel.predict_texts on the same 1000 sentences, one thread: 10,797 phrases/s (92.6 ms per batch)"
     )
 
     assert loads[0].split()[:5] == ["server", "conns", "req/s", "p50", "ms"] and set(loads[1]) == {"-"} == set(servers[1])
     assert len(loads[1]) == len(loads[0]) and loads[0].index("conns") + 5 == loads[2].index("16") + 2  # numbers flush right
-    assert loads[6].split() == ["granian", "16", "1,533", "9.31", "23.79", "0", "0.84", "1,533", "11/5"]
-    assert loads[9].split()[:7] == ["ceiling", "64", "3,104", "20.02", "32.01", "0", "1.00"]
-    assert loads[10].startswith("errors: socket errors and non-2xx answers summed over every run")
-    assert loads[11].startswith("x ceiling: the median over the runs of req/s divided by the ceiling's req/s in the same round")
-    assert loads[12].startswith("note: uneven connections per worker")  # gthread: 16/0 and 64/0
+    assert loads[2].split() == [
+        "granian",
+        "16",
+        "1,584",
+        "5.62",
+        "53.53",
+        "0",
+        "0.41",
+        "2,244/1,054/2,441/1,584/1,537",
+        "0.53/0.31/0.48/0.41/0.31",
+        "9/7",
+    ]
+    assert loads[7].split()[:7] == ["ceiling", "64", "3,328", "5.34", "49.14", "0", "1.00"]
+    assert loads[8].startswith("errors: socket errors and non-2xx answers summed over every run")
+    assert loads[9].startswith("x ceiling: the median over the runs of req/s divided by the ceiling's req/s in the same round")
+    assert len(loads) == 10  # no worker held most connections: no note
 
     assert servers[0].split("  ")[-2:] == ["PSS MB 2 workers", "PSS MB 5 workers"]
-    assert servers[2].split() == ["gunicorn-sync", "0.49", "0.44", "33.13", "100.65", "38,799", "1.66", "164.6", "187.9"]
-    assert servers[5].split() == ["ceiling", "1.00", "1.00", "18.75", "32.01", "-", "-", "-", "-"]
+    assert servers[2].split() == ["granian", "0.41", "0.45", "53.53", "106.05", "14,784", "1.37", "203.2", "241.9"]
+    assert servers[4].split() == ["ceiling", "1.00", "1.00", "18.20", "49.14", "-", "-", "-", "-"]
 
-    assert [line.split(":")[0] for line in batches] == ["batch gunicorn-sync", "batch gunicorn-gthread", "batch granian"]
-    assert batches[2] == (
-        "batch granian: POST / with 1000 queries, 2 clients: 19,280 phrases/s end to end, 102.5 ms mean per batch "
-        "(40 batches in 2.07 s, 0 failed)"
+    assert [line.split(":")[0] for line in batches] == ["batch granian", "batch granian-nginx"]
+    assert batches[0] == (
+        "batch granian: POST / with 1000 queries, 2 clients: 14,784 phrases/s end to end, 133.7 ms mean per batch "
+        "(76 batches in 5.14 s, 0 failed)"
     )
 
-    assert targets[0].split() == ["target", "gunicorn-sync", "gunicorn-gthread", "granian"]
+    assert targets[0].split() == ["target", "granian", "granian-nginx"]
     assert [line.split("  ")[0] for line in targets[2:8]] == [target.label for target in summary.TARGETS]
-    assert [cell.strip() for cell in targets[5].split("  ") if cell.strip()][1:] == [
-        "not met (100.65 ms)",
-        "not met (100.91 ms)",
-        "not met (85.68 ms)",
-    ]
-    assert targets[7].endswith("met (164.60 MB)      met (164.00 MB)      met (195.30 MB)")
+    assert [cell.strip() for cell in targets[2].split("  ") if cell.strip()][1:] == ["met (0.41x)", "met (0.48x)"]
+    assert [cell.strip() for cell in targets[5].split("  ") if cell.strip()][1:] == ["not met (106.05 ms)", "not met (93.89 ms)"]
+    assert targets[7].endswith("met (203.20 MB)      met (203.60 MB)")
     assert targets[8] == "every target met by: none"
-
-
-def test_interleaved_run_report_keeps_and_shows_the_per_round_ratios() -> None:
-    # A short interleaved run (--duration 2 --warmup 1 --repeat 2 --batch-seconds 1) while tests ran on the same cpus.
-    report = json.loads((DATA / "bench" / "run-report-interleaved.json").read_text())
-    sync = summary.level(report, "gunicorn-sync", 16)
-    assert sync and sync["runs_requests_per_s"] == [366.04, 911.31] and sync["x_ceiling_by_round"] == [0.2864, 0.6941]
-    assert summary.ceiling_ratio(report, "gunicorn-sync", 16) == pytest.approx((366.04 / 1278.27 + 911.31 / 1312.97) / 2)
-    for name, info in report["servers"].items():
-        for load in info["load"]:
-            assert load["x_ceiling"] == round(summary.ceiling_ratio(report, name, load["connections"]), 4)
-    assert summary.target_results(report) == report["targets"]
-    header, loads, servers = (part.splitlines() for part in summary.render(report).split("\n\n")[:3])
-    assert header[1].startswith("load: wrk -t1, runs interleaved: every server up at once, 2 rounds per level")
-    assert loads[2].split()[:8] == ["gunicorn-sync", "16", "366", "39.57", "95.31", "0", "0.49", "366/911"]
-    assert servers[2].split()[:3] == ["gunicorn-sync", "0.49", "0.37"]
-    assert {memory["after"] for info in report["servers"].values() for memory in info.get("memory", {}).values()} == {"400 GETs"}
 
 
 def test_render_marks_what_a_run_did_not_measure() -> None:
@@ -412,7 +335,7 @@ def test_render_marks_what_a_run_did_not_measure() -> None:
         info["load"] = info["load"][:1]
     report["servers"] = {"granian": report["servers"]["granian"]}
     text = summary.render(report)
-    assert "req/s at 16 connections >= 1.5x ceiling  n/a" in text and "p99 at 16 connections <= 10 ms           not met" in text
+    assert "req/s at 16 connections >= 0.40x ceiling  n/a" in text and "p99 at 16 connections <= 10 ms            not met" in text
     assert summary.targets_table({"servers": {"ceiling": {}}}) == ["targets: no candidate server was measured"]
 
 
@@ -476,7 +399,7 @@ def soak_report(connections_held: int = 0) -> dict:
     counts = soak_counts()
     memory = {"total_mb": 205.3, "workers_mb": [56.1, 56.1], "total_anon_mb": 143.7}
     report = {
-        "settings": {"server": "gunicorn", "wrk_threads": 1, "connections": 64, "duration_s": 20, "warmup_s": 5, "cpus": 2},
+        "settings": {"server": "lib.server", "wrk_threads": 1, "connections": 64, "duration_s": 20, "warmup_s": 5, "cpus": 2},
         "load": common.load_result("service", 64, wrk.parse((DATA / "wrk" / "soak.txt").read_text()), []),
         "sent": sum(counts["sent"].values()),
         "answered_by_status": soak.answered_by_status(counts),
@@ -542,7 +465,6 @@ def test_worker_class_is_read_from_either_log(tmp_path: Path) -> None:
         (tmp_path / "out.log").write_text(stdout)
         return harness.Server("http://127.0.0.1:1", None, tmp_path / "out.log", tmp_path / "err.log")  # type: ignore[arg-type]
 
-    assert run.worker_class(server("[INFO] Using worker: gthread")) == "gthread"
     assert run.worker_class(server('{"message": "Starting granian (main PID: 7)"}')) == "granian wsgi"
     assert run.worker_class(server("", "Starting granian")) == "granian wsgi"
     assert run.worker_class(server("")) == "unknown"

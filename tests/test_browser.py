@@ -20,8 +20,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 
-from bench.harness import Server
 from tests.helpers import Deadline, needs_chromium, resolve
+from tests.support.harness import Server
 
 pytestmark = [
     pytest.mark.e2e,

@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 
 import score
-from bench.harness import HOST, Server, free_port, serving
 from client import ApiError, Limits, SentimentClient
+from tests.support.harness import HOST, Server, free_port, serving
 
 pytestmark = pytest.mark.slow  # live servers
 

@@ -25,9 +25,9 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from bench.harness import HOST, ROOT, free_port, memory_snapshot
-from bench.proxy import proxying
 from tests.helpers import Traffic, reload_under_traffic, replace_model, served_version, wait_for_version
+from tests.support.harness import HOST, ROOT, free_port, memory_snapshot
+from tests.support.proxy import proxying
 from tests.test_deploy import containers, env, render
 
 TOOLS = ("podman", "debootstrap", "runc")

@@ -22,9 +22,9 @@ from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.serving import make_server
 
 from app import create_app
-from bench.harness import Server
 from lib.demo import CONTENT_SECURITY_POLICY
 from tests.helpers import Deadline, needs_chromium
+from tests.support.harness import Server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, needs_chromium]
 

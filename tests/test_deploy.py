@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 import yaml
 
-from bench.harness import ROOT
-from bench.proxy import NGINX_CONF
 from lib.settings import Settings
+from tests.support.harness import ROOT
+from tests.support.proxy import NGINX_CONF
 
 DEPLOY = ROOT / "deploy"
 TOOLS = Path(sys.executable).parent  # kubernetes-validate, yamllint and hadolint come from requirements-dev.txt

@@ -1,7 +1,7 @@
 """The deployed stack on loopback: nginx (deploy/nginx.conf, as the pod runs it) in front of the production server.
 
 Stalled clients, Expect: 100-continue, the body limit at the edge, and replicas killed under load. nginx runs
-unprivileged with every file it writes under a fresh folder, as in the pod (bench/proxy.py).
+unprivileged with every file it writes under a fresh folder, as in the pod (tests/support/proxy.py).
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 import requests
 
-from bench.failover import kill_drill, post_in_flight
-from bench.harness import HOST, Server, production_command, serving
-from bench.proxy import proxying
-from bench.stall import STALLS, health_under_stall, settle
 from lib.settings import Settings
 from tests.helpers import raw_exchange
+from tests.support.failover import kill_drill, post_in_flight
+from tests.support.harness import HOST, Server, production_command, serving
+from tests.support.proxy import proxying
+from tests.support.stall import STALLS, health_under_stall, settle
 
 pytestmark = [
     pytest.mark.e2e,

@@ -3,7 +3,7 @@
 import nbformat
 import pytest
 
-from bench.harness import ROOT
+from tests.support.harness import ROOT
 
 NOTEBOOK = ROOT / "examples" / "sentiment_api.ipynb"
 

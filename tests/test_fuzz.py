@@ -23,9 +23,9 @@ from hypothesis import strategies as st
 from werkzeug.test import TestResponse
 
 from app import create_app
-from bench.harness import Server
 from model import ModelLoadError, NLPModel
 from tests.helpers import plant, raw_exchange, rewrite_manifest
+from tests.support.harness import Server
 
 pytestmark = pytest.mark.slow  # hypothesis fuzzing
 

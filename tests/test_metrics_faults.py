@@ -24,9 +24,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.mmap_dict import MmapedDict
 
 from app import create_app
-from bench.harness import ROOT, Server, live_descendants, production_command, serving, wait_for_workers
 from lib.metric_files import AllocatedMmapedDict, StorageFaults, fold_exited_processes, folder_value_class
 from tests.helpers import Traffic
+from tests.support.harness import ROOT, Server, live_descendants, production_command, serving, wait_for_workers
 from tests.test_observability import merged_total, write_counter
 from tests.test_openapi import assert_conforms
 

@@ -5,7 +5,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import negative_data_rejection, positive_data_acceptance
 
-from bench.harness import Server
+from tests.support.harness import Server
 
 pytestmark = pytest.mark.slow  # schemathesis against a live server
 

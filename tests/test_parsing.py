@@ -12,10 +12,10 @@ from flask.testing import FlaskClient
 from hypothesis import strategies as st
 
 from app import create_app
-from bench.harness import Server
 from bench.worst_case import largest_shapes, request_body
 from lib.openapi import limits
 from tests.helpers import assert_prediction, served_labels
+from tests.support.harness import Server
 
 
 def test_query_in_url(client: FlaskClient) -> None:

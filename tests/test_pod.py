@@ -52,8 +52,8 @@ import pytest
 import requests
 import yaml
 
-from bench.harness import HOST, ROOT, free_port
 from tests import test_container
+from tests.support.harness import HOST, ROOT, free_port
 from tests.test_container import COMMAND_TIMEOUT, READY_TIMEOUT, build_command, podman, tail
 from tests.test_deploy import containers, find, render
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench.harness import ROOT
 from tests.helpers import readme_blocks
+from tests.support.harness import ROOT
 
 pytestmark = pytest.mark.slow  # live servers called as the README does
 

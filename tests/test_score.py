@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 import score
-from bench.harness import ROOT
 from client import columns
 from tests.helpers import COMMITTED_MODELS, KAGGLE_TEST, needs_kaggle_test, readme_blocks
+from tests.support.harness import ROOT
 
 KAGGLE_LAYOUT = [
     "PhraseId\tSentenceId\tPhrase",

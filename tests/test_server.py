@@ -23,7 +23,6 @@ import psutil
 import pytest
 import requests
 
-from bench.harness import ROOT, Server, free_port, live_descendants, production_command, serving, wait_for_workers
 from lib.server import granian_server, lean_log_records, read_settings
 from lib.settings import ConfigError, available_cpus
 from tests import server_whose_loads_fail
@@ -41,6 +40,7 @@ from tests.helpers import (
     reload_under_traffic,
     served_version,
 )
+from tests.support.harness import ROOT, Server, free_port, live_descendants, production_command, serving, wait_for_workers
 
 pytestmark = pytest.mark.slow  # live production servers, stalled clients, reloads
 

@@ -9,7 +9,6 @@ import pytest
 
 import app
 from app import create_app
-from bench.harness import ROOT
 from lib.settings import (
     LOCAL_ORIGINS,
     MAX_EXPLAIN_CHARS_RANGE,
@@ -22,6 +21,7 @@ from lib.settings import (
     available_cpus,
     cgroup_cpu_quota,
 )
+from tests.support.harness import ROOT
 
 
 @pytest.mark.parametrize(

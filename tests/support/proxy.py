@@ -20,7 +20,17 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.harness import HOST, ROOT, Server, ServerError, free_port, live_descendants, log_tail, production_command, serving
+from tests.support.harness import (
+    HOST,
+    ROOT,
+    Server,
+    ServerError,
+    free_port,
+    live_descendants,
+    log_tail,
+    production_command,
+    serving,
+)
 
 NGINX_CONF = ROOT / "deploy" / "nginx.conf"
 NOBODY = 65534  # the unprivileged user nginx runs as when the caller is root

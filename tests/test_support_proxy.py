@@ -1,10 +1,10 @@
-"""bench/proxy.py's rewrite of deploy/nginx.conf for N replicas: only the listen line and the upstream servers change."""
+"""tests/support/proxy.py's rewrite of deploy/nginx.conf for N replicas: only the listen line and the upstream servers change."""
 
 from __future__ import annotations
 
 import pytest
 
-from bench.proxy import NGINX_CONF, ProxyConfigError, nginx_config
+from tests.support.proxy import NGINX_CONF, ProxyConfigError, nginx_config
 
 
 def test_one_server_line_per_replica_with_the_same_parameters() -> None:

@@ -23,21 +23,15 @@ from urllib.parse import urlsplit
 import psutil
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
-GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
 STOP_TIMEOUT = 15.0  # seconds a server gets to stop gracefully before its process group is killed
-NOT_INHERITED = ("BIND", "PROMETHEUS_MULTIPROC_DIR")  # the harness picks the address; each server gets fresh metrics
+NOT_INHERITED = ("PROMETHEUS_MULTIPROC_DIR",)  # the harness picks the address; each server gets fresh metrics
 
 
 def production_command() -> list[str]:
     """The command production runs (bound through HOST and PORT): switching servers changes only this."""
     return [sys.executable, "-m", "lib.server"]
-
-
-def gunicorn_command(app: str = "") -> list[str]:
-    """The old stack, for comparison: gunicorn with bench/gunicorn_conf.py, serving ``app`` (e.g. bench.ceiling:app) if given."""
-    return [GUNICORN, "-c", "bench/gunicorn_conf.py"] + ([app] if app else [])
 
 
 class ServerError(RuntimeError):
@@ -137,7 +131,7 @@ def log_tail(path: Path, lines: int = 20) -> str:
 
 
 def descendants(pid: int) -> list[int]:
-    """Every process below ``pid``: for gunicorn, the workers and anything they started."""
+    """Every process below ``pid``: for a server, its workers and anything they started."""
     return [child.pid for child in psutil.Process(pid).children(recursive=True)]
 
 

@@ -1,0 +1,1 @@
+"""What the tests and the benchmarks share: starting and stopping servers, nginx in front of them, and the drills."""
