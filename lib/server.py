@@ -205,7 +205,7 @@ def granian_server(config: ServerSettings, settings: Settings) -> Any:
         http1_settings=HTTP1Settings(header_read_timeout=int(config.client_timeout * 1000)),
         respawn_failed_workers=True,  # a crashed or killed worker is replaced, not the end of the server
         respawn_interval=RESPAWN_INTERVAL,
-        workers_kill_timeout=int(config.graceful_timeout) or 1,
+        workers_kill_timeout=int(config.graceful_timeout),  # whole seconds, at least 1 (GRACEFUL_TIMEOUT_RANGE)
         log_level=LogLevels(settings.log_level.lower()),
         log_dictconfig=logging_config(settings.log_level, settings.access_log),
         log_access=False,

@@ -24,7 +24,7 @@ import pytest
 import requests
 
 from lib.server import granian_server, lean_log_records, read_settings
-from lib.settings import ConfigError, available_cpus
+from lib.settings import NUMERIC_RANGES, ConfigError, available_cpus
 from tests import server_whose_loads_fail
 from tests.helpers import (
     CLIENT_TIMEOUT,
@@ -561,11 +561,15 @@ def test_access_log_can_keep_a_keyed_hmac_of_the_query(tmp_path: Path) -> None:
     ("variable", "value", "message"),
     [
         ("WEB_CONCURRENCY", "0", "Config 'WEB_CONCURRENCY' has value '0'. Not a number of workers (1-256)."),
-        ("CLIENT_TIMEOUT", "-3", "Config 'CLIENT_TIMEOUT' has value '-3'. Not a number of 0 or more."),
-        ("CLIENT_TIMEOUT", "0", "Config 'CLIENT_TIMEOUT' has value '0'. Not a number of seconds above 0."),
-        ("GRACEFUL_TIMEOUT", "abc", "Config 'GRACEFUL_TIMEOUT' has value 'abc'. Not a number of 0 or more."),
-        ("DRAIN_SECONDS", "soon", "Config 'DRAIN_SECONDS' has value 'soon'. Not a number of 0 or more."),
-        ("MAX_BATCH", "-1", "Config 'MAX_BATCH' has value '-1'. Not a positive integer."),
+        ("CLIENT_TIMEOUT", "-3", "Config 'CLIENT_TIMEOUT' has value '-3'. Not a number of seconds from 0.1 to 600."),
+        ("CLIENT_TIMEOUT", "0", "Config 'CLIENT_TIMEOUT' has value '0'. Not a number of seconds from 0.1 to 600."),
+        ("CLIENT_TIMEOUT", "1e30", "Config 'CLIENT_TIMEOUT' has value '1e30'. Not a number of seconds from 0.1 to 600."),
+        ("GRACEFUL_TIMEOUT", "abc", "Config 'GRACEFUL_TIMEOUT' has value 'abc'. Not a number of seconds from 1 to 3,600."),
+        ("GRACEFUL_TIMEOUT", "inf", "Config 'GRACEFUL_TIMEOUT' has value 'inf'. Not a number of seconds from 1 to 3,600."),
+        ("DRAIN_SECONDS", "soon", "Config 'DRAIN_SECONDS' has value 'soon'. Not a number of seconds from 0 to 600."),
+        ("DRAIN_SECONDS", "1e300", "Config 'DRAIN_SECONDS' has value '1e300'. Not a number of seconds from 0 to 600."),
+        ("MAX_BATCH", "-1", "Config 'MAX_BATCH' has value '-1'. Not a whole number from 1 to 100,000."),
+        ("MAX_BODY_BYTES", "1e30", "Config 'MAX_BODY_BYTES' has value '1e30'. Not a whole number from 1 to 1,073,741,824."),
         ("LOG_LEVEL", "verbose", "Config 'LOG_LEVEL' has value 'VERBOSE'. Expected DEBUG, INFO, WARNING, ERROR or CRITICAL."),
         ("PORT", "99999", "Config 'PORT' has value '99999'. Not a port number (1-65535)."),
         (
@@ -581,7 +585,14 @@ def test_bad_setting_is_one_line_naming_it(variable: str, value: str, message: s
     assert str(refused.value) == message
 
 
-@pytest.mark.parametrize(("variable", "value"), [("WEB_CONCURRENCY", "0"), ("MAX_BATCH", "-1")])
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("WEB_CONCURRENCY", "0"),
+        ("MAX_BATCH", "-1"),
+        ("CORS_ORIGINS", "^(unclosed"),
+    ],
+)
 def test_bad_setting_stops_the_server_with_one_line(variable: str, value: str) -> None:
     """One line on stderr, status 1, no traceback, and no worker ever started."""
     env = {**os.environ, "PORT": str(free_port()), variable: value}
@@ -600,3 +611,27 @@ def test_oversized_upload_with_expect_continue_is_refused_without_100_continue(p
     answer = raw_exchange(production_server, head)
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
     assert b"100 Continue" not in answer and b"larger than the limit" in answer
+
+
+#: The production server's own numeric settings, and one of the service's whose 10**30 broke every chunked request.
+SERVER_NUMBERS = ("PORT", "WEB_CONCURRENCY", "CLIENT_TIMEOUT", "DRAIN_SECONDS", "GRACEFUL_TIMEOUT", "MAX_BODY_BYTES")
+ATTACKS = ["inf", "-inf", "nan", "1e300", str(10**30), "-1", "0", "lots"]
+
+
+@pytest.mark.parametrize("variable", SERVER_NUMBERS)
+def test_every_server_number_out_of_range_stops_the_server_with_one_line(variable: str) -> None:
+    """Each value is read within its range (tests/test_settings.py checks which), or the command exits 1 naming it."""
+    refused = []
+    for value in ATTACKS:
+        try:
+            read_settings({variable: value})
+        except ConfigError:
+            refused.append(value)
+    assert {"inf", "-inf", "nan", "1e300", str(10**30), "-1", "lots"} <= set(refused)
+    environ = {key: value for key, value in os.environ.items() if key not in NUMERIC_RANGES}
+    for value in refused:
+        env = {**environ, "PORT": str(free_port()), variable: value}
+        result = subprocess.run(production_command(), cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 1, (variable, value, result.stderr[-500:])
+        [line] = result.stderr.strip().splitlines()
+        assert line.startswith(f"Error: Config {variable!r} has value {value!r}. Not "), line
