@@ -7,9 +7,11 @@ a finite range, so no value can turn a limit or a timeout off, or overflow what 
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import re
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,7 +111,7 @@ class Settings:
             max_body_bytes=budget(values, "MAX_BODY_BYTES", defaults.max_body_bytes, MAX_BODY_BYTES_RANGE),
             log_level=log_level(values, defaults.log_level),
             cors_origins=origins(values, defaults.cors_origins),
-            host=str(values.get("HOST", defaults.host)),
+            host=host(values, defaults.host),
             port=port(values, defaults.port),
             metrics_dir=writable_folder(values, "PROMETHEUS_MULTIPROC_DIR"),
             access_log=str(values.get("ACCESS_LOG", "-")) != "",
@@ -128,8 +130,9 @@ class Settings:
 class ServerSettings:
     """How the production server (lib/server.py) runs: where it listens, how many workers, how it stops."""
 
-    host: str = "127.0.0.1"
+    host: str = "127.0.0.1"  # HOST as given: an address or a host name
     port: int = 8000
+    address: str = "127.0.0.1"  # the IP address HOST names, which granian binds (it takes no host names)
     workers: int = 1  # WEB_CONCURRENCY; by default one per CPU this process may use (see available_cpus)
     client_timeout: float = 5.0  # CLIENT_TIMEOUT: seconds a client may take to send its request headers
     drain_seconds: float = 0.0  # DRAIN_SECONDS: on SIGTERM, /ready answers 503 this long before workers stop
@@ -139,10 +142,12 @@ class ServerSettings:
     def from_mapping(cls, values: Mapping[str, Any]) -> ServerSettings:
         """Read HOST, PORT, WEB_CONCURRENCY, CLIENT_TIMEOUT, DRAIN_SECONDS and GRACEFUL_TIMEOUT."""
         defaults = cls()
+        given = host(values, defaults.host)
         low, high = WEB_CONCURRENCY_RANGE
         return cls(
-            host=str(values.get("HOST", defaults.host)),
+            host=given,
             port=port(values, defaults.port),
+            address=host_address(given),
             workers=bounded_int(values, "WEB_CONCURRENCY", available_cpus(), low, high, f"a number of workers ({low}-{high})"),
             client_timeout=seconds(values, "CLIENT_TIMEOUT", defaults.client_timeout, CLIENT_TIMEOUT_RANGE),
             drain_seconds=seconds(values, "DRAIN_SECONDS", defaults.drain_seconds, DRAIN_SECONDS_RANGE),
@@ -252,6 +257,28 @@ def budget(values: Mapping[str, Any], key: str, default: int, bounds: tuple[int,
     """Read a per-request cost budget: a whole number within ``bounds``."""
     low, high = bounds
     return bounded_int(values, key, default, low, high, f"a whole number from {low:,} to {high:,}")
+
+
+def host(values: Mapping[str, Any], default: str) -> str:
+    """Read HOST: an IPv4 or IPv6 address, or a host name this machine resolves."""
+    given = str(values.get("HOST", default)).strip()
+    host_address(given)
+    return given
+
+
+def host_address(name: str) -> str:
+    """The IP address ``name`` stands for: itself when it is one, else the first address it resolves to."""
+    try:
+        return str(ipaddress.ip_address(name))
+    except ValueError:
+        pass
+    try:
+        found = socket.getaddrinfo(name, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError, ValueError) as exc:  # gaierror; UnicodeError: a label IDNA cannot encode
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        expected = "an IP address or a host name this machine resolves"
+        raise ConfigError(f"Config 'HOST' has value {name!r}. Not {expected} ({reason}).") from None
+    return str(found[0][4][0])
 
 
 def port(values: Mapping[str, Any], default: int) -> int:

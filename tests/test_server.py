@@ -23,8 +23,8 @@ import psutil
 import pytest
 import requests
 
-from lib.server import granian_server, lean_log_records, read_settings
-from lib.settings import NUMERIC_RANGES, ConfigError, available_cpus
+from lib.server import address_refusal, granian_server, lean_log_records, read_settings
+from lib.settings import NUMERIC_RANGES, ConfigError, ServerSettings, available_cpus
 from tests import server_whose_loads_fail
 from tests.helpers import (
     CLIENT_TIMEOUT,
@@ -590,6 +590,8 @@ def test_bad_setting_is_one_line_naming_it(variable: str, value: str, message: s
     [
         ("WEB_CONCURRENCY", "0"),
         ("MAX_BATCH", "-1"),
+        ("HOST", "not a host"),
+        ("HOST", "999.1.1.1"),
         ("CORS_ORIGINS", "^(unclosed"),
     ],
 )
@@ -635,3 +637,79 @@ def test_every_server_number_out_of_range_stops_the_server_with_one_line(variabl
         assert result.returncode == 1, (variable, value, result.stderr[-500:])
         [line] = result.stderr.strip().splitlines()
         assert line.startswith(f"Error: Config {variable!r} has value {value!r}. Not "), line
+
+
+def listener(host: str, port: int = 0) -> socket.socket:
+    """A socket listening on host:port the way granian's workers do (SO_REUSEPORT), which a second granian would join."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    held = socket.socket(family, socket.SOCK_STREAM)
+    held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        held.bind((host, port))
+    except OSError as exc:
+        held.close()
+        pytest.skip(f"cannot listen on {host}: {exc}")
+    held.listen()
+    return held
+
+
+def start_on(host: str, port: int) -> subprocess.CompletedProcess[str]:
+    """Run the production command on host:port, expecting it to refuse."""
+    env = {**os.environ, "HOST": host, "PORT": str(port)}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    return subprocess.run(production_command(), cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_a_second_server_on_a_served_port_is_refused_and_the_first_serves_on(production_server: Server) -> None:
+    """granian's SO_REUSEPORT would let it start and take part of the first one's connections: one line, status 1."""
+    started = time.monotonic()
+    result = start_on("127.0.0.1", production_server.port)
+    assert result.returncode == 1 and time.monotonic() - started < 10, "refused before any model loads"
+    assert result.stderr.strip() == (
+        f"Error: 127.0.0.1:{production_server.port} is already in use (HOST, PORT): "
+        "stop the server listening there, or choose another PORT."
+    )
+    answers = [requests.get(f"{production_server.url}/health", timeout=10, headers={"Connection": "close"}) for _ in range(20)]
+    assert [answer.status_code for answer in answers] == [200] * 20
+
+
+@pytest.mark.parametrize(
+    ("held", "host", "shown"),
+    [
+        ("127.0.0.1", "127.0.0.1", "127.0.0.1:{port}"),
+        ("0.0.0.0", "127.0.0.1", "127.0.0.1:{port}"),  # a server on every interface holds the loopback's port too
+        ("::1", "::1", "[::1]:{port}"),
+        ("localhost", "localhost", "{address}:{port} (localhost)"),
+    ],
+)
+def test_busy_address_is_refused_in_one_line_naming_it(held: str, host: str, shown: str) -> None:
+    address = ServerSettings.from_mapping({"HOST": held}).address
+    with listener(address) as holder:
+        port = holder.getsockname()[1]
+        result = start_on(host, port)
+    assert result.returncode == 1
+    where = shown.format(port=port, address=address)
+    assert result.stderr.strip() == (
+        f"Error: {where} is already in use (HOST, PORT): stop the server listening there, or choose another PORT."
+    )
+
+
+def test_address_not_on_this_machine_is_refused_in_one_line() -> None:
+    result = start_on("192.0.2.1", free_port())  # TEST-NET-1: no interface of this machine has it
+    assert result.returncode == 1
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("Error: Cannot listen on 192.0.2.1:")
+    assert line.endswith("(HOST, PORT): Cannot assign requested address.")
+
+
+def test_a_free_address_is_not_refused() -> None:
+    """The check binds without listening: it leaves nothing behind, and a restart's TIME_WAIT does not refuse it."""
+    port = free_port()
+    with listener("127.0.0.1", port) as previous:  # a connection closed by the server stays in TIME_WAIT on its port
+        client = socket.create_connection(("127.0.0.1", port))
+        accepted, _ = previous.accept()
+        accepted.close()
+        client.close()
+    assert address_refusal(ServerSettings.from_mapping({"PORT": str(port)})) is None
+    assert address_refusal(ServerSettings.from_mapping({"PORT": str(port)})) is None

@@ -76,6 +76,7 @@ def test_cors_origin_that_is_no_regular_expression_is_one_line_naming_it(origin:
             "Config 'PROMETHEUS_MULTIPROC_DIR' has value '/nonexistent'. Not a writable folder.",
         ),
         ({"MAX_BATCH": "-1"}, "Config 'MAX_BATCH' has value '-1'. Not a whole number from 1 to 100,000."),
+        ({"HOST": "not a host"}, "Config 'HOST' has value 'not a host'. Not an IP address or a host name this machine resolves"),
         ({"LOG_QUERIES": "all"}, "Config 'LOG_QUERIES' has value 'all'. Expected none, hmac or text."),
         ({"LOG_QUERIES": "hmac"}, "Config 'QUERY_LOG_KEY' must be a secret of at least 16 characters when LOG_QUERIES=hmac."),
         ({"DEBUG": "yes please"}, "Config 'DEBUG' has value 'yes please'. Expected 1 or 0."),
@@ -140,6 +141,19 @@ def test_trusted_proxies_are_read_as_a_list() -> None:
         "10.0.0.1",
         "127.0.0.1",
     )
+
+
+@pytest.mark.parametrize("settings", [Settings, ServerSettings])
+def test_host_is_an_address_or_a_name_this_machine_resolves(settings: Any) -> None:
+    for given in ("127.0.0.1", "0.0.0.0", "::1", "::", "localhost"):
+        assert settings.from_mapping({"HOST": given}).host == given
+    assert ServerSettings.from_mapping({"HOST": "::1"}).address == "::1"
+    assert ServerSettings.from_mapping({"HOST": "localhost"}).address in ("127.0.0.1", "::1")  # granian takes addresses only
+    for bad in ("not a host", "999.1.1.1", "", "host.invalid", "a" * 300, "1.2.3.4:80"):
+        with pytest.raises(ConfigError) as refused:
+            settings.from_mapping({"HOST": bad})
+        [line] = str(refused.value).splitlines()
+        assert line.startswith(f"Config 'HOST' has value {bad!r}. Not an IP address or a host name this machine resolves (")
 
 
 #: What an operator or a template may put in a numeric setting: infinities, NaN, the huge, the negative, zero, words.
