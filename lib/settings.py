@@ -89,7 +89,8 @@ class Settings:
     access_log: bool = True  # ACCESS_LOG="" turns it off
     log_queries: str = "none"  # what of the URL's query string the access log keeps: none, hmac or text
     query_log_key: bytes = b""  # QUERY_LOG_KEY, the secret for LOG_QUERIES=hmac
-    # Addresses of the proxies whose X-Forwarded-For/-Proto/-Host/-Prefix headers are believed; nobody's by default.
+    # Addresses or networks (CIDR) of the proxies whose X-Forwarded-For/-Proto/-Host/-Prefix headers are believed, or "*";
+    # nobody's by default.
     forwarded_allow_ips: tuple[str, ...] = ()
     explain_terms: int = 10  # EXPLAIN_TERMS: terms an explanation lists unless the request says (1-MAX_EXPLAIN_TERMS)
     # Budgets that bound a request's cost, not only its size, checked before any scoring (sized in bench/worst_case.py):
@@ -116,7 +117,7 @@ class Settings:
             metrics_dir=writable_folder(values, "PROMETHEUS_MULTIPROC_DIR"),
             access_log=str(values.get("ACCESS_LOG", "-")) != "",
             **query_logging(values),
-            forwarded_allow_ips=tuple(ip.strip() for ip in str(values.get("FORWARDED_ALLOW_IPS", "")).split(",") if ip.strip()),
+            forwarded_allow_ips=trusted_proxies(values),
             explain_terms=explain_terms(values, defaults.explain_terms),
             max_request_chars=budget(values, "MAX_REQUEST_CHARS", defaults.max_request_chars, MAX_REQUEST_CHARS_RANGE),
             max_explain_texts=budget(values, "MAX_EXPLAIN_TEXTS", defaults.max_explain_texts, MAX_EXPLAIN_TEXTS_RANGE),
@@ -279,6 +280,20 @@ def host_address(name: str) -> str:
         expected = "an IP address or a host name this machine resolves"
         raise ConfigError(f"Config 'HOST' has value {name!r}. Not {expected} ({reason}).") from None
     return str(found[0][4][0])
+
+
+def trusted_proxies(values: Mapping[str, Any]) -> tuple[str, ...]:
+    """Read FORWARDED_ALLOW_IPS: comma-separated addresses or networks (10.0.0.0/8, fd00::/8), or "*" for any."""
+    found = tuple(entry.strip() for entry in str(values.get("FORWARDED_ALLOW_IPS", "")).split(",") if entry.strip())
+    for entry in found:
+        if entry == "*":
+            continue
+        try:
+            ipaddress.ip_network(entry)
+        except ValueError as exc:
+            message = f"Config 'FORWARDED_ALLOW_IPS' has value {entry!r}. Not an IP address or network ({exc})."
+            raise ConfigError(message) from None
+    return found
 
 
 def port(values: Mapping[str, Any], default: int) -> int:

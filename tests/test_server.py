@@ -593,6 +593,7 @@ def test_bad_setting_is_one_line_naming_it(variable: str, value: str, message: s
         ("HOST", "not a host"),
         ("HOST", "999.1.1.1"),
         ("CORS_ORIGINS", "^(unclosed"),
+        ("FORWARDED_ALLOW_IPS", "10.0.0.0/33"),
     ],
 )
 def test_bad_setting_stops_the_server_with_one_line(variable: str, value: str) -> None:

@@ -141,6 +141,16 @@ def test_trusted_proxies_are_read_as_a_list() -> None:
         "10.0.0.1",
         "127.0.0.1",
     )
+    networks = " 10.0.0.0/8, fd00::/8, ::1, *"
+    assert Settings.from_mapping({"FORWARDED_ALLOW_IPS": networks}).forwarded_allow_ips == ("10.0.0.0/8", "fd00::/8", "::1", "*")
+
+
+@pytest.mark.parametrize("entry", ["bogus", "10.0.0.0/33", "10.0.0.5/8", "300.1.1.1", "10.0.0.*", "::1::2"])
+def test_trusted_proxy_that_is_no_address_or_network_is_one_line_naming_it(entry: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        Settings.from_mapping({"FORWARDED_ALLOW_IPS": f"10.0.0.1,{entry}"})
+    [line] = str(refused.value).splitlines()
+    assert line.startswith(f"Config 'FORWARDED_ALLOW_IPS' has value {entry!r}. Not an IP address or network (")
 
 
 @pytest.mark.parametrize("settings", [Settings, ServerSettings])
