@@ -42,15 +42,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.update(MAX_CONTENT_LENGTH=settings.max_body_bytes, ERROR_404_HELP=False, SETTINGS=settings)
     metrics = Metrics(settings.metrics_dir)
     registry = ModelRegistry(settings.models_dir, metrics)
-    registry.load()
     lifecycle = Lifecycle()
     app.extensions.update(models=registry, lifecycle=lifecycle, metrics=metrics)
     install(app, settings, metrics)
 
     api = JsonApi(app, catch_all_404s=True)
-    for name, served in registry.models.items():
-        kwargs = {"model_name": name, "registry": registry, "settings": settings, "metrics": metrics}
-        api.add_resource(Prediction, served.endpoint, endpoint=name, resource_class_kwargs=kwargs)
     api.add_resource(Health, "/health")
     ready = {"registry": registry, "lifecycle": lifecycle, "metrics": metrics}
     api.add_resource(Ready, "/ready", resource_class_kwargs=ready)
@@ -58,6 +54,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     api.add_resource(MetricsResource, "/metrics", resource_class_kwargs={"metrics": metrics})
     docs.register(app, settings, registry, openapi.document)
     demo.register(app)
+    registry.reserve(rule.rule for rule in app.url_map.iter_rules())  # the service's own paths, before any model's
+    registry.load()
+    for name, served in registry.models.items():
+        kwargs = {"model_name": name, "registry": registry, "settings": settings, "metrics": metrics}
+        api.add_resource(Prediction, served.endpoint, endpoint=name, resource_class_kwargs=kwargs)
     app.register_error_handler(Exception, error_response)
     return app
 

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,8 +22,6 @@ from model import MANIFEST, REBUILD_HINT, ModelLoadError, NLPModel
 
 log = logging.getLogger(__name__)
 
-#: Paths the service itself answers; no model may be served there.
-RESERVED_PATHS = frozenset({"/health", "/ready", "/models", "/metrics", "/openapi.json", "/docs", "/demo"})
 ENDPOINT = re.compile(r"/([a-z0-9][a-z0-9_-]{0,63})?")
 INDEX_FIELD = re.compile(r"[a-z][a-z0-9_]{0,31}")
 ANSWER_FIELDS = frozenset({"prediction", "confidence", "probabilities", "explanation"})
@@ -96,15 +94,15 @@ def model_folders(models_dir: Path) -> list[Path]:
     return folders
 
 
-def serve(folder: Path, model: NLPModel) -> ServedModel:
-    """Read where and how to serve a loaded model from its manifest, refusing what would clash."""
+def serve(folder: Path, model: NLPModel, reserved: frozenset[str]) -> ServedModel:
+    """Read where and how to serve a loaded model from its manifest, refusing what would clash with ``reserved`` paths."""
     manifest = model.manifest
     name = manifest["name"]
     endpoint = manifest.get("endpoint", f"/{name}")
-    if not isinstance(endpoint, str) or not ENDPOINT.fullmatch(endpoint) or endpoint in RESERVED_PATHS:
+    if not isinstance(endpoint, str) or not ENDPOINT.fullmatch(endpoint) or endpoint in reserved:
         raise ModelLoadError(
             f"{folder / MANIFEST}: endpoint {endpoint!r} is not a path like /ratings (lower-case letters, digits, - and _), "
-            f"or is one the service uses ({', '.join(sorted(RESERVED_PATHS))})."
+            f"or is one the service uses ({', '.join(sorted(reserved))})."
         )
     index_field = manifest.get("index_field")
     if index_field is not None and (
@@ -114,8 +112,9 @@ def serve(folder: Path, model: NLPModel) -> ServedModel:
     return ServedModel(name, endpoint, index_field, model)
 
 
-def load_all(models_dir: Path) -> tuple[dict[str, ServedModel], dict[str, float]]:
-    """Load and verify every model folder; raise ModelLoadError, naming the file, if one fails or two clash."""
+def load_all(models_dir: Path, reserved: frozenset[str] = frozenset()) -> tuple[dict[str, ServedModel], dict[str, float]]:
+    """Load and verify every model folder; raise ModelLoadError, naming the file, if one fails, two clash, or one
+    would take a ``reserved`` path (the service's own)."""
     served: dict[str, ServedModel] = {}
     seconds: dict[str, float] = {}
     endpoints: dict[str, str] = {}
@@ -123,7 +122,7 @@ def load_all(models_dir: Path) -> tuple[dict[str, ServedModel], dict[str, float]
     for folder in model_folders(models_dir):
         started = time.perf_counter()
         with loading(folder):
-            model = serve(folder, NLPModel.load(folder))
+            model = serve(folder, NLPModel.load(folder), reserved)
         if model.name in served or model.endpoint in endpoints:
             clash = model.name if model.name in served else endpoints[model.endpoint]
             raise ModelLoadError(f"{folder / MANIFEST}: model {model.name!r} at {model.endpoint} clashes with {clash!r}.")
@@ -148,6 +147,11 @@ class ModelRegistry:
         self.models_dir = models_dir
         self.metrics = metrics
         self.models: Mapping[str, ServedModel] = {}
+        self.reserved: frozenset[str] = frozenset()  # the service's own paths, which no model may take
+
+    def reserve(self, paths: Iterable[str]) -> None:
+        """Keep these paths (the app's own routes, read from its URL map) from every model loaded from now on."""
+        self.reserved = frozenset(paths)
 
     def load(self) -> None:
         """Load every model folder; on a reload, refuse a set whose names or paths differ (routes are fixed).
@@ -155,7 +159,7 @@ class ModelRegistry:
         Whatever fails raises ModelLoadError, one line naming the folder, and leaves the served set as it was.
         """
         with loading(self.models_dir):
-            models, seconds = load_all(self.models_dir)
+            models, seconds = load_all(self.models_dir, self.reserved)
             routes = {(model.name, model.endpoint) for model in models.values()}
             served = {(model.name, model.endpoint) for model in self.models.values()}
             if self.models and routes != served:

@@ -27,6 +27,7 @@ from flask.testing import FlaskClient
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from lib.paths import MODELS_DIR, kaggle_file
 from model import content_version
 from tests.support.harness import ROOT, Server
 
@@ -34,10 +35,11 @@ if TYPE_CHECKING:
     from selenium.webdriver import Chrome
     from selenium.webdriver.remote.webdriver import WebDriver
 
-COMMITTED_MODELS = ROOT / "lib" / "models"
-KAGGLE_TRAIN = Path(os.environ.get("KAGGLE_TRAIN", ROOT.parent / "shared" / "data" / "kaggle" / "train.tsv"))
+COMMITTED_MODELS = MODELS_DIR
+#: The Kaggle files where every command looks: lib/data/, else the shared copy; KAGGLE_TRAIN and KAGGLE_TEST override.
+KAGGLE_TRAIN = kaggle_file("train.tsv")
 
-KAGGLE_TEST = Path(os.environ.get("KAGGLE_TEST", ROOT.parent / "shared" / "data" / "kaggle" / "test.tsv"))
+KAGGLE_TEST = kaggle_file("test.tsv")
 
 needs_kaggle = pytest.mark.skipif(
     not KAGGLE_TRAIN.is_file(), reason=f"full Kaggle data not found at {KAGGLE_TRAIN} (set KAGGLE_TRAIN)"

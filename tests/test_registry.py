@@ -77,6 +77,19 @@ def test_clashing_or_bad_serving_fields_are_refused(models: Path, manifest: dict
         create_app({"MODELS_DIR": str(models)})
 
 
+def test_no_model_may_take_a_path_the_service_answers_itself(models: Path) -> None:
+    """Every route of the app that is not a model's, read from its URL map: a model asking for it is refused."""
+    app = create_app({"MODELS_DIR": str(models)})
+    model_paths = {served.endpoint for served in app.extensions["models"].models.values()}
+    own = sorted(rule.rule for rule in app.url_map.iter_rules() if rule.rule not in model_paths and "<" not in rule.rule)
+    assert {"/health", "/ready", "/models", "/metrics", "/openapi.json", "/docs", "/demo"} <= set(own)
+    for path in own:
+        folder = add_model(models, "extra", endpoint=path)
+        with pytest.raises(ModelLoadError, match=f"endpoint '{path}' is not a path like /ratings .* or is one the service uses"):
+            create_app({"MODELS_DIR": str(models)})
+        shutil.rmtree(folder)
+
+
 def test_two_folders_with_one_name_are_refused(models: Path) -> None:
     add_model(models, "copy", endpoint="/copy")
     rewrite_manifest(models / "copy", name="sentiment")
