@@ -252,7 +252,8 @@ def test_measures_from_a_saved_run() -> None:
         for load in info["load"]:
             ratios = summary.ceiling_ratios(report, name, load["connections"])
             assert ratios and load["x_ceiling_by_round"] == [round(ratio, 4) for ratio in ratios]
-            assert load["x_ceiling"] == round(summary.ceiling_ratio(report, name, load["connections"]), 4)
+            ratio = summary.ceiling_ratio(report, name, load["connections"])
+            assert ratio is not None and load["x_ceiling"] == round(ratio, 4)
 
 
 def test_target_results_judge_every_candidate_but_the_ceiling() -> None:
