@@ -128,6 +128,7 @@ def test_trusted_proxies_are_read_as_a_list() -> None:
     )
 
 
+@pytest.mark.slow  # two processes, each importing scikit-learn: seconds, not milliseconds
 def test_server_check_loads_the_models_and_stops() -> None:
     done = subprocess.run([sys.executable, "-m", "lib.server", "--check"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.startswith("ok: ratings-")
