@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import requests
+from selenium.webdriver import Chrome
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
@@ -116,7 +117,7 @@ def execute(
 
 
 def test_try_it_out_executes_every_operation(
-    production_server: Server, budget: Deadline, browser: WebDriver, tmp_path: Path
+    production_server: Server, budget: Deadline, browser: Chrome, tmp_path: Path
 ) -> None:
     document = requests.get(production_server.url + "/openapi.json", timeout=10).json()
     seen: dict[str, str] = {}

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from werkzeug.test import TestResponse
 
 from app import create_app
+from lib.paths import MODELS_DIR
 from model import ModelLoadError, NLPModel
 from tests.helpers import plant, raw_exchange, rewrite_manifest
 from tests.support.harness import Server
@@ -114,7 +115,7 @@ def test_model_handles_any_text(text: str) -> None:
 @functools.cache
 def _committed_sentiment() -> NLPModel:
     """Load the committed sentiment model once for the whole property."""
-    return NLPModel.load(Path(ROOT) / "lib" / "models" / "sentiment")
+    return NLPModel.load(MODELS_DIR / "sentiment")
 
 
 # --- the shapes attackers use: deep nesting, chunked framing, proxy headers ----------------------

@@ -152,7 +152,7 @@ def test_cost_budgets_take_a_finite_range_and_name_the_key_otherwise(key: str, f
     assert low <= getattr(Settings(), field) <= high
     for value in (low, high):
         assert getattr(Settings.from_mapping({key: str(value)}), field) == value
-    for value in (str(low - 1), str(high + 1), "lots", "1.5"):
+    for text in (str(low - 1), str(high + 1), "lots", "1.5"):
         with pytest.raises(ConfigError) as raised:
-            Settings.from_mapping({key: value})
-        assert str(raised.value) == f"Config {key!r} has value {value!r}. Not a whole number from {low:,} to {high:,}."
+            Settings.from_mapping({key: text})
+        assert str(raised.value) == f"Config {key!r} has value {text!r}. Not a whole number from {low:,} to {high:,}."
