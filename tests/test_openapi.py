@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -108,6 +109,42 @@ def test_document_follows_a_reload_with_new_labels(tiny_models: Path, tmp_path: 
     schema = client.get("/openapi.json").json["components"]["schemas"]["SentimentPrediction"]
     assert schema["properties"]["prediction"]["enum"] == ["bad", "good"]
     assert client.get("/?query=fine").json["prediction"] in ("bad", "good")
+
+
+#: Labels are any printable text a manifest holds: HTML and Markdown here must stay out of every Markdown field.
+HOSTILE_LABELS = {
+    "sentiment": ["<img src=x onerror=alert(1)>", "**bold**"],
+    "ratings": ["<script>alert(1)</script>", "[click](javascript:alert(1))", "_under_", "`tick`", "# heading"],
+}
+
+
+def markdown_fields(node: Any) -> Iterator[str]:
+    """Every ``description`` string in the document: the fields OpenAPI defines as CommonMark (Swagger UI renders them)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "description" and isinstance(value, str):
+                yield value
+            else:
+                yield from markdown_fields(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from markdown_fields(value)
+
+
+def test_labels_never_enter_markdown(tiny_models: Path, tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    shutil.copytree(tiny_models, models)
+    for name, labels in HOSTILE_LABELS.items():
+        rewrite_manifest(models / name, labels=labels)
+    served = create_app({"MODELS_DIR": str(models)}).test_client().get("/openapi.json").json
+    texts = list(markdown_fields(served))
+    assert len(texts) > 50
+    for label in (label for labels in HOSTILE_LABELS.values() for label in labels):
+        assert not [text for text in texts if label in text], label
+    assert not [text for text in texts if re.search(r"<[a-z/!]|\*\*|\]\(", text)], "raw HTML or Markdown in a description"
+    schemas = served["components"]["schemas"]
+    assert schemas["SentimentPrediction"]["properties"]["prediction"]["enum"] == HOSTILE_LABELS["sentiment"]
+    assert schemas["RatingsPrediction"]["properties"]["prediction"]["enum"] == HOSTILE_LABELS["ratings"]
 
 
 # --- (b) every route, nothing else ------------------------------------------------------------

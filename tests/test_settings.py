@@ -200,6 +200,7 @@ def test_every_numeric_setting_is_within_its_finite_range_or_refused_in_one_line
             assert math.isfinite(number) and low <= number <= high, (key, value, number)
 
 
+@pytest.mark.slow  # two processes, each importing scikit-learn: seconds, not milliseconds
 def test_server_check_loads_the_models_and_stops() -> None:
     done = subprocess.run([sys.executable, "-m", "lib.server", "--check"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.startswith("ok: ratings-")
