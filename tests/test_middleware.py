@@ -5,6 +5,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import EnvironBuilder
@@ -146,3 +147,23 @@ def test_forwarded_headers_are_ignored_unless_from_a_listed_proxy(tiny_models: P
         page = create_app(config).test_client().get("/docs", headers=FORWARDED, environ_base={"REMOTE_ADDR": remote})
         assert page.status_code == 200
         assert ("/api/openapi.json" in page.get_data(as_text=True)) is prefixed, (config, remote)
+
+
+@pytest.mark.parametrize(
+    ("allowed", "remote", "prefixed"),
+    [
+        ("10.0.0.0/8", "10.200.3.4", True),
+        ("10.0.0.0/8", "11.0.0.1", False),
+        ("192.0.2.0/24,10.0.0.5", "10.0.0.5", True),
+        ("fd00::/8", "fd12::7", True),
+        ("fd00::/8", "fe80::1", False),
+        ("10.0.0.0/8", "::ffff:10.1.1.1", True),  # an IPv4 proxy seen on a dual-stack socket
+        ("10.0.0.0/8", "not an address", False),
+        ("10.0.0.0/8", "", False),
+    ],
+)
+def test_trusted_proxies_may_be_networks(tiny_models: Path, allowed: str, remote: str, prefixed: bool) -> None:
+    config = {"MODELS_DIR": str(tiny_models), "FORWARDED_ALLOW_IPS": allowed}
+    page = create_app(config).test_client().get("/docs", headers=FORWARDED, environ_base={"REMOTE_ADDR": remote})
+    assert page.status_code == 200
+    assert ("/api/openapi.json" in page.get_data(as_text=True)) is prefixed
