@@ -36,5 +36,5 @@ test-e2e: $(VENV)/.dev  ## heavy end-to-end checks (browser, container, replicas
 models: $(VENV)/.runtime  ## rebuild lib/models from the Kaggle train.tsv (lib/data/train.tsv, else a shared copy; DATA=path)
 	$(BIN)/python build_model.py $(if $(DATA),--data $(DATA))
 
-lint: $(VENV)/.dev  ## ruff (style, imports, bugbear) and mypy over the product's modules (see pyproject.toml)
+lint: $(VENV)/.dev  ## ruff (style, imports, bugbear) and mypy over the product, its tests and benchmarks (see pyproject.toml)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.wrk import WrkError, WrkResult
+from lib.paths import KAGGLE_URL, kaggle_file
 from tests.support.harness import (
     ROOT,
     Server,
@@ -28,9 +29,7 @@ from tests.support.harness import (
 )
 
 RESULTS = ROOT / "bench" / "results"
-KAGGLE_TEST_DEFAULT = "../shared/data/kaggle/test.tsv"  # relative to the repo root; KAGGLE_TEST overrides it
-KAGGLE_URL = "https://www.kaggle.com/c/sentiment-analysis-on-movie-reviews/data"
-PHRASES_HELP = f"Kaggle test.tsv to take sentences from (default: $KAGGLE_TEST, else {KAGGLE_TEST_DEFAULT} from the repo root)"
+PHRASES_HELP = "Kaggle test.tsv to take sentences from (default: $KAGGLE_TEST, else lib/data/test.tsv, else the shared copy)"
 SHOWN_ENV = ("HOST", "PORT", "ACCESS_LOG", "WEB_CONCURRENCY")
 SEED = 1234  # fixed, so every run sends the same sentences in the same order
 
@@ -47,12 +46,12 @@ def note(message: str) -> None:
 
 
 def phrases_path(option: Path | None) -> Path:
-    """The Kaggle test.tsv: --phrases, else $KAGGLE_TEST, else its documented default; fail in one line if missing."""
-    path = option or Path(os.environ.get("KAGGLE_TEST") or (ROOT / KAGGLE_TEST_DEFAULT).resolve())
+    """The Kaggle test.tsv: --phrases, else where every command looks (lib.paths); fail in one line if missing."""
+    path = option or kaggle_file("test.tsv")
     if not path.is_file():
         raise BenchError(
-            f"Kaggle test.tsv not found at {path}: pass --phrases PATH or set KAGGLE_TEST (default {KAGGLE_TEST_DEFAULT} "
-            f"from the repo root); it is test.tsv of Kaggle's 'Sentiment Analysis on Movie Reviews' ({KAGGLE_URL})"
+            f"Kaggle test.tsv not found at {path}: put it in lib/data/, pass --phrases PATH or set KAGGLE_TEST; "
+            f"it is test.tsv of Kaggle's 'Sentiment Analysis on Movie Reviews' ({KAGGLE_URL})"
         )
     return path
 

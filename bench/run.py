@@ -52,7 +52,8 @@ from bench.common import (
     sample,
     tool_version,
 )
-from tests.support.harness import ROOT, Server, connections_by_worker, memory_snapshot, production_command
+from lib.paths import MODELS_DIR
+from tests.support.harness import Server, connections_by_worker, memory_snapshot, production_command
 from tests.support.proxy import proxying
 
 
@@ -72,7 +73,7 @@ CANDIDATES = {
     "granian-nginx": Candidate(production_command(), behind_nginx=True),
     summary.REFERENCE: Candidate(CEILING_COMMAND, ready_path="/", serves_models=False),
 }
-SENTIMENT_MODEL = ROOT / "lib" / "models" / "sentiment"
+SENTIMENT_MODEL = MODELS_DIR / "sentiment"
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -47,10 +47,11 @@ from bench.common import (
     started,
     tool_version,
 )
-from tests.support.harness import ROOT, Server, connections_by_worker, descendants, live_descendants, memory_snapshot
+from lib.paths import MODELS_DIR
+from tests.support.harness import Server, connections_by_worker, descendants, live_descendants, memory_snapshot
 
 LUA_SCRIPT = Path(__file__).resolve().parent / "soak.lua"
-MODELS = ROOT / "lib" / "models"
+MODELS = MODELS_DIR
 POLL_S = 0.02  # how often the recovery and reload watchers look at the process tree
 HEALTH_TIMEOUT_S = 1.0
 RECOVERY_TIMEOUT_S = 30.0

@@ -10,7 +10,9 @@ every access through Flask's context proxies costs about 2 us (measured: see REA
 
 from __future__ import annotations
 
+import functools
 import io
+import ipaddress
 import logging
 import secrets
 import time
@@ -90,21 +92,35 @@ def install(app: Flask, settings: Settings, metrics: Metrics) -> None:
 
 
 class TrustedProxies:
-    """Believe X-Forwarded-For, -Proto, -Host and -Prefix only from the listed proxy addresses ("*": any).
+    """Believe X-Forwarded-For, -Proto, -Host and -Prefix only from the listed proxies ("*": any).
 
-    From anyone else they are ignored, so no client can pose as another address or mount the service under a
-    path of its choosing. Behind a listed proxy, the prefix it sends is where the demo page and /docs live.
+    Each entry is an address or a network (``10.0.0.5``, ``10.0.0.0/8``, ``fd00::/8``), as FORWARDED_ALLOW_IPS lists
+    them; an IPv4 client seen on a dual-stack socket (``::ffff:10.0.0.5``) counts as its IPv4 address. From anyone
+    else the headers are ignored, so no client can pose as another address or mount the service under a path of its
+    choosing. Behind a listed proxy, the prefix it sends is where the demo page and /docs live.
     """
 
-    def __init__(self, app: Callable[..., Any], addresses: tuple[str, ...]) -> None:
+    def __init__(self, app: Callable[..., Any], entries: tuple[str, ...]) -> None:
         self.app = app
         self.behind_proxy = ProxyFix(app, x_for=1, x_proto=1, x_host=1, x_prefix=1)
-        self.addresses = frozenset(addresses)
-        self.any_address = "*" in self.addresses
+        self.any_address = "*" in entries
+        self.networks = tuple(ipaddress.ip_network(entry) for entry in entries if entry != "*")
+        # A proxy's address repeats on every request it forwards: parse and match each distinct one once.
+        self.is_listed = functools.lru_cache(maxsize=1024)(self.listed)
+
+    def listed(self, remote: str) -> bool:
+        """Whether ``remote`` (REMOTE_ADDR) is a listed proxy's address; anything that is no IP address is not."""
+        try:
+            address = ipaddress.ip_address(remote)
+        except ValueError:
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        return any(address in network for network in self.networks)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         """Pass the request on, through ProxyFix when it comes from a listed proxy."""
-        if self.any_address or environ.get("REMOTE_ADDR") in self.addresses:
+        if self.any_address or self.is_listed(environ.get("REMOTE_ADDR") or ""):
             return self.behind_proxy(environ, start_response)
         return self.app(environ, start_response)
 

@@ -82,7 +82,7 @@ def prediction_schema(served: ServedModel) -> Schema:
             "type": "integer",
             "minimum": 0,
             "maximum": len(labels) - 1,
-            "description": f"Index of the predicted label: 0 ({labels[0]}) to {len(labels) - 1} ({labels[-1]}).",
+            "description": f"Index of the predicted label in `prediction`'s enum (the labels' order): 0 to {len(labels) - 1}.",
         }
     calibration = (
         "calibrated on held-out sentences (temperature scaling), so of the answers given with confidence p about a "
@@ -647,10 +647,14 @@ def paths(settings: Settings, models: list[ServedModel]) -> Schema:
 
 
 def description(settings: Settings, models: list[ServedModel]) -> str:
-    """The human summary at the top of the document: models, inputs, limits, errors."""
-    served = "; ".join(f"`{model.endpoint}` {model.name} ({', '.join(model.labels)})" for model in models)
+    """The human summary at the top of the document: models, inputs, limits, errors.
+
+    Markdown, which Swagger UI renders as HTML: only names of the safe charset go in (a model's name and path, in code
+    spans), never a label, which may be any printable text. Labels are in the schemas' enums, which are shown as text.
+    """
+    served = "; ".join(f"`{model.endpoint}` serves `{model.name}`" for model in models)
     return (
-        f"Classify movie-review text. Models: {served}.\n\n"
+        f"Classify movie-review text. Models: {served}; each one's labels are the `prediction` enum of its schema.\n\n"
         '`query` may come in the URL, a form body or a JSON body `{"query": "..."}`; the URL wins if several are '
         'present. `POST` also takes a batch `{"queries": [...]}`. `explain=true` (URL or body) adds to each answer '
         "the terms that decided it, exactly, with their places in the text. `GET /demo` is a page that calls this API "

@@ -14,12 +14,14 @@ is doing meanwhile (a reload, say), the server has stopped STOP_MARGIN seconds a
 from __future__ import annotations
 
 import argparse
+import errno
 import gc
 import logging
 import multiprocessing
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import threading
@@ -83,6 +85,30 @@ def lean_log_records() -> None:
 def read_settings(environ: Mapping[str, str]) -> tuple[Settings, ServerSettings]:
     """Every setting, checked before anything starts; production listens on port 8000 unless PORT says otherwise."""
     return Settings.from_mapping(environ), ServerSettings.from_mapping(environ)
+
+
+def address_refusal(config: ServerSettings) -> str | None:
+    """Why the server cannot listen on HOST:PORT, or None: asked of the kernel with a plain socket, before any worker.
+
+    granian's workers each bind the address with SO_REUSEPORT, which the kernel grants beside any listener of the same
+    user that set it too: a second server on a busy port would start without a word and take part of the first one's
+    connections. A socket without SO_REUSEPORT is refused beside any listener (as the development server's is), and
+    bound without listening it never accepts a connection meant for another server. SO_REUSEADDR keeps a restart from
+    being refused over the last run's connections in TIME_WAIT. Checked first, so the refusal is the only line: a
+    server started between this check and the workers' listening (the model loading, about a second) is not seen.
+    """
+    family = socket.AF_INET6 if ":" in config.address else socket.AF_INET
+    where = f"[{config.address}]:{config.port}" if family == socket.AF_INET6 else f"{config.address}:{config.port}"
+    named = "" if config.host == config.address else f" ({config.host})"
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((config.address, config.port))
+    except OSError as exc:  # in use; not this machine's address; a port below 1024 without the right; no IPv6 here
+        if exc.errno == errno.EADDRINUSE:
+            return f"{where}{named} is already in use (HOST, PORT): stop the server listening there, or choose another PORT."
+        return f"Cannot listen on {where}{named} (HOST, PORT): {exc.strerror or exc}."
+    return None
 
 
 def metrics_folder(environ: dict[str, str] | os._Environ[str]) -> Path | None:
@@ -196,7 +222,7 @@ def granian_server(config: ServerSettings, settings: Settings) -> Any:
 
     return Granian(
         "app:create_app",  # named for the process title only: the app itself comes from serve()'s target_loader
-        address=config.host,
+        address=config.address,
         port=config.port,
         interface=Interfaces.WSGI,
         workers=config.workers,
@@ -205,7 +231,7 @@ def granian_server(config: ServerSettings, settings: Settings) -> Any:
         http1_settings=HTTP1Settings(header_read_timeout=int(config.client_timeout * 1000)),
         respawn_failed_workers=True,  # a crashed or killed worker is replaced, not the end of the server
         respawn_interval=RESPAWN_INTERVAL,
-        workers_kill_timeout=int(config.graceful_timeout) or 1,
+        workers_kill_timeout=int(config.graceful_timeout),  # whole seconds, at least 1 (GRACEFUL_TIMEOUT_RANGE)
         log_level=LogLevels(settings.log_level.lower()),
         log_dictconfig=logging_config(settings.log_level, settings.access_log),
         log_access=False,
@@ -218,6 +244,10 @@ def serve(environ: dict[str, str] | os._Environ[str]) -> int:
         settings, config = read_settings(environ)
     except ConfigError as exc:
         print(f"Error: {exc}", file=sys.stderr)
+        return 1
+    refusal = address_refusal(config)
+    if refusal:
+        print(f"Error: {refusal}", file=sys.stderr)
         return 1
     for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         environ.setdefault(variable, "1")  # before NumPy loads: BLAS thread pools per worker fight for the cores

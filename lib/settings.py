@@ -1,13 +1,17 @@
 """Service settings: the one place that reads configuration, from environment variables or a mapping.
 
 Everything else receives a ``Settings`` object. A bad value stops the service with one line naming
-the key and the value: ``Config 'MAX_BATCH' has value 'lots'. Not a positive integer.``
+the key and the value: ``Config 'MAX_BATCH' has value 'lots'. Not a whole number from 1 to 100,000.`` Every number has
+a finite range, so no value can turn a limit or a timeout off, or overflow what reads it.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
+import re
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,11 +29,41 @@ LOCAL_ORIGINS = r"^https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$"
 #: keeps a batch of explained answers bounded (a 1,000-query batch answers at most 100,000 terms of each kind).
 MAX_EXPLAIN_TERMS = 100
 
-#: Ranges of the cost budgets below: finite, so no setting can turn a budget off by accident.
+#: Ranges of the size limits and cost budgets below: finite, so no setting can turn a limit off by accident.
+MAX_QUERY_CHARS_RANGE = (1, 10_000_000)
+MAX_BATCH_RANGE = (1, 100_000)
+#: A chunked body is read into memory up to this before it is refused: at most 1 GiB.
+MAX_BODY_BYTES_RANGE = (1, 2**30)
 MAX_REQUEST_CHARS_RANGE = (1, 10_000_000)
 MAX_EXPLAIN_TEXTS_RANGE = (1, 10_000)
 MAX_EXPLAIN_CHARS_RANGE = (1, 1_000_000)
 MAX_EXPLAINED_TERMS_RANGE = (1, 1_000_000)
+
+#: Ranges of the production server's durations, in seconds: finite, so SIGTERM always stops the server in bounded time.
+#: granian counts GRACEFUL_TIMEOUT in whole seconds, hence its floor of 1.
+CLIENT_TIMEOUT_RANGE = (0.1, 600.0)
+DRAIN_SECONDS_RANGE = (0.0, 600.0)
+GRACEFUL_TIMEOUT_RANGE = (1.0, 3600.0)
+WEB_CONCURRENCY_RANGE = (1, 256)
+PORT_RANGE = (1, 65535)
+
+#: Every numeric setting and its range, the service's (Settings) and the production server's (ServerSettings):
+#: the README states each, and the tests try values at, around and far beyond each.
+NUMERIC_RANGES: dict[str, tuple[float, float]] = {
+    "MAX_QUERY_CHARS": MAX_QUERY_CHARS_RANGE,
+    "MAX_BATCH": MAX_BATCH_RANGE,
+    "MAX_BODY_BYTES": MAX_BODY_BYTES_RANGE,
+    "EXPLAIN_TERMS": (1, MAX_EXPLAIN_TERMS),
+    "MAX_REQUEST_CHARS": MAX_REQUEST_CHARS_RANGE,
+    "MAX_EXPLAIN_TEXTS": MAX_EXPLAIN_TEXTS_RANGE,
+    "MAX_EXPLAIN_CHARS": MAX_EXPLAIN_CHARS_RANGE,
+    "MAX_EXPLAINED_TERMS": MAX_EXPLAINED_TERMS_RANGE,
+    "PORT": PORT_RANGE,
+    "WEB_CONCURRENCY": WEB_CONCURRENCY_RANGE,
+    "CLIENT_TIMEOUT": CLIENT_TIMEOUT_RANGE,
+    "DRAIN_SECONDS": DRAIN_SECONDS_RANGE,
+    "GRACEFUL_TIMEOUT": GRACEFUL_TIMEOUT_RANGE,
+}
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 SWITCH_VALUES = {"1": True, "true": True, "0": False, "false": False, "": False}
@@ -55,7 +89,8 @@ class Settings:
     access_log: bool = True  # ACCESS_LOG="" turns it off
     log_queries: str = "none"  # what of the URL's query string the access log keeps: none, hmac or text
     query_log_key: bytes = b""  # QUERY_LOG_KEY, the secret for LOG_QUERIES=hmac
-    # Addresses of the proxies whose X-Forwarded-For/-Proto/-Host/-Prefix headers are believed; nobody's by default.
+    # Addresses or networks (CIDR) of the proxies whose X-Forwarded-For/-Proto/-Host/-Prefix headers are believed, or "*";
+    # nobody's by default.
     forwarded_allow_ips: tuple[str, ...] = ()
     explain_terms: int = 10  # EXPLAIN_TERMS: terms an explanation lists unless the request says (1-MAX_EXPLAIN_TERMS)
     # Budgets that bound a request's cost, not only its size, checked before any scoring (sized in bench/worst_case.py):
@@ -72,17 +107,17 @@ class Settings:
         models_dir = Path(values.get("MODELS_DIR", defaults.models_dir))
         return cls(
             models_dir=models_dir if models_dir.is_absolute() else ROOT / models_dir,
-            max_query_chars=positive_int(values, "MAX_QUERY_CHARS", defaults.max_query_chars),
-            max_batch=positive_int(values, "MAX_BATCH", defaults.max_batch),
-            max_body_bytes=positive_int(values, "MAX_BODY_BYTES", defaults.max_body_bytes),
+            max_query_chars=budget(values, "MAX_QUERY_CHARS", defaults.max_query_chars, MAX_QUERY_CHARS_RANGE),
+            max_batch=budget(values, "MAX_BATCH", defaults.max_batch, MAX_BATCH_RANGE),
+            max_body_bytes=budget(values, "MAX_BODY_BYTES", defaults.max_body_bytes, MAX_BODY_BYTES_RANGE),
             log_level=log_level(values, defaults.log_level),
             cors_origins=origins(values, defaults.cors_origins),
-            host=str(values.get("HOST", defaults.host)),
+            host=host(values, defaults.host),
             port=port(values, defaults.port),
             metrics_dir=writable_folder(values, "PROMETHEUS_MULTIPROC_DIR"),
             access_log=str(values.get("ACCESS_LOG", "-")) != "",
             **query_logging(values),
-            forwarded_allow_ips=tuple(ip.strip() for ip in str(values.get("FORWARDED_ALLOW_IPS", "")).split(",") if ip.strip()),
+            forwarded_allow_ips=trusted_proxies(values),
             explain_terms=explain_terms(values, defaults.explain_terms),
             max_request_chars=budget(values, "MAX_REQUEST_CHARS", defaults.max_request_chars, MAX_REQUEST_CHARS_RANGE),
             max_explain_texts=budget(values, "MAX_EXPLAIN_TEXTS", defaults.max_explain_texts, MAX_EXPLAIN_TEXTS_RANGE),
@@ -96,8 +131,9 @@ class Settings:
 class ServerSettings:
     """How the production server (lib/server.py) runs: where it listens, how many workers, how it stops."""
 
-    host: str = "127.0.0.1"
+    host: str = "127.0.0.1"  # HOST as given: an address or a host name
     port: int = 8000
+    address: str = "127.0.0.1"  # the IP address HOST names, which granian binds (it takes no host names)
     workers: int = 1  # WEB_CONCURRENCY; by default one per CPU this process may use (see available_cpus)
     client_timeout: float = 5.0  # CLIENT_TIMEOUT: seconds a client may take to send its request headers
     drain_seconds: float = 0.0  # DRAIN_SECONDS: on SIGTERM, /ready answers 503 this long before workers stop
@@ -107,13 +143,16 @@ class ServerSettings:
     def from_mapping(cls, values: Mapping[str, Any]) -> ServerSettings:
         """Read HOST, PORT, WEB_CONCURRENCY, CLIENT_TIMEOUT, DRAIN_SECONDS and GRACEFUL_TIMEOUT."""
         defaults = cls()
+        given = host(values, defaults.host)
+        low, high = WEB_CONCURRENCY_RANGE
         return cls(
-            host=str(values.get("HOST", defaults.host)),
+            host=given,
             port=port(values, defaults.port),
-            workers=bounded_int(values, "WEB_CONCURRENCY", available_cpus(), 1, 256, "a number of workers (1-256)"),
-            client_timeout=positive_seconds(values, "CLIENT_TIMEOUT", defaults.client_timeout),
-            drain_seconds=non_negative_number(values, "DRAIN_SECONDS", defaults.drain_seconds),
-            graceful_timeout=positive_seconds(values, "GRACEFUL_TIMEOUT", defaults.graceful_timeout),
+            address=host_address(given),
+            workers=bounded_int(values, "WEB_CONCURRENCY", available_cpus(), low, high, f"a number of workers ({low}-{high})"),
+            client_timeout=seconds(values, "CLIENT_TIMEOUT", defaults.client_timeout, CLIENT_TIMEOUT_RANGE),
+            drain_seconds=seconds(values, "DRAIN_SECONDS", defaults.drain_seconds, DRAIN_SECONDS_RANGE),
+            graceful_timeout=seconds(values, "GRACEFUL_TIMEOUT", defaults.graceful_timeout, GRACEFUL_TIMEOUT_RANGE),
         )
 
 
@@ -152,42 +191,29 @@ def _own_cgroup() -> str:
     return next((line[3:].lstrip("/") for line in lines if line.startswith("0::")), "")
 
 
-def bounded_int(values: Mapping[str, Any], key: str, default: int, low: int, high: int | None, expected: str) -> int:
+def bounded_int(values: Mapping[str, Any], key: str, default: int, low: int, high: int, expected: str) -> int:
     """Read an integer setting within [low, high], naming the key, the value and what was ``expected`` otherwise."""
     raw = values.get(key, default)
     try:
-        number = int(raw)
-    except (TypeError, ValueError):
+        number = int(raw) if not isinstance(raw, float) or raw.is_integer() else low - 1
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a float infinity
         number = low - 1
-    if number < low or (high is not None and number > high) or isinstance(raw, bool):
+    if not low <= number <= high or isinstance(raw, bool):
         raise ConfigError(f"Config {key!r} has value {raw!r}. Not {expected}.")
     return number
 
 
-def positive_int(values: Mapping[str, Any], key: str, default: int) -> int:
-    """Read a positive integer setting."""
-    return bounded_int(values, key, default, 1, None, "a positive integer")
-
-
-def non_negative_number(values: Mapping[str, Any], key: str, default: float, whole: bool = False) -> float:
-    """Read a number >= 0 (a whole one when ``whole``), naming the key and the value when it is not one."""
+def seconds(values: Mapping[str, Any], key: str, default: float, bounds: tuple[float, float]) -> float:
+    """Read a duration in seconds within ``bounds`` (infinity and NaN are not numbers here)."""
+    low, high = bounds
     raw = values.get(key, default)
     try:
         number = float(raw)
-    except (TypeError, ValueError):
-        number = -1.0
-    if number < 0 or number != number or (whole and not number.is_integer()) or isinstance(raw, bool):
-        kind = "whole number" if whole else "number"
-        raise ConfigError(f"Config {key!r} has value {raw!r}. Not a {kind} of 0 or more.")
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer too large for a float
+        number = math.nan
+    if not low <= number <= high or isinstance(raw, bool):  # NaN compares false: refused
+        raise ConfigError(f"Config {key!r} has value {raw!r}. Not a number of seconds from {low:,g} to {high:,g}.")
     return number
-
-
-def positive_seconds(values: Mapping[str, Any], key: str, default: float) -> float:
-    """Read a duration in seconds that must be above 0 (at least a millisecond)."""
-    seconds = non_negative_number(values, key, default)
-    if seconds < 0.001:
-        raise ConfigError(f"Config {key!r} has value {values[key]!r}. Not a number of seconds above 0.")
-    return seconds
 
 
 def origins(values: Mapping[str, Any], default: tuple[str, ...]) -> tuple[str, ...]:
@@ -196,8 +222,14 @@ def origins(values: Mapping[str, Any], default: tuple[str, ...]) -> tuple[str, .
         return default
     found = tuple(origin.strip() for origin in str(values["CORS_ORIGINS"]).split(",") if origin.strip())
     for origin in found:
-        if origin != "*" and not origin.startswith(("http://", "https://", "^")):
+        if origin == "*":
+            continue
+        if not origin.startswith(("http://", "https://", "^")):
             raise ConfigError(f"Config 'CORS_ORIGINS' has value {origin!r}. Expected origins like https://app.example.com, or *.")
+        try:  # flask-cors compiles an origin with any regular-expression character in it
+            re.compile(origin, re.IGNORECASE)
+        except re.error as exc:
+            raise ConfigError(f"Config 'CORS_ORIGINS' has value {origin!r}. Not a valid regular expression ({exc}).") from None
     return found
 
 
@@ -228,9 +260,46 @@ def budget(values: Mapping[str, Any], key: str, default: int, bounds: tuple[int,
     return bounded_int(values, key, default, low, high, f"a whole number from {low:,} to {high:,}")
 
 
+def host(values: Mapping[str, Any], default: str) -> str:
+    """Read HOST: an IPv4 or IPv6 address, or a host name this machine resolves."""
+    given = str(values.get("HOST", default)).strip()
+    host_address(given)
+    return given
+
+
+def host_address(name: str) -> str:
+    """The IP address ``name`` stands for: itself when it is one, else the first address it resolves to."""
+    try:
+        return str(ipaddress.ip_address(name))
+    except ValueError:
+        pass
+    try:
+        found = socket.getaddrinfo(name, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError, ValueError) as exc:  # gaierror; UnicodeError: a label IDNA cannot encode
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        expected = "an IP address or a host name this machine resolves"
+        raise ConfigError(f"Config 'HOST' has value {name!r}. Not {expected} ({reason}).") from None
+    return str(found[0][4][0])
+
+
+def trusted_proxies(values: Mapping[str, Any]) -> tuple[str, ...]:
+    """Read FORWARDED_ALLOW_IPS: comma-separated addresses or networks (10.0.0.0/8, fd00::/8), or "*" for any."""
+    found = tuple(entry.strip() for entry in str(values.get("FORWARDED_ALLOW_IPS", "")).split(",") if entry.strip())
+    for entry in found:
+        if entry == "*":
+            continue
+        try:
+            ipaddress.ip_network(entry)
+        except ValueError as exc:
+            message = f"Config 'FORWARDED_ALLOW_IPS' has value {entry!r}. Not an IP address or network ({exc})."
+            raise ConfigError(message) from None
+    return found
+
+
 def port(values: Mapping[str, Any], default: int) -> int:
     """Read PORT as a TCP port number, 1-65535."""
-    return bounded_int(values, "PORT", default, 1, 65535, "a port number (1-65535)")
+    low, high = PORT_RANGE
+    return bounded_int(values, "PORT", default, low, high, f"a port number ({low}-{high})")
 
 
 def writable_folder(values: Mapping[str, Any], key: str) -> Path | None:

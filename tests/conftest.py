@@ -5,14 +5,19 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pytest
+from flask import Flask
+from flask.testing import FlaskClient
 
 import build_model
 from app import create_app
 from tests.helpers import CLIENT_TIMEOUT, STEP_TIMEOUT, TEST_BUDGET, Deadline, chromium, time_limit, tiny_rows, write_tsv
 from tests.support.harness import Server, production_command, serving
+
+if TYPE_CHECKING:
+    from selenium.webdriver import Chrome
 
 
 @pytest.fixture(scope="session")
@@ -30,19 +35,19 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory, tiny_tsv: Path) -> Pat
 
 
 @pytest.fixture
-def app(tiny_models: Path):
+def app(tiny_models: Path) -> Flask:
     """The service over the tiny models, with small limits that tests can reach."""
     return create_app({"MODELS_DIR": str(tiny_models), "MAX_QUERY_CHARS": 50, "MAX_BATCH": 3, "MAX_BODY_BYTES": 4096})
 
 
 @pytest.fixture
-def client(app):
+def client(app: Flask) -> FlaskClient:
     """Flask's test client for the tiny-model app."""
     return app.test_client()
 
 
 @pytest.fixture(scope="session")
-def committed_client():
+def committed_client() -> FlaskClient:
     """Flask's test client over the committed models, as a fresh clone serves them."""
     return create_app().test_client()
 
@@ -70,7 +75,7 @@ def budget() -> Iterator[Deadline]:
 
 
 @pytest.fixture
-def browser(tmp_path: Path, budget: Deadline) -> Iterator[Any]:
+def browser(tmp_path: Path, budget: Deadline) -> Iterator[Chrome]:
     """Headless Chromium (Debian's) with a fresh profile in tmp_path; tests using it are marked needs_chromium."""
     with chromium(tmp_path) as driver:
         yield driver

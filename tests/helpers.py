@@ -27,16 +27,19 @@ from flask.testing import FlaskClient
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from lib.paths import MODELS_DIR, kaggle_file
 from model import content_version
 from tests.support.harness import ROOT, Server
 
 if TYPE_CHECKING:
+    from selenium.webdriver import Chrome
     from selenium.webdriver.remote.webdriver import WebDriver
 
-COMMITTED_MODELS = ROOT / "lib" / "models"
-KAGGLE_TRAIN = Path(os.environ.get("KAGGLE_TRAIN", ROOT.parent / "shared" / "data" / "kaggle" / "train.tsv"))
+COMMITTED_MODELS = MODELS_DIR
+#: The Kaggle files where every command looks: lib/data/, else the shared copy; KAGGLE_TRAIN and KAGGLE_TEST override.
+KAGGLE_TRAIN = kaggle_file("train.tsv")
 
-KAGGLE_TEST = Path(os.environ.get("KAGGLE_TEST", ROOT.parent / "shared" / "data" / "kaggle" / "test.tsv"))
+KAGGLE_TEST = kaggle_file("test.tsv")
 
 needs_kaggle = pytest.mark.skipif(
     not KAGGLE_TRAIN.is_file(), reason=f"full Kaggle data not found at {KAGGLE_TRAIN} (set KAGGLE_TRAIN)"
@@ -301,15 +304,17 @@ class Deadline:
             pytest.fail(f"the browser test ran over its {TEST_BUDGET:.0f} s budget")
         return min(left, STEP_TIMEOUT)
 
-    def wait(self, driver: WebDriver, condition: Callable[[WebDriver], T], what: str) -> T:
+    def wait(self, driver: WebDriver, condition: Callable[[WebDriver], T | None], what: str) -> T:
         """Wait (polling, no sleep) until ``condition`` gives a true value, or fail saying ``what`` never happened."""
         from selenium.common.exceptions import TimeoutException
         from selenium.webdriver.support.ui import WebDriverWait
 
         try:
-            return WebDriverWait(driver, self.left(), poll_frequency=0.1).until(condition)
+            found = WebDriverWait(driver, self.left(), poll_frequency=0.1).until(condition)
         except TimeoutException:
             pytest.fail(f"timed out waiting for {what}")
+        assert found is not None  # until() returns only a true value
+        return found
 
 
 @contextlib.contextmanager
@@ -329,7 +334,7 @@ def time_limit(seconds: float) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def chromium(folder: Path) -> Iterator[WebDriver]:
+def chromium(folder: Path) -> Iterator[Chrome]:
     """Headless Chromium with a fresh profile in ``folder``, its console log kept for the test to read."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -358,7 +363,7 @@ def readme_blocks(section: str, language: str) -> list[str]:
     return re.findall(rf"^```{language}\n(.*?)^```$", text[start : end if end > 0 else None], flags=re.M | re.S)
 
 
-def reload_under_traffic(url: str, models: Path, source: Path, send_hup: Callable[[], None], timeout: float = 20) -> Traffic:
+def reload_under_traffic(url: str, models: Path, source: Path, send_hup: Callable[[], object], timeout: float = 20) -> Traffic:
     """Swap models/sentiment for ``source`` and send SIGHUP while clients call without pause; the stopped traffic."""
     new = json.loads((source / "manifest.json").read_text())["version"]
     assert served_version(url, "sentiment") != new

@@ -3,6 +3,7 @@
 """
 
 from pathlib import Path
+from unittest import mock
 
 from lib import server
 from model import NLPModel
@@ -19,5 +20,5 @@ def load_or_fail(directory: str | Path) -> NLPModel:
 
 
 if __name__ == "__main__":
-    NLPModel.load = load_or_fail  # type: ignore[method-assign,assignment]
-    server.main()
+    with mock.patch.object(NLPModel, "load", load_or_fail):
+        server.main()

@@ -40,7 +40,7 @@ WORDS = ["".join(letters) for letters in itertools.product(string.ascii_lowercas
 def folder_with(folder: Path, terms: list[str] | None = None, labels: int = 2, name: str = "m", **params: object) -> Path:
     """Save a model with these terms, labels and vectorizer settings (uniform probabilities), as a data scientist might."""
     terms = terms or WORDS[:10]
-    vectorizer = TfidfVectorizer(**params)  # type: ignore[arg-type]
+    vectorizer = TfidfVectorizer(**params)
     vectorizer.vocabulary_ = {term: index for index, term in enumerate(terms)}
     vectorizer.idf_ = np.ones(len(terms))
     log_prob = np.full((labels, len(terms)), -np.log(len(terms)))

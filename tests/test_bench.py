@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from bench import common, run, soak, summary, wrk
+from lib import paths
 from tests.support import harness
 
 DATA = Path(__file__).parent / "data"
@@ -34,17 +35,12 @@ def test_missing_phrases_file_is_one_line_saying_how_to_fix_it(monkeypatch: pyte
         common.phrases_path(None)
     message = str(raised.value)
     assert "\n" not in message
-    for part in (
-        str(tmp_path / "nowhere.tsv"),
-        "--phrases",
-        "KAGGLE_TEST",
-        "../shared/data/kaggle/test.tsv",
-        "Sentiment Analysis",
-    ):
+    for part in (str(tmp_path / "nowhere.tsv"), "lib/data/", "--phrases", "KAGGLE_TEST", "Sentiment Analysis"):
         assert part in message
     monkeypatch.delenv("KAGGLE_TEST")
-    monkeypatch.setattr(common, "ROOT", tmp_path / "repo")  # the default is resolved from the repo root
-    with pytest.raises(common.BenchError, match=f"not found at {tmp_path}/shared/data/kaggle/test.tsv: "):
+    monkeypatch.setattr(paths, "DATA_DIR", tmp_path / "repo" / "lib" / "data")  # neither lib/data/ nor the shared copy
+    monkeypatch.setattr(paths, "SHARED_DATA_DIR", tmp_path / "shared" / "data" / "kaggle")
+    with pytest.raises(common.BenchError, match=f"not found at {tmp_path}/repo/lib/data/test.tsv: put it in lib/data/"):
         common.phrases_path(None)
 
 
@@ -256,7 +252,8 @@ def test_measures_from_a_saved_run() -> None:
         for load in info["load"]:
             ratios = summary.ceiling_ratios(report, name, load["connections"])
             assert ratios and load["x_ceiling_by_round"] == [round(ratio, 4) for ratio in ratios]
-            assert load["x_ceiling"] == round(summary.ceiling_ratio(report, name, load["connections"]), 4)
+            ratio = summary.ceiling_ratio(report, name, load["connections"])
+            assert ratio is not None and load["x_ceiling"] == round(ratio, 4)
 
 
 def test_target_results_judge_every_candidate_but_the_ceiling() -> None:

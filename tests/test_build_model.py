@@ -36,8 +36,14 @@ def test_validation_never_splits_a_sentence(tiny_tsv: Path) -> None:
     assert len(validation) > 0
 
 
-def test_build_is_deterministic(tiny_tsv: Path, tiny_models: Path, tmp_path: Path) -> None:
+def test_build_prints_a_summary_and_is_deterministic(
+    tiny_tsv: Path, tiny_models: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A second build of the same data (one build for both checks: each costs a fit of every model)."""
     assert build_model.main(["--data", str(tiny_tsv), "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr()
+    assert "sentence acc" in out.out and "sentiment" in out.out and "ratings" in out.out
+    assert "done in" in out.err
     for name in specs.MODEL_SPECS:
         first = json.loads((tiny_models / name / "manifest.json").read_text())
         second = json.loads((tmp_path / name / "manifest.json").read_text())
@@ -50,13 +56,6 @@ def test_rebuild_replaces_models_in_place(tiny_tsv: Path, tmp_path: Path) -> Non
     for _ in range(2):
         assert build_model.main(["--data", str(tiny_tsv), "--out", str(tmp_path), "--models", "sentiment"]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sentiment"]
-
-
-def test_summary_is_printed(tiny_tsv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    build_model.main(["--data", str(tiny_tsv), "--out", str(tmp_path)])
-    out = capsys.readouterr()
-    assert "sentence acc" in out.out and "sentiment" in out.out and "ratings" in out.out
-    assert "done in" in out.err
 
 
 def test_tune_ranks_the_grid(tiny_tsv: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -145,8 +145,12 @@ class Scripted(BaseHTTPRequestHandler):
             self.send_json(200, {"model_version": "sentiment-scripted", "predictions": [answer] * len(queries)})
 
 
+#: The scripted server's URL, its handler class (whose script the test fills) and the event that starts it.
+ScriptedServer = tuple[str, type[Scripted], threading.Event]
+
+
 @pytest.fixture
-def scripted() -> Iterator[tuple[str, type[Scripted], threading.Event]]:
+def scripted() -> Iterator[ScriptedServer]:
     """A scripted server on a free port, started when the test sets the event (so it can start late), always stopped."""
     handler = type("Handler", (Scripted,), {"script": [], "posts": []})
     port, start, stop = free_port(), threading.Event(), threading.Event()
@@ -168,7 +172,7 @@ def scripted() -> Iterator[tuple[str, type[Scripted], threading.Event]]:
 
 
 @pytest.mark.parametrize("script", [["503", "503"], ["reset"], ["reset", "503", "reset"]])
-def test_batches_are_retried_after_503s_and_dropped_connections(scripted, script: list[str]) -> None:
+def test_batches_are_retried_after_503s_and_dropped_connections(scripted: ScriptedServer, script: list[str]) -> None:
     url, handler, start = scripted
     handler.script.extend(script)
     start.set()
@@ -177,7 +181,7 @@ def test_batches_are_retried_after_503s_and_dropped_connections(scripted, script
     assert answered["prediction"].tolist()[::2] == ["Positive", "Positive"] and pd.isna(answered["prediction"].iloc[1])
 
 
-def test_a_server_that_starts_late_is_waited_for(scripted) -> None:
+def test_a_server_that_starts_late_is_waited_for(scripted: ScriptedServer) -> None:
     url, _, start = scripted
     threading.Timer(0.5, start.set).start()
     began = time.monotonic()
@@ -185,7 +189,7 @@ def test_a_server_that_starts_late_is_waited_for(scripted) -> None:
     assert answered["prediction"].tolist() == ["Positive"] and time.monotonic() - began >= 0.5
 
 
-def test_retries_give_up_with_the_last_answer(scripted) -> None:
+def test_retries_give_up_with_the_last_answer(scripted: ScriptedServer) -> None:
     url, handler, start = scripted
     handler.script.extend(["503"] * 4)
     start.set()

@@ -75,13 +75,24 @@ def test_demo_page_is_labelled_for_screen_readers(client: FlaskClient) -> None:
     assert ("html", {"lang": "en"}) in tags
 
 
+def test_the_script_reads_models_and_limits_from_the_service(client: FlaskClient) -> None:
+    """No model name, path or limit is restated in the script: it reads /models and the document's x-limits."""
+    script = (STATIC / "demo.js").read_text()
+    assert not re.search(r"""["'`]\.?/?(sentiment|ratings)["'`]""", script)
+    assert "x-limits" in script and "max_explain_terms" in script and not re.search(r"explain_terms: \d", script)
+    models = client.get("/models").json["models"]
+    assert {"/", "/ratings"} <= {model["endpoint"] for model in models.values()}
+    assert any(model.get("index_field") == "rating" for model in models.values())
+    assert client.get("/openapi.json").json["info"]["x-limits"]["max_explain_terms"] >= 1
+
+
 def test_every_url_in_the_page_and_script_is_relative(client: FlaskClient) -> None:
     """So the page works under a path prefix: no URL starts with / (nor names a scheme or another host)."""
     urls = [attrs[name] for _, attrs in parsed(client).tags for name in ("href", "src") if attrs.get(name)]
     assert urls and all(url and not url.startswith("/") and not urlsplit(url).scheme for url in urls), urls
     script = (STATIC / "demo.js").read_text()
     assert not re.search(r"""fetch\(\s*["'`]/""", script) and "http" not in script.replace("https://", "")
-    assert re.search(r'SENTIMENT_URL = "\./"', script) and re.search(r'RATINGS_URL = "ratings"', script)
+    assert re.search(r'MODELS_URL = "models"', script) and re.search(r'DOCUMENT_URL = "openapi\.json"', script)
     assert ".innerHTML" not in script and "insertAdjacentHTML" not in script and "document.write" not in script
 
 
@@ -90,10 +101,11 @@ def test_page_and_assets_resolve_under_a_path_prefix(client: FlaskClient) -> Non
     base = f"http://localhost{PREFIX}"
     page_url = f"{base}/demo"
     urls = [attrs[name] for _, attrs in parsed(client, base_url=base).tags for name in ("href", "src") if attrs.get(name)]
-    for url in [*urls, "./", "ratings"]:  # the page's links and assets, and the two API paths its script calls
+    # The page's links and assets, what its script reads first, and the two model paths it then calls.
+    for url in [*urls, "models", "openapi.json", "./", "./ratings"]:
         path = urlsplit(urljoin(page_url, url)).path
         assert path.startswith(PREFIX + "/"), (url, path)
-        api = url in ("./", "ratings")
+        api = url in ("./", "./ratings")
         body = {"query": "wonderful", "explain": True} if api else None
         with client.open(path.removeprefix(PREFIX), base_url=base, method="POST" if api else "GET", json=body) as answer:
             assert answer.status_code == 200, (url, path)

@@ -14,10 +14,12 @@ from typing import Any
 
 import pytest
 import requests
+from selenium.webdriver import Chrome
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
+from werkzeug.exceptions import NotFound
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.serving import make_server
 
@@ -115,12 +117,12 @@ def screenshots(driver: WebDriver, folder: Path, name: str) -> None:
     driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
 
 
-def csp_problems(driver: WebDriver) -> list[str]:
+def csp_problems(driver: Chrome) -> list[str]:
     return [entry["message"] for entry in driver.get_log("browser") if "Content Security Policy" in entry["message"]]
 
 
 def test_typed_sentences_get_the_apis_answer_and_highlights(
-    production_server: Server, budget: Deadline, browser: WebDriver, tmp_path: Path
+    production_server: Server, budget: Deadline, browser: Chrome, tmp_path: Path
 ) -> None:
     base = production_server.url
     page = requests.get(f"{base}/demo", timeout=10)
@@ -155,7 +157,7 @@ def test_typed_sentences_get_the_apis_answer_and_highlights(
     print(f"screenshots in {tmp_path}")
 
 
-def test_keyboard_only_use_is_announced(production_server: Server, budget: Deadline, browser: WebDriver, tmp_path: Path) -> None:
+def test_keyboard_only_use_is_announced(production_server: Server, budget: Deadline, browser: Chrome, tmp_path: Path) -> None:
     browser.get(f"{production_server.url}/demo")
     ActionChains(browser).send_keys(Keys.TAB).perform()
     active = browser.switch_to.active_element
@@ -175,7 +177,7 @@ def test_keyboard_only_use_is_announced(production_server: Server, budget: Deadl
         lambda _: (status.get_attribute("textContent") or "").startswith(answer["prediction"] + ","),
         "the answer in the live region",
     )
-    assert "Rating:" in status.get_attribute("textContent")
+    assert "Rating:" in (status.get_attribute("textContent") or "")
     screenshots(browser, tmp_path, "demo-keyboard")
     assert csp_problems(browser) == []
 
@@ -184,7 +186,7 @@ def test_keyboard_only_use_is_announced(production_server: Server, budget: Deadl
 def prefixed_server(tiny_models: Path) -> Iterator[str]:
     """The app mounted under a path prefix (as a proxy passing SCRIPT_NAME does), on a free loopback port, small limits."""
     app = create_app({"MODELS_DIR": str(tiny_models), "MAX_QUERY_CHARS": 60})
-    mounted = DispatcherMiddleware(lambda environ, start: [start("404 Not Found", [])] or [b""], {PREFIX: app})
+    mounted = DispatcherMiddleware(NotFound(), {PREFIX: app})
     server = make_server("127.0.0.1", 0, mounted, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -196,7 +198,7 @@ def prefixed_server(tiny_models: Path) -> Iterator[str]:
 
 
 def test_page_works_under_a_path_prefix_and_shows_api_errors(
-    prefixed_server: str, budget: Deadline, browser: WebDriver, tmp_path: Path
+    prefixed_server: str, budget: Deadline, browser: Chrome, tmp_path: Path
 ) -> None:
     browser.get(f"{prefixed_server}/demo")
     text = "a brilliant and wonderful film"

@@ -7,6 +7,7 @@ from nginx.conf), without the content hash kustomize appends to the ConfigMap's 
 from __future__ import annotations
 
 import copy
+import json
 import re
 import shutil
 import subprocess
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
+from lib.middleware import TrustedProxies
 from lib.settings import Settings
 from tests.support.harness import ROOT
 from tests.support.proxy import NGINX_CONF
@@ -108,6 +110,29 @@ def test_proxy_enforces_the_apps_body_limit() -> None:
     size = nginx_directive("client_max_body_size")
     assert int(size.removesuffix("m")) * 2**20 == limit
     assert f"exceeds {limit} bytes" in NGINX_CONF.read_text()
+
+
+def test_proxy_decides_every_forwarded_header_the_app_believes() -> None:
+    """Each X-Forwarded-* header the app reads from its listed proxy is set by nginx, or sent empty (left out)."""
+    set_headers = dict(re.findall(r"^\s*proxy_set_header\s+(\S+)\s+([^;]+);", NGINX_CONF.read_text(), re.MULTILINE))
+    believed = TrustedProxies(lambda *_: None, ("127.0.0.1",)).behind_proxy  # werkzeug's ProxyFix, as the app builds it
+    for part in ("for", "proto", "host", "port", "prefix"):
+        name = f"X-Forwarded-{part.capitalize()}"
+        assert name in set_headers, f"{name} (the app {'believes' if getattr(believed, f'x_{part}') else 'ignores'} it)"
+        assert "$http_" not in set_headers[name] and "$proxy_add_x_forwarded_for" not in set_headers[name], name
+    assert set_headers["X-Forwarded-For"] == "$remote_addr" and set_headers["X-Forwarded-Proto"] == "$scheme"
+
+
+def test_every_nginx_error_page_answers_json_with_its_status() -> None:
+    """error_page N [=M] URI: the internal location at URI returns M (else N) with a {"message": ...} body."""
+    text = NGINX_CONF.read_text()
+    pages = re.findall(r"^\s*error_page\s+(\d+)\s+(?:=(\d+)\s+)?(\S+);", text, re.MULTILINE)
+    assert {int(status) for status, _, _ in pages} >= {400, 404, 405, 408, 413, 414, 494, 500, 501, 502, 503, 504, 505}
+    for status, answered, uri in pages:
+        [(returned, body)] = re.findall(rf"location = {re.escape(uri)} {{\s*internal;\s*return (\d+) '([^']*)';", text)
+        assert returned == (answered or status), uri
+        message = json.loads(body.replace("\\n", "\n"))
+        assert list(message) == ["message"] and message["message"], uri
 
 
 def test_sidecar_runs_the_config_in_this_folder() -> None:

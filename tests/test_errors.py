@@ -1,6 +1,7 @@
 """The one error shape (lib/errors.py): 404, 405 and 500 as JSON."""
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 
 from lib import resources
@@ -19,7 +20,7 @@ def test_wrong_method_is_json_405_with_allow(client: FlaskClient) -> None:
     assert "POST" in response.headers["Allow"] and "GET" in response.headers["Allow"]
 
 
-def test_unexpected_error_is_json_500_without_traceback(app, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unexpected_error_is_json_500_without_traceback(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
     def explode(*_: object) -> None:
         raise RuntimeError("secret internal detail /etc/passwd")
 

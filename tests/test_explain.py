@@ -263,7 +263,7 @@ def explanations_of(answer: dict[str, Any]) -> list[dict[str, Any]]:
 def test_explain_is_read_from_the_url_a_form_or_json(client: FlaskClient, method: str, kwargs: dict[str, Any]) -> None:
     response = client.open("/", method=method.upper(), **kwargs)
     assert response.status_code == 200, response.json
-    items = response.json.get("predictions", [response.json])
+    items = response.get_json().get("predictions", [response.json])
     for item in items:
         explanation = item["explanation"]
         assert explanation["predicted"] == item["prediction"]
@@ -287,7 +287,7 @@ def test_explain_is_read_from_the_url_a_form_or_json(client: FlaskClient, method
 def test_no_explanation_unless_asked(client: FlaskClient, kwargs: dict[str, Any]) -> None:
     response = client.post("/", **kwargs)
     assert response.status_code == 200
-    assert all("explanation" not in item for item in response.json.get("predictions", [response.json]))
+    assert all("explanation" not in item for item in response.get_json().get("predictions", [response.json]))
 
 
 def test_ratings_explain_against_the_runner_up(committed_client: FlaskClient) -> None:
@@ -376,13 +376,14 @@ def test_bad_explain_values_are_400_with_a_message(client: FlaskClient, kwargs: 
 def test_explanations_match_the_document(client: FlaskClient) -> None:
     from tests.test_openapi import assert_conforms
 
-    spec = client.get("/openapi.json").json
-    for method, url, kwargs in [
+    spec = client.get("/openapi.json").get_json()
+    calls: list[tuple[str, str, dict[str, Any]]] = [
         ("get", "/", {"query_string": {"query": "a brilliant and wonderful film zzqx", "explain": "true"}}),
         ("post", "/ratings", {"json": {"queries": ["wonderful", "zzqx awful"], "explain": True, "explain_terms": 1}}),
-    ]:
+    ]
+    for method, url, kwargs in calls:
         response = client.open(url, method=method.upper(), **kwargs)
-        assert response.status_code == 200 and explanations_of(response.json)
+        assert response.status_code == 200 and explanations_of(response.get_json())
         assert_conforms(spec, url, method, response)
     parameters = {parameter["$ref"].rsplit("/", 1)[1] for parameter in spec["paths"]["/"]["get"]["parameters"]}
     assert {"Explain", "ExplainTerms"} <= parameters

@@ -9,6 +9,7 @@ Bounded: a few hundred examples per property, no deadlines (CI machines are nois
 
 import functools
 import json
+import math
 import re
 import shutil
 import tempfile
@@ -23,6 +24,8 @@ from hypothesis import strategies as st
 from werkzeug.test import TestResponse
 
 from app import create_app
+from lib.paths import MODELS_DIR
+from lib.settings import NUMERIC_RANGES, ConfigError, ServerSettings, Settings
 from model import ModelLoadError, NLPModel
 from tests.helpers import plant, raw_exchange, rewrite_manifest
 from tests.support.harness import Server
@@ -114,7 +117,7 @@ def test_model_handles_any_text(text: str) -> None:
 @functools.cache
 def _committed_sentiment() -> NLPModel:
     """Load the committed sentiment model once for the whole property."""
-    return NLPModel.load(Path(ROOT) / "lib" / "models" / "sentiment")
+    return NLPModel.load(MODELS_DIR / "sentiment")
 
 
 # --- the shapes attackers use: deep nesting, chunked framing, proxy headers ----------------------
@@ -257,3 +260,29 @@ def test_any_model_folder_loads_and_serves_or_is_refused_in_one_line(
             answer = client.get(path)
             assert answer.status_code == 200 and answer.headers["X-Model-Version"] == model.version
         assert client.get("/openapi.json").status_code == 200 and client.get("/models").status_code == 200
+
+
+#: What a numeric setting may be given: any text (digits, signs, exponents, "inf", "nan" and garbage), any number.
+SETTING_VALUES = st.one_of(
+    st.text(alphabet="0123456789+-.eE_xinfaINFA ", max_size=12),
+    ANY_TEXT,
+    st.floats(),
+    st.integers(),
+    st.integers(min_value=-(10**40), max_value=10**40).map(str),
+    st.floats().map(repr),
+)
+
+
+@FUZZ
+@given(key=st.sampled_from(sorted(NUMERIC_RANGES)), value=SETTING_VALUES)
+def test_any_numeric_setting_is_within_its_range_or_refused_in_one_line(key: str, value: object) -> None:
+    low, high = NUMERIC_RANGES[key]
+    try:
+        service, server = Settings.from_mapping({key: value}), ServerSettings.from_mapping({key: value})
+    except ConfigError as refused:
+        [line] = str(refused).splitlines()
+        assert line.startswith(f"Config {key!r} has value {value!r}. Not "), line
+        return
+    field = "workers" if key == "WEB_CONCURRENCY" else key.lower()
+    number = getattr(service, field) if hasattr(service, field) else getattr(server, field)
+    assert math.isfinite(number) and low <= number <= high, (key, value, number)

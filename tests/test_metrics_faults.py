@@ -262,7 +262,7 @@ def test_app_over_a_full_folder_answers_and_says_so(
     assert ready.status_code == 200 and ready.json["status"] == "ready"
     degraded = ready.json["degraded"]["metrics"]
     assert degraded["folder"] == str(small_tmpfs) and "ENOSPC" in degraded["error"] and degraded["failed_writes"] >= 3
-    assert_conforms(client.get("/openapi.json").json, "/ready", "get", ready)
+    assert_conforms(client.get("/openapi.json").get_json(), "/ready", "get", ready)
     assert metrics.status_code == 200
     failures = [line for line in metrics.get_data(as_text=True).splitlines() if line.startswith("metrics_write_failures_total ")]
     assert failures and float(failures[0].split()[1]) >= 3

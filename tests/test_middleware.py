@@ -2,8 +2,11 @@
 
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import EnvironBuilder
 
@@ -50,7 +53,7 @@ def test_cors_refuses_other_origins_by_default(client: FlaskClient) -> None:
     assert "Access-Control-Allow-Origin" not in response.headers
 
 
-def test_cors_origins_from_configuration(tiny_models) -> None:
+def test_cors_origins_from_configuration(tiny_models: Path) -> None:
     app = create_app({"MODELS_DIR": str(tiny_models), "CORS_ORIGINS": "https://app.example.com"})
     client = app.test_client()
     assert (
@@ -69,7 +72,7 @@ def test_cors_headers_on_errors_and_only_for_browsers(client: FlaskClient) -> No
     assert not any(name.startswith("Access-Control-") for name in client.get("/?query=good").headers.keys())
 
 
-def test_one_step_before_and_after_every_request(app) -> None:
+def test_one_step_before_and_after_every_request(app: Flask) -> None:
     """Every hook costs each request a few microseconds: the service keeps one each way."""
     assert len(app.before_request_funcs[None]) == 1
     assert len(app.after_request_funcs[None]) == 1
@@ -81,7 +84,12 @@ def chunked(client: FlaskClient, stream: io.RawIOBase | io.BytesIO) -> tuple[int
     environ.pop("CONTENT_LENGTH", None)
     environ.update({"wsgi.input": stream, "wsgi.input_terminated": True, "HTTP_TRANSFER_ENCODING": "chunked"})
     status: list[str] = []
-    body = b"".join(client.application(environ, lambda line, headers: status.append(line)))
+
+    def start_response(line: str, headers: list[tuple[str, str]], *exc_info: object) -> Callable[[bytes], object]:
+        status.append(line)
+        return io.BytesIO().write  # WSGI's legacy write(), which Flask never calls
+
+    body = b"".join(client.application(environ, start_response))
     return int(status[0].split()[0]), json.loads(body)
 
 
@@ -111,7 +119,7 @@ def test_malformed_chunks_are_400(client: FlaskClient) -> None:
     assert status == 400 and "Malformed chunked request body" in answer["message"]
 
 
-def test_too_many_form_parts_says_so(tiny_models) -> None:
+def test_too_many_form_parts_says_so(tiny_models: Path) -> None:
     client = create_app({"MODELS_DIR": str(tiny_models)}).test_client()  # the default 2 MB body limit
     body = "--b\r\n" + "".join(f'Content-Disposition: form-data; name="f{i}"\r\n\r\nx\r\n--b\r\n' for i in range(1001))
     response = client.post("/", data=body[:-2] + "--\r\n", content_type="multipart/form-data; boundary=b")
@@ -139,3 +147,23 @@ def test_forwarded_headers_are_ignored_unless_from_a_listed_proxy(tiny_models: P
         page = create_app(config).test_client().get("/docs", headers=FORWARDED, environ_base={"REMOTE_ADDR": remote})
         assert page.status_code == 200
         assert ("/api/openapi.json" in page.get_data(as_text=True)) is prefixed, (config, remote)
+
+
+@pytest.mark.parametrize(
+    ("allowed", "remote", "prefixed"),
+    [
+        ("10.0.0.0/8", "10.200.3.4", True),
+        ("10.0.0.0/8", "11.0.0.1", False),
+        ("192.0.2.0/24,10.0.0.5", "10.0.0.5", True),
+        ("fd00::/8", "fd12::7", True),
+        ("fd00::/8", "fe80::1", False),
+        ("10.0.0.0/8", "::ffff:10.1.1.1", True),  # an IPv4 proxy seen on a dual-stack socket
+        ("10.0.0.0/8", "not an address", False),
+        ("10.0.0.0/8", "", False),
+    ],
+)
+def test_trusted_proxies_may_be_networks(tiny_models: Path, allowed: str, remote: str, prefixed: bool) -> None:
+    config = {"MODELS_DIR": str(tiny_models), "FORWARDED_ALLOW_IPS": allowed}
+    page = create_app(config).test_client().get("/docs", headers=FORWARDED, environ_base={"REMOTE_ADDR": remote})
+    assert page.status_code == 200
+    assert ("/api/openapi.json" in page.get_data(as_text=True)) is prefixed

@@ -79,7 +79,9 @@ def test_access_log_lines_are_json_and_keep_no_text_by_default(client: FlaskClie
 
 
 @pytest.mark.parametrize(("mode", "field"), [("text", "query"), ("hmac", "query_hmac")])
-def test_access_log_keeps_what_log_queries_asks(tiny_models, caplog: pytest.LogCaptureFixture, mode: str, field: str) -> None:
+def test_access_log_keeps_what_log_queries_asks(
+    tiny_models: Path, caplog: pytest.LogCaptureFixture, mode: str, field: str
+) -> None:
     config = {"MODELS_DIR": str(tiny_models), "LOG_QUERIES": mode, "QUERY_LOG_KEY": "k" * 16}
     with caplog.at_level("INFO", logger="sentiment_api.access"):
         create_app(config).test_client().get("/?query=fine")

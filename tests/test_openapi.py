@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from openapi_schema_validator import OAS30Validator
 from openapi_spec_validator import validate
-from werkzeug.test import TestResponse
+from werkzeug.wrappers import Response
 
 from app import create_app
 from lib import openapi, resources
@@ -33,7 +34,7 @@ def spec(client: FlaskClient) -> dict[str, Any]:
     response = client.get("/openapi.json")
     assert response.status_code == 200
     assert response.mimetype == "application/json"
-    return response.json
+    return response.get_json()
 
 
 def openapi_path(rule: str) -> str:
@@ -59,7 +60,7 @@ def documented_response(spec: dict[str, Any], path: str | None, method: str, sta
     return resolve(spec, answers[str(status)])
 
 
-def assert_conforms(spec: dict[str, Any], path: str | None, method: str, response: TestResponse) -> None:
+def assert_conforms(spec: dict[str, Any], path: str | None, method: str, response: Response) -> None:
     """Status, headers, media type and body are as documented."""
     documented = documented_response(spec, path, method, response.status_code)
     for name, header in documented.get("headers", {}).items():
@@ -110,6 +111,42 @@ def test_document_follows_a_reload_with_new_labels(tiny_models: Path, tmp_path: 
     assert client.get("/?query=fine").json["prediction"] in ("bad", "good")
 
 
+#: Labels are any printable text a manifest holds: HTML and Markdown here must stay out of every Markdown field.
+HOSTILE_LABELS = {
+    "sentiment": ["<img src=x onerror=alert(1)>", "**bold**"],
+    "ratings": ["<script>alert(1)</script>", "[click](javascript:alert(1))", "_under_", "`tick`", "# heading"],
+}
+
+
+def markdown_fields(node: Any) -> Iterator[str]:
+    """Every ``description`` string in the document: the fields OpenAPI defines as CommonMark (Swagger UI renders them)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "description" and isinstance(value, str):
+                yield value
+            else:
+                yield from markdown_fields(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from markdown_fields(value)
+
+
+def test_labels_never_enter_markdown(tiny_models: Path, tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    shutil.copytree(tiny_models, models)
+    for name, labels in HOSTILE_LABELS.items():
+        rewrite_manifest(models / name, labels=labels)
+    served = create_app({"MODELS_DIR": str(models)}).test_client().get("/openapi.json").json
+    texts = list(markdown_fields(served))
+    assert len(texts) > 50
+    for label in (label for labels in HOSTILE_LABELS.values() for label in labels):
+        assert not [text for text in texts if label in text], label
+    assert not [text for text in texts if re.search(r"<[a-z/!]|\*\*|\]\(", text)], "raw HTML or Markdown in a description"
+    schemas = served["components"]["schemas"]
+    assert schemas["SentimentPrediction"]["properties"]["prediction"]["enum"] == HOSTILE_LABELS["sentiment"]
+    assert schemas["RatingsPrediction"]["properties"]["prediction"]["enum"] == HOSTILE_LABELS["ratings"]
+
+
 # --- (b) every route, nothing else ------------------------------------------------------------
 
 
@@ -118,7 +155,7 @@ def test_every_route_and_method_is_documented(spec: dict[str, Any], app: Flask) 
         (openapi_path(rule.rule), method.lower())
         for rule in app.url_map.iter_rules()
         if rule.endpoint not in IGNORED_ENDPOINTS
-        for method in rule.methods - IGNORED_METHODS
+        for method in (rule.methods or set()) - IGNORED_METHODS
     }
     documented = {(path, method) for path, item in spec["paths"].items() for method in item if method in HTTP_METHODS}
     assert documented == served
@@ -255,7 +292,7 @@ def test_only_the_needed_assets_are_served(client: FlaskClient, spec: dict[str, 
 
 TOO_LONG = "x" * 51
 
-CALLS = [
+CALLS: list[tuple[str, str, dict[str, Any], int]] = [
     ("get", "/", {"query_string": {"query": "a brilliant and wonderful film"}}, 200),
     ("get", "/", {"data": {"query": "boring awful dull"}}, 200),
     ("get", "/", {"json": {"query": "boring awful dull"}}, 200),
@@ -339,13 +376,14 @@ def test_unexpected_error_matches_the_document(app: Flask, spec: dict[str, Any],
 
 def test_committed_models_match_the_document(committed_client: FlaskClient) -> None:
     """The real manifests (dates, hashes, metrics) fit the Models schema."""
-    spec = committed_client.get("/openapi.json").json
-    for method, url, kwargs in [
+    spec = committed_client.get("/openapi.json").get_json()
+    calls: list[tuple[str, str, dict[str, Any]]] = [
         ("get", "/models", {}),
         ("get", "/ready", {}),
         ("get", "/", {"query_string": {"query": "that movie was boring"}}),
         ("post", "/ratings", {"json": {"queries": ["That was pretty entertaining", "that movie was boring"]}}),
-    ]:
+    ]
+    for method, url, kwargs in calls:
         response = committed_client.open(url, method=method.upper(), **kwargs)
         assert response.status_code == 200
         assert_conforms(spec, url, method, response)

@@ -22,7 +22,7 @@ def test_query_in_url(client: FlaskClient) -> None:
     response = client.get("/?query=a brilliant and wonderful film")
     assert response.status_code == 200
     assert response.json["prediction"] == "Positive"
-    assert_prediction(response.json, served_labels(client, "sentiment"))
+    assert_prediction(response.get_json(), served_labels(client, "sentiment"))
 
 
 def test_query_in_form_body_of_get(client: FlaskClient) -> None:
@@ -65,7 +65,7 @@ def test_bad_single_queries(client: FlaskClient, request_args: dict, status: int
     response = client.get(**request_args)
     assert response.status_code == status
     assert response.is_json and fragment in response.json["message"]
-    assert set(response.json) == {"message"}
+    assert set(response.get_json()) == {"message"}
 
 
 @pytest.mark.parametrize(
@@ -254,7 +254,7 @@ def test_the_live_server_refuses_one_over_each_published_budget(production_serve
     limits = requests.get(production_server.url + "/openapi.json", timeout=10).json()["info"]["x-limits"]
     chars, texts, explained = limits["max_request_chars"], limits["max_explain_texts"], limits["max_explain_chars"]
     per_text = limits["max_query_chars"]
-    cases = [
+    cases: list[tuple[dict[str, Any], dict[str, Any], str]] = [
         ({"queries": texts_of_length(chars, per_text)}, {"queries": texts_of_length(chars + 1, per_text)}, "max_request_chars"),
         (
             {"queries": ["good"] * texts, "explain": True},

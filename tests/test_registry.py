@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from flask.testing import FlaskClient
 
 from app import create_app
 from model import ModelLoadError, NLPModel
@@ -38,10 +39,10 @@ def add_model(models: Path, name: str, **manifest: object) -> Path:
 def test_a_new_folder_is_served_everywhere(models: Path) -> None:
     add_model(models, "reviews", endpoint="/reviews", labels=["thumbs down", "thumbs up"])
     client = create_app({"MODELS_DIR": str(models)}).test_client()
-    answer = client.get("/reviews?query=a brilliant film").json
+    answer = client.get("/reviews?query=a brilliant film").get_json()
     assert answer["prediction"] in ("thumbs down", "thumbs up") and "rating" not in answer
     assert client.get("/models").json["models"]["reviews"]["endpoint"] == "/reviews"
-    assert "reviews" in client.get("/ready").json["models"]
+    assert "reviews" in client.get("/ready").get_json()["models"]
     spec = client.get("/openapi.json").json
     assert spec["paths"]["/reviews"]["get"]["operationId"] == "reviews_get"
     assert spec["components"]["schemas"]["ReviewsPrediction"]["properties"]["prediction"]["enum"] == ["thumbs down", "thumbs up"]
@@ -114,7 +115,7 @@ def test_reload_that_changes_the_routes_is_refused(models: Path, caplog: pytest.
     assert app.test_client().get("/?query=fine").status_code == 200
 
 
-def test_ready_says_draining_once_shutdown_begins(client) -> None:
+def test_ready_says_draining_once_shutdown_begins(client: FlaskClient) -> None:
     assert client.get("/ready").status_code == 200
     client.application.extensions["lifecycle"].begin_drain()
     draining = client.get("/ready")

@@ -2,6 +2,7 @@
 
 import math
 from pathlib import Path
+from random import Random
 
 import gmpy2
 import numpy as np
@@ -52,7 +53,7 @@ def test_logs_of_an_array_keep_its_shape_and_give_minus_infinity_for_zero() -> N
 
 @settings(max_examples=50)
 @given(st.lists(finite, min_size=1, max_size=60), st.randoms(use_true_random=False))
-def test_exact_sum_is_the_same_in_any_order(values: list[float], random) -> None:
+def test_exact_sum_is_the_same_in_any_order(values: list[float], random: Random) -> None:
     reordered = list(values)
     random.shuffle(reordered)
     assert reproducible.exact_sum(np.array(values)) == reproducible.exact_sum(np.array(reordered)) == math.fsum(values)

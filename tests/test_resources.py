@@ -21,7 +21,7 @@ def test_batch_keeps_input_order(client: FlaskClient) -> None:
 
 
 def test_ratings_endpoint(client: FlaskClient) -> None:
-    body = client.get("/ratings?query=a brilliant , moving and wonderful masterpiece").json
+    body = client.get("/ratings?query=a brilliant , moving and wonderful masterpiece").get_json()
     labels = served_labels(client, "ratings")
     assert_prediction(body, labels)
     assert body["rating"] == labels.index(body["prediction"])

@@ -23,8 +23,8 @@ import psutil
 import pytest
 import requests
 
-from lib.server import granian_server, lean_log_records, read_settings
-from lib.settings import ConfigError, available_cpus
+from lib.server import address_refusal, granian_server, lean_log_records, read_settings
+from lib.settings import NUMERIC_RANGES, ConfigError, ServerSettings, available_cpus
 from tests import server_whose_loads_fail
 from tests.helpers import (
     CLIENT_TIMEOUT,
@@ -561,11 +561,15 @@ def test_access_log_can_keep_a_keyed_hmac_of_the_query(tmp_path: Path) -> None:
     ("variable", "value", "message"),
     [
         ("WEB_CONCURRENCY", "0", "Config 'WEB_CONCURRENCY' has value '0'. Not a number of workers (1-256)."),
-        ("CLIENT_TIMEOUT", "-3", "Config 'CLIENT_TIMEOUT' has value '-3'. Not a number of 0 or more."),
-        ("CLIENT_TIMEOUT", "0", "Config 'CLIENT_TIMEOUT' has value '0'. Not a number of seconds above 0."),
-        ("GRACEFUL_TIMEOUT", "abc", "Config 'GRACEFUL_TIMEOUT' has value 'abc'. Not a number of 0 or more."),
-        ("DRAIN_SECONDS", "soon", "Config 'DRAIN_SECONDS' has value 'soon'. Not a number of 0 or more."),
-        ("MAX_BATCH", "-1", "Config 'MAX_BATCH' has value '-1'. Not a positive integer."),
+        ("CLIENT_TIMEOUT", "-3", "Config 'CLIENT_TIMEOUT' has value '-3'. Not a number of seconds from 0.1 to 600."),
+        ("CLIENT_TIMEOUT", "0", "Config 'CLIENT_TIMEOUT' has value '0'. Not a number of seconds from 0.1 to 600."),
+        ("CLIENT_TIMEOUT", "1e30", "Config 'CLIENT_TIMEOUT' has value '1e30'. Not a number of seconds from 0.1 to 600."),
+        ("GRACEFUL_TIMEOUT", "abc", "Config 'GRACEFUL_TIMEOUT' has value 'abc'. Not a number of seconds from 1 to 3,600."),
+        ("GRACEFUL_TIMEOUT", "inf", "Config 'GRACEFUL_TIMEOUT' has value 'inf'. Not a number of seconds from 1 to 3,600."),
+        ("DRAIN_SECONDS", "soon", "Config 'DRAIN_SECONDS' has value 'soon'. Not a number of seconds from 0 to 600."),
+        ("DRAIN_SECONDS", "1e300", "Config 'DRAIN_SECONDS' has value '1e300'. Not a number of seconds from 0 to 600."),
+        ("MAX_BATCH", "-1", "Config 'MAX_BATCH' has value '-1'. Not a whole number from 1 to 100,000."),
+        ("MAX_BODY_BYTES", "1e30", "Config 'MAX_BODY_BYTES' has value '1e30'. Not a whole number from 1 to 1,073,741,824."),
         ("LOG_LEVEL", "verbose", "Config 'LOG_LEVEL' has value 'VERBOSE'. Expected DEBUG, INFO, WARNING, ERROR or CRITICAL."),
         ("PORT", "99999", "Config 'PORT' has value '99999'. Not a port number (1-65535)."),
         (
@@ -581,7 +585,17 @@ def test_bad_setting_is_one_line_naming_it(variable: str, value: str, message: s
     assert str(refused.value) == message
 
 
-@pytest.mark.parametrize(("variable", "value"), [("WEB_CONCURRENCY", "0"), ("MAX_BATCH", "-1")])
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("WEB_CONCURRENCY", "0"),
+        ("MAX_BATCH", "-1"),
+        ("HOST", "not a host"),
+        ("HOST", "999.1.1.1"),
+        ("CORS_ORIGINS", "^(unclosed"),
+        ("FORWARDED_ALLOW_IPS", "10.0.0.0/33"),
+    ],
+)
 def test_bad_setting_stops_the_server_with_one_line(variable: str, value: str) -> None:
     """One line on stderr, status 1, no traceback, and no worker ever started."""
     env = {**os.environ, "PORT": str(free_port()), variable: value}
@@ -600,3 +614,103 @@ def test_oversized_upload_with_expect_continue_is_refused_without_100_continue(p
     answer = raw_exchange(production_server, head)
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
     assert b"100 Continue" not in answer and b"larger than the limit" in answer
+
+
+#: The production server's own numeric settings, and one of the service's whose 10**30 broke every chunked request.
+SERVER_NUMBERS = ("PORT", "WEB_CONCURRENCY", "CLIENT_TIMEOUT", "DRAIN_SECONDS", "GRACEFUL_TIMEOUT", "MAX_BODY_BYTES")
+ATTACKS = ["inf", "-inf", "nan", "1e300", str(10**30), "-1", "0", "lots"]
+
+
+@pytest.mark.parametrize("variable", SERVER_NUMBERS)
+def test_every_server_number_out_of_range_stops_the_server_with_one_line(variable: str) -> None:
+    """Each value is read within its range (tests/test_settings.py checks which), or the command exits 1 naming it."""
+    refused = []
+    for value in ATTACKS:
+        try:
+            read_settings({variable: value})
+        except ConfigError:
+            refused.append(value)
+    assert {"inf", "-inf", "nan", "1e300", str(10**30), "-1", "lots"} <= set(refused)
+    environ = {key: value for key, value in os.environ.items() if key not in NUMERIC_RANGES}
+    for value in refused:
+        env = {**environ, "PORT": str(free_port()), variable: value}
+        result = subprocess.run(production_command(), cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 1, (variable, value, result.stderr[-500:])
+        [line] = result.stderr.strip().splitlines()
+        assert line.startswith(f"Error: Config {variable!r} has value {value!r}. Not "), line
+
+
+def listener(host: str, port: int = 0) -> socket.socket:
+    """A socket listening on host:port the way granian's workers do (SO_REUSEPORT), which a second granian would join."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    held = socket.socket(family, socket.SOCK_STREAM)
+    held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        held.bind((host, port))
+    except OSError as exc:
+        held.close()
+        pytest.skip(f"cannot listen on {host}: {exc}")
+    held.listen()
+    return held
+
+
+def start_on(host: str, port: int) -> subprocess.CompletedProcess[str]:
+    """Run the production command on host:port, expecting it to refuse."""
+    env = {**os.environ, "HOST": host, "PORT": str(port)}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    return subprocess.run(production_command(), cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_a_second_server_on_a_served_port_is_refused_and_the_first_serves_on(production_server: Server) -> None:
+    """granian's SO_REUSEPORT would let it start and take part of the first one's connections: one line, status 1."""
+    started = time.monotonic()
+    result = start_on("127.0.0.1", production_server.port)
+    assert result.returncode == 1 and time.monotonic() - started < 10, "refused before any model loads"
+    assert result.stderr.strip() == (
+        f"Error: 127.0.0.1:{production_server.port} is already in use (HOST, PORT): "
+        "stop the server listening there, or choose another PORT."
+    )
+    answers = [requests.get(f"{production_server.url}/health", timeout=10, headers={"Connection": "close"}) for _ in range(20)]
+    assert [answer.status_code for answer in answers] == [200] * 20
+
+
+@pytest.mark.parametrize(
+    ("held", "host", "shown"),
+    [
+        ("127.0.0.1", "127.0.0.1", "127.0.0.1:{port}"),
+        ("0.0.0.0", "127.0.0.1", "127.0.0.1:{port}"),  # a server on every interface holds the loopback's port too
+        ("::1", "::1", "[::1]:{port}"),
+        ("localhost", "localhost", "{address}:{port} (localhost)"),
+    ],
+)
+def test_busy_address_is_refused_in_one_line_naming_it(held: str, host: str, shown: str) -> None:
+    address = ServerSettings.from_mapping({"HOST": held}).address
+    with listener(address) as holder:
+        port = holder.getsockname()[1]
+        result = start_on(host, port)
+    assert result.returncode == 1
+    where = shown.format(port=port, address=address)
+    assert result.stderr.strip() == (
+        f"Error: {where} is already in use (HOST, PORT): stop the server listening there, or choose another PORT."
+    )
+
+
+def test_address_not_on_this_machine_is_refused_in_one_line() -> None:
+    result = start_on("192.0.2.1", free_port())  # TEST-NET-1: no interface of this machine has it
+    assert result.returncode == 1
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("Error: Cannot listen on 192.0.2.1:")
+    assert line.endswith("(HOST, PORT): Cannot assign requested address.")
+
+
+def test_a_free_address_is_not_refused() -> None:
+    """The check binds without listening: it leaves nothing behind, and a restart's TIME_WAIT does not refuse it."""
+    port = free_port()
+    with listener("127.0.0.1", port) as previous:  # a connection closed by the server stays in TIME_WAIT on its port
+        client = socket.create_connection(("127.0.0.1", port))
+        accepted, _ = previous.accept()
+        accepted.close()
+        client.close()
+    assert address_refusal(ServerSettings.from_mapping({"PORT": str(port)})) is None
+    assert address_refusal(ServerSettings.from_mapping({"PORT": str(port)})) is None

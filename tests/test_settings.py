@@ -1,9 +1,12 @@
 """Settings (lib/settings.py): defaults, the environment, and one-line errors naming the key."""
 
+import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,6 +18,7 @@ from lib.settings import (
     MAX_EXPLAIN_TEXTS_RANGE,
     MAX_EXPLAINED_TERMS_RANGE,
     MAX_REQUEST_CHARS_RANGE,
+    NUMERIC_RANGES,
     ConfigError,
     ServerSettings,
     Settings,
@@ -52,6 +56,15 @@ def test_cors_settings() -> None:
         Settings.from_mapping({"CORS_ORIGINS": "a.example"})
 
 
+@pytest.mark.parametrize("origin", ["^(unclosed", "https://a.example)", "^https://[a-", "https://a+++"])
+def test_cors_origin_that_is_no_regular_expression_is_one_line_naming_it(origin: str) -> None:
+    """flask-cors compiles an origin with regex characters in it: a bad one is refused here, not in a traceback at start."""
+    with pytest.raises(ConfigError) as refused:
+        Settings.from_mapping({"CORS_ORIGINS": f"https://ok.example,{origin}"})
+    [line] = str(refused.value).splitlines()
+    assert line.startswith(f"Config 'CORS_ORIGINS' has value {origin!r}. Not a valid regular expression (")
+
+
 @pytest.mark.parametrize(
     ("variables", "message"),
     [
@@ -62,7 +75,8 @@ def test_cors_settings() -> None:
             {"PROMETHEUS_MULTIPROC_DIR": "/nonexistent"},
             "Config 'PROMETHEUS_MULTIPROC_DIR' has value '/nonexistent'. Not a writable folder.",
         ),
-        ({"MAX_BATCH": "-1"}, "Config 'MAX_BATCH' has value '-1'. Not a positive integer."),
+        ({"MAX_BATCH": "-1"}, "Config 'MAX_BATCH' has value '-1'. Not a whole number from 1 to 100,000."),
+        ({"HOST": "not a host"}, "Config 'HOST' has value 'not a host'. Not an IP address or a host name this machine resolves"),
         ({"LOG_QUERIES": "all"}, "Config 'LOG_QUERIES' has value 'all'. Expected none, hmac or text."),
         ({"LOG_QUERIES": "hmac"}, "Config 'QUERY_LOG_KEY' must be a secret of at least 16 characters when LOG_QUERIES=hmac."),
         ({"DEBUG": "yes please"}, "Config 'DEBUG' has value 'yes please'. Expected 1 or 0."),
@@ -71,12 +85,13 @@ def test_cors_settings() -> None:
 def test_development_server_stops_with_one_line_naming_the_setting(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], variables: dict[str, str], message: str
 ) -> None:
-    for key in ("PORT", "LOG_LEVEL", "PROMETHEUS_MULTIPROC_DIR", "LOG_QUERIES", "QUERY_LOG_KEY", "DEBUG"):
+    for key in ("HOST", "PORT", "LOG_LEVEL", "PROMETHEUS_MULTIPROC_DIR", "LOG_QUERIES", "QUERY_LOG_KEY", "DEBUG", "MAX_BATCH"):
         monkeypatch.delenv(key, raising=False)
     for key, value in variables.items():
         monkeypatch.setenv(key, value)
     assert app.main() == 1
-    assert capsys.readouterr().err.strip() == f"error: {message}"
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"error: {message}")
 
 
 @pytest.mark.slow
@@ -126,8 +141,66 @@ def test_trusted_proxies_are_read_as_a_list() -> None:
         "10.0.0.1",
         "127.0.0.1",
     )
+    networks = " 10.0.0.0/8, fd00::/8, ::1, *"
+    assert Settings.from_mapping({"FORWARDED_ALLOW_IPS": networks}).forwarded_allow_ips == ("10.0.0.0/8", "fd00::/8", "::1", "*")
 
 
+@pytest.mark.parametrize("entry", ["bogus", "10.0.0.0/33", "10.0.0.5/8", "300.1.1.1", "10.0.0.*", "::1::2"])
+def test_trusted_proxy_that_is_no_address_or_network_is_one_line_naming_it(entry: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        Settings.from_mapping({"FORWARDED_ALLOW_IPS": f"10.0.0.1,{entry}"})
+    [line] = str(refused.value).splitlines()
+    assert line.startswith(f"Config 'FORWARDED_ALLOW_IPS' has value {entry!r}. Not an IP address or network (")
+
+
+@pytest.mark.parametrize("settings", [Settings, ServerSettings])
+def test_host_is_an_address_or_a_name_this_machine_resolves(settings: Any) -> None:
+    for given in ("127.0.0.1", "0.0.0.0", "::1", "::", "localhost"):
+        assert settings.from_mapping({"HOST": given}).host == given
+    assert ServerSettings.from_mapping({"HOST": "::1"}).address == "::1"
+    assert ServerSettings.from_mapping({"HOST": "localhost"}).address in ("127.0.0.1", "::1")  # granian takes addresses only
+    for bad in ("not a host", "999.1.1.1", "", "host.invalid", "a" * 300, "1.2.3.4:80"):
+        with pytest.raises(ConfigError) as refused:
+            settings.from_mapping({"HOST": bad})
+        [line] = str(refused.value).splitlines()
+        assert line.startswith(f"Config 'HOST' has value {bad!r}. Not an IP address or a host name this machine resolves (")
+
+
+#: What an operator or a template may put in a numeric setting: infinities, NaN, the huge, the negative, zero, words.
+ATTACKS: list[Any] = ["inf", "-inf", "nan", "1e300", str(10**30), "-1", "0", "lots", "", "1.5", "0x10", " 7 "]
+ATTACKS += [math.inf, -math.inf, math.nan, 1e300, 10**30, -1, 0, 1.5, True, None]
+
+
+def read_setting(key: str, value: Any) -> float:
+    """The value ``key`` takes once read from ``{key: value}``, by whichever settings object reads it."""
+    field = key.lower().replace("web_concurrency", "workers")
+    in_service = hasattr(Settings(), field)
+    return getattr((Settings if in_service else ServerSettings).from_mapping({key: value}), field)
+
+
+@pytest.mark.parametrize("key", NUMERIC_RANGES)
+def test_every_numeric_setting_is_within_its_finite_range_or_refused_in_one_line(key: str) -> None:
+    """Infinity, NaN, 1e300, 10**30, -1, 0, words: each value is read within the range or refused naming the key."""
+    low, high = NUMERIC_RANGES[key]
+    assert math.isfinite(low) and math.isfinite(high) and 0 <= low < high
+    assert read_setting(key, str(low)) == low and read_setting(key, str(high)) == high
+    step = 1 if isinstance(low, int) else 0.01
+    for outside in (low - step, high + step):
+        with pytest.raises(ConfigError, match=f"^Config {key!r} has value "):
+            read_setting(key, str(outside))
+    for value in ATTACKS:
+        try:
+            number = read_setting(key, value)
+        except ConfigError as refused:
+            [line] = str(refused).splitlines()
+            assert re.fullmatch(rf"Config {key!r} has value {re.escape(repr(value))}\. Not .*\.", line), line
+            stated = line.replace(",", "")
+            assert all(f"{end:g}" in stated if isinstance(end, float) else str(end) in stated for end in (low, high)), line
+        else:
+            assert math.isfinite(number) and low <= number <= high, (key, value, number)
+
+
+@pytest.mark.slow  # two processes, each importing scikit-learn: seconds, not milliseconds
 def test_server_check_loads_the_models_and_stops() -> None:
     done = subprocess.run([sys.executable, "-m", "lib.server", "--check"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.startswith("ok: ratings-")
@@ -152,7 +225,20 @@ def test_cost_budgets_take_a_finite_range_and_name_the_key_otherwise(key: str, f
     assert low <= getattr(Settings(), field) <= high
     for value in (low, high):
         assert getattr(Settings.from_mapping({key: str(value)}), field) == value
-    for value in (str(low - 1), str(high + 1), "lots", "1.5"):
+    for text in (str(low - 1), str(high + 1), "lots", "1.5"):
         with pytest.raises(ConfigError) as raised:
-            Settings.from_mapping({key: value})
-        assert str(raised.value) == f"Config {key!r} has value {value!r}. Not a whole number from {low:,} to {high:,}."
+            Settings.from_mapping({key: text})
+        assert str(raised.value) == f"Config {key!r} has value {text!r}. Not a whole number from {low:,} to {high:,}."
+
+
+EN_DASH = "\N{EN DASH}"  # the README writes ranges as 1\N{EN DASH}100
+
+
+@pytest.mark.parametrize("key", NUMERIC_RANGES)
+def test_readme_states_each_numeric_settings_range(key: str) -> None:
+    """A README table row naming the setting in its first column states its range, as the code has it."""
+    low, high = NUMERIC_RANGES[key]
+    stated = f"{low:,}{EN_DASH}{high:,}" if isinstance(low, int) else f"{low:,g}{EN_DASH}{high:,g}"
+    lines = (ROOT / "README.md").read_text().splitlines()
+    rows = [line for line in lines if line.startswith("| ") and f"`{key}`" in line.split("|")[1]]
+    assert any(stated in row for row in rows), (key, stated, rows)

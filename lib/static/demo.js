@@ -5,10 +5,13 @@
 "use strict";
 
 (() => {
-  const SENTIMENT_URL = "./"; // the binary model
-  const RATINGS_URL = "ratings"; // the five-class model
+  // What the page needs to know of the service it asks, not restated here: the served models and their paths
+  // (GET models) and the most terms an explanation may list (info.x-limits of GET openapi.json).
+  const MODELS_URL = "models";
+  const DOCUMENT_URL = "openapi.json";
+  const MAIN_PATH = "/"; // the HTTP contract: the main (sentiment) model answers at the root ...
+  const RATING_FIELD = "rating"; // ... and the five-class one adds a rating to each answer
   const DEBOUNCE_MS = 250;
-  const EXPLAIN_TERMS = 100; // the most the API lists: enough to highlight every word of a paragraph
   const TABLE_ROWS = 10;
   const MINUS = "\u2212";
 
@@ -32,12 +35,30 @@
     update();
   }
 
-  /** POST a JSON body; the answer's JSON, or an ApiError carrying the API's own message. */
-  async function post(url, body, signal) {
+  let service = null; // the models' relative URLs and the explain-terms limit, read once
+
+  /** The models to ask and how many terms to ask for, read from the service itself on first use. */
+  async function discover(signal) {
+    if (!service) {
+      const [served, described] = await Promise.all([request(MODELS_URL, null, signal), request(DOCUMENT_URL, null, signal)]);
+      const models = Object.values(served.models);
+      const main = models.find((model) => model.endpoint === MAIN_PATH);
+      const rating = models.find((model) => model.index_field === RATING_FIELD);
+      if (!main || !rating) {
+        throw new ApiError("This service serves no model at / or none that answers with a rating.");
+      }
+      // Relative to the page (./ and ./ratings), so the page works under a path prefix too.
+      service = { main: `.${main.endpoint}`, rating: `.${rating.endpoint}`, explainTerms: described.info["x-limits"].max_explain_terms };
+    }
+    return service;
+  }
+
+  /** GET (no body) or POST a JSON body; the answer's JSON, or an ApiError carrying the API's own message. */
+  async function request(url, body, signal) {
     const response = await fetch(url, {
-      method: "POST",
-      headers: { "Content-Type": "application/json", Accept: "application/json" },
-      body: JSON.stringify(body),
+      method: body === null ? "GET" : "POST",
+      headers: body === null ? { Accept: "application/json" } : { "Content-Type": "application/json", Accept: "application/json" },
+      body: body === null ? undefined : JSON.stringify(body),
       signal,
     });
     let answer = null;
@@ -68,9 +89,10 @@
     inFlight = new AbortController();
     result.setAttribute("aria-busy", "true");
     try {
+      const { main, rating, explainTerms } = await discover(inFlight.signal);
       const [sentiment, ratings] = await Promise.all([
-        post(SENTIMENT_URL, { query, explain: true, explain_terms: EXPLAIN_TERMS }, inFlight.signal),
-        post(RATINGS_URL, { query }, inFlight.signal),
+        request(main, { query, explain: true, explain_terms: explainTerms }, inFlight.signal),
+        request(rating, { query }, inFlight.signal),
       ]);
       if (mine === generation) {
         render(query, sentiment, ratings);
