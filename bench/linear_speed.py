@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.linear_speed [--rows 156060]
 
 Builds logistic regressions over word 1-2-grams (at most 50,000) and char_wb 2-5-grams (at most 100,000; the
-Kaggle phrases have 71,069) from the Kaggle training file (KAGGLE_TRAIN, else ../shared/data/kaggle/train.tsv),
+Kaggle phrases have 71,069) from the Kaggle training file (where ``lib.paths.kaggle_file`` finds it),
 for the two labels of ``sentiment`` and the five of ``ratings``, and prints per model: the median microseconds of
 ``score_one`` over whole sentences, rounds interleaved with the committed naive Bayes models (the same sentences,
 so a busy moment hits all alike), and the texts per second of ``score_texts`` on batches of 20,000.
@@ -18,13 +18,15 @@ import sys
 import time
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as lib/server.py does; set before NumPy is imported
 
-from lib.paths import MODELS_DIR, ROOT
+from lib.paths import MODELS_DIR, kaggle_file
 
-KAGGLE_TRAIN = Path(os.environ.get("KAGGLE_TRAIN", ROOT.parent / "shared" / "data" / "kaggle" / "train.tsv"))
+if TYPE_CHECKING:
+    from model import NLPModel
+
 BLOCKS = (
     {"ngram_range": (1, 2), "sublinear_tf": True, "max_features": 50_000},
     {"analyzer": "char_wb", "ngram_range": (2, 5), "sublinear_tf": True, "max_features": 100_000},
@@ -33,15 +35,15 @@ BATCH = 20_000
 ROUNDS = 15
 
 
-def median_us_interleaved(scorers: Sequence[object], texts: Sequence[str], rounds: int = ROUNDS) -> list[float]:
+def median_us_interleaved(scorers: Sequence[NLPModel], texts: Sequence[str], rounds: int = ROUNDS) -> list[float]:
     """Median over rounds of each scorer's mean microseconds per text, the rounds interleaved."""
     samples: list[list[float]] = [[] for _ in scorers]
     for scorer in scorers:  # warm: caches filled, code paths taken once
         for text in texts:
-            scorer.score_one(text)  # type: ignore[attr-defined]
+            scorer.score_one(text)
     for _ in range(rounds):
         for index, scorer in enumerate(scorers):
-            score_one = scorer.score_one  # type: ignore[attr-defined]
+            score_one = scorer.score_one
             started = time.perf_counter()
             for text in texts:
                 score_one(text)
@@ -49,12 +51,12 @@ def median_us_interleaved(scorers: Sequence[object], texts: Sequence[str], round
     return [statistics.median(times) for times in samples]
 
 
-def texts_per_second(model: object, texts: Sequence[str], rounds: int = 3) -> float:
+def texts_per_second(model: NLPModel, texts: Sequence[str], rounds: int = 3) -> float:
     """Best of a few rounds of ``score_texts`` on the whole batch, in texts per second."""
     best = float("inf")
     for _ in range(rounds):
         started = time.perf_counter()
-        model.score_texts(texts)  # type: ignore[attr-defined]
+        model.score_texts(texts)
         best = min(best, time.perf_counter() - started)
     return len(texts) / best
 
@@ -64,14 +66,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=None, help="train on this many phrases (default: all)")
     args = parser.parse_args(argv)
-    if not KAGGLE_TRAIN.is_file():
-        print(f"skipped: Kaggle train.tsv not found at {KAGGLE_TRAIN} (set KAGGLE_TRAIN)", file=sys.stderr)
+    train = kaggle_file("train.tsv")
+    if not train.is_file():
+        print(f"skipped: Kaggle train.tsv not found at {train} (set KAGGLE_TRAIN)", file=sys.stderr)
         return 0
     import util
     from lib.specs import MODEL_SPECS, training_rows
     from model import NLPModel
 
-    phrases = util.load_phrases(KAGGLE_TRAIN)
+    phrases = util.load_phrases(train)
     if args.rows:
         phrases = phrases.head(args.rows)
     sentences = util.whole_sentences(phrases)["Phrase"].sample(1000, random_state=0).tolist()

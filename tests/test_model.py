@@ -10,6 +10,7 @@ import shutil
 import stat
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -506,7 +507,7 @@ WORDS_AND_CHARACTERS = (
 )
 TINY_TEXTS = [text for _, text in TINY_SENTENCES] + ["good fun film", "bad dull film", "great fun", "awful boring mess"]
 TINY_RATINGS = [rating for rating, _ in TINY_SENTENCES] + [4, 0, 3, 1]
-LINEAR_CASES = {
+LINEAR_CASES: dict[str, tuple[str, dict[str, Any], int]] = {
     "logistic binary": ("logistic_regression", {"C": 10.0}, 2),
     "logistic five classes": ("logistic_regression", {"C": 10.0}, 5),
     "sgd hinge": ("sgd", {"loss": "hinge", "alpha": 1e-3}, 5),

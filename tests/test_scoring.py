@@ -44,7 +44,7 @@ def test_a_padded_word_no_longer_than_n_is_one_ngram_and_the_last() -> None:
 
 def character_block(**options: object) -> Block:
     """A fitted char_wb 2-4-gram block over a few words, placed after 7 columns of another block."""
-    vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True, **options)  # type: ignore[arg-type]
+    vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True, **options)
     vectorizer.fit(["a wonderful film", "an awful film, truly", "wonder café"])
     return Block(vectorizer, offset=7)
 
