@@ -95,7 +95,7 @@ def save(folder: Path, name: str, analyzer: str, terms: list[str], labels: int) 
     weights = rng.normal(size=(labels, len(terms)))
     log_prob = weights - np.log(np.exp(weights).sum(axis=1, keepdims=True))
     names = [f"{index:02d}".ljust(MAX_LABEL_CHARS, "x") for index in range(labels)]
-    fitted = artifacts.Artifacts(tuple(names), vectorizer, log_prob, np.full(labels, -np.log(labels)), 1.0)
+    fitted = artifacts.Artifacts(tuple(names), (vectorizer,), log_prob, np.full(labels, -np.log(labels)), inverse_temperature=1.0)
     artifacts.save(folder / "models" / name, name, fitted, {"endpoint": f"/{name}"})
     return folder / "models"
 
@@ -135,15 +135,15 @@ def refused_parse(root: Path) -> Path:
     models = save(root / "refused", "refused", "word", ["aa", "ab"], 2)
     folder = models / "refused"
     words = two_letter_words(26 * 26)
-    settings = json.loads((folder / artifacts.VECTORIZER_FILE).read_text())["params"]
-    head = '{"params": ' + json.dumps(settings) + ', "vocabulary": ['
-    count = (MAX_VECTORIZER_BYTES - len(head) - 2) // 5  # "aa", is five bytes
+    settings = json.loads((folder / artifacts.VECTORIZER_FILE).read_text())["blocks"][0]["params"]
+    head = '{"blocks": [{"params": ' + json.dumps(settings) + ', "vocabulary": ['
+    count = (MAX_VECTORIZER_BYTES - len(head) - 3) // 5  # "aa", is five bytes
     vocabulary = ",".join(f'"{words[index % len(words)]}"' for index in range(count))
-    payload = (head + vocabulary + "]}").encode()
+    payload = (head + vocabulary + "]}]}").encode()
     (folder / artifacts.VECTORIZER_FILE).write_bytes(payload)
     manifest = json.loads((folder / artifacts.MANIFEST).read_text())
     manifest["files"][artifacts.VECTORIZER_FILE] = hashlib.sha256(payload).hexdigest()  # as a careful attacker would
-    manifest["version"] = artifacts.content_version(manifest["name"], manifest["labels"], manifest["files"])
+    manifest["version"] = artifacts.content_version(manifest["name"], manifest["labels"], manifest["files"], manifest["family"])
     (folder / artifacts.MANIFEST).write_text(json.dumps(manifest))
     return folder
 

@@ -1,9 +1,14 @@
 """The model folder format and its trust checks: the one place that reads or writes a model's files.
 
-A fitted model is kept as plain data, never a pickle: the vectorizer's settings and vocabulary as JSON, the
-idf weights and the classifier's log-probabilities as ``.npy`` arrays read with ``allow_pickle=False``, and for
-a calibrated model its temperature scaling's one parameter. A manifest pins every file by SHA-256, and the
-version is derived from the content. Whatever a folder holds, reading it runs no code: every file is read
+A model is a linear classifier over one or more TF-IDF feature blocks (word n-grams, character n-grams), kept as
+plain data, never a pickle: each block's settings and vocabulary as JSON, the blocks' idf weights, one weight
+matrix (labels x features) and one intercept per label as ``.npy`` arrays read with ``allow_pickle=False``, and
+for a calibrated model its temperature scaling's one parameter. Its scores are ``features @ weights.T +
+intercept`` and its probabilities their softmax, for every family: naive Bayes is the case where the weights are
+log P(term | class) and the intercept log P(class), logistic regression is it as fitted, and a linear SVM or SGD
+model's margins become probabilities by the same softmax and the temperature scaling fitted at build time. The
+manifest names the family (which value checks apply), pins every file by SHA-256, and the version is derived
+from the content. Whatever a folder holds, reading it runs no code: every file is read
 link- and FIFO-safely, checked against its digest before anything parses it, and checked for shape and
 range after; each refusal is a ModelLoadError naming the file and saying how to rebuild.
 """
@@ -32,12 +37,16 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from lib.calibration import INVERSE_TEMPERATURE_RANGE
 
 MANIFEST = "manifest.json"
-MANIFEST_FORMAT = 2
-VECTORIZER_FILE = "vectorizer.json"  # analyzer settings and the vocabulary in column order
-IDF_FILE = "idf.npy"  # one weight per vocabulary term
-FEATURE_LOG_PROB_FILE = "feature_log_prob.npy"  # log P(term | class), one row per label
-CLASS_LOG_PRIOR_FILE = "class_log_prior.npy"  # log P(class), one per label
-ARTIFACT_FILES = (VECTORIZER_FILE, IDF_FILE, FEATURE_LOG_PROB_FILE, CLASS_LOG_PRIOR_FILE)
+#: 3: one or more feature blocks and any linear family. (1 held pickles; 2 held one word block and naive Bayes.)
+MANIFEST_FORMAT = 3
+VECTORIZER_FILE = "vectorizer.json"  # {"blocks": [{"params", "vocabulary"}, ...]}: each block's columns in order
+IDF_FILE = "idf.npy"  # one weight per feature: the blocks' idf, concatenated
+WEIGHTS_FILE = "weights.npy"  # one row per label, one column per feature
+INTERCEPT_FILE = "intercept.npy"  # one per label
+ARTIFACT_FILES = (VECTORIZER_FILE, IDF_FILE, WEIGHTS_FILE, INTERCEPT_FILE)
+#: What the weights are: log-probabilities (naive Bayes) or any linear model's coefficients.
+NAIVE_BAYES, LINEAR = "naive_bayes", "linear"
+FAMILIES = (NAIVE_BAYES, LINEAR)
 #: Optional: the inverse temperature beta of a calibrated model, one float64 (no file: uncalibrated).
 TEMPERATURE_FILE = "inverse_temperature.npy"
 REBUILD_HINT = "Rebuild the models with: python build_model.py --data PATH/TO/train.tsv"
@@ -70,10 +79,16 @@ TOKEN_PATTERNS = (DEFAULT_TOKEN_PATTERN, r"(?u)\b\w+\b")
 MAX_MANIFEST_BYTES = 64 * 1024
 #: Bytes of vectorizer.json, stated before it is parsed: its parse briefly takes several times this.
 MAX_VECTORIZER_BYTES = 8 * 1024 * 1024
-#: Bytes of each .npy file: at most about a million float64 weights, labels x terms in feature_log_prob.npy.
+#: Bytes of each .npy file: at most about a million float64 weights, labels x features in weights.npy.
 MAX_ARRAY_BYTES = 8 * 1024 * 1024
-#: Vocabulary terms. Kaggle's phrases make 94,644 word 1-2-grams and 204,788 word 1-3-grams (no max_features).
+#: Feature blocks: each is one more analysis of every text.
+MAX_BLOCKS = 4
+#: Terms of a word block. Kaggle's phrases make 94,644 word 1-2-grams and 204,788 word 1-3-grams (no max_features).
 MAX_VOCABULARY_TERMS = 250_000
+#: Terms of a character block. Kaggle's phrases make 71,069 char_wb 2-5-grams (no max_features).
+MAX_CHARACTER_TERMS = 250_000
+#: Features of all blocks together (weights.npy holds labels times this, under MAX_ARRAY_BYTES).
+MAX_FEATURES = 500_000
 #: Characters of a term or stop word. Kaggle's longest word 1-3-gram has 40.
 MAX_TERM_CHARS = 100
 #: Stop words in a custom list (scikit-learn's English list has 318).
@@ -90,6 +105,9 @@ IDF_RANGE = (1.0, 1.0 + math.log(2.0**53))
 LOG_PROBABILITY_RANGE = (math.log(np.finfo(np.float64).smallest_subnormal), 0.0)
 #: Each class's probabilities sum to 1: their logsumexp is 0 within this (a fit's rounding is about 1e-12).
 LOG_TOTAL_TOLERANCE = 1e-6
+#: A linear model's weights and intercepts: finite and at most this in magnitude. A regularized fit on TF-IDF
+#: features (each at most 1 with the usual l2 norm) stays far below it; a text's score then stays finite.
+LINEAR_WEIGHT_RANGE = (-1e4, 1e4)
 
 
 class ModelLoadError(RuntimeError):
@@ -98,12 +116,13 @@ class ModelLoadError(RuntimeError):
 
 @dataclass(frozen=True)
 class Artifacts:
-    """What a model folder holds: a fitted vectorizer, naive Bayes' arrays, the calibration, and the manifest."""
+    """What a model folder holds: fitted feature blocks, a weight matrix and intercept, the calibration, the manifest."""
 
     labels: tuple[str, ...]
-    vectorizer: TfidfVectorizer  # fitted: vocabulary_ and idf_ set
-    feature_log_prob: np.ndarray  # (labels, terms)
-    class_log_prior: np.ndarray  # (labels,)
+    vectorizers: tuple[TfidfVectorizer, ...]  # fitted (vocabulary_ and idf_ set), in column order
+    weights: np.ndarray  # (labels, features): naive Bayes' log P(term | class), or a linear model's coefficients
+    intercept: np.ndarray  # (labels,): naive Bayes' log P(class), or a linear model's intercepts
+    family: str = NAIVE_BAYES
     inverse_temperature: float | None = None  # None: uncalibrated
     manifest: dict[str, Any] = field(default_factory=dict)
 
@@ -112,11 +131,14 @@ def save(directory: str | Path, name: str, artifacts: Artifacts, metadata: Mappi
     """Write a fitted model into ``directory`` as JSON and arrays, then the manifest; return the manifest."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    if artifacts.family not in FAMILIES:
+        raise ValueError(f"family {artifacts.family!r} is not one of {', '.join(FAMILIES)}.")
     files = {filename: _write(directory / filename, payload) for filename, payload in _payloads(artifacts).items()}
     manifest = {
         "format": MANIFEST_FORMAT,
         "name": name,
-        "version": content_version(name, artifacts.labels, files),
+        "version": content_version(name, artifacts.labels, files, artifacts.family),
+        "family": artifacts.family,
         "labels": list(artifacts.labels),
         "files": files,
         "sklearn_version": sklearn.__version__,
@@ -129,13 +151,15 @@ def save(directory: str | Path, name: str, artifacts: Artifacts, metadata: Mappi
 
 def _payloads(artifacts: Artifacts) -> dict[str, bytes]:
     """Serialize the fitted state: what scoring reads, nothing else."""
-    params = analyzer_params(artifacts.vectorizer)
-    terms = artifacts.vectorizer.get_feature_names_out().tolist()
+    blocks = [
+        {"params": analyzer_params(vectorizer), "vocabulary": vectorizer.get_feature_names_out().tolist()}
+        for vectorizer in artifacts.vectorizers
+    ]
     payloads = {
-        VECTORIZER_FILE: (json.dumps({"params": params, "vocabulary": terms}, sort_keys=True) + "\n").encode(),
-        IDF_FILE: _npy(artifacts.vectorizer.idf_),
-        FEATURE_LOG_PROB_FILE: _npy(artifacts.feature_log_prob),
-        CLASS_LOG_PRIOR_FILE: _npy(artifacts.class_log_prior),
+        VECTORIZER_FILE: (json.dumps({"blocks": blocks}, sort_keys=True) + "\n").encode(),
+        IDF_FILE: _npy(np.concatenate([vectorizer.idf_ for vectorizer in artifacts.vectorizers])),
+        WEIGHTS_FILE: _npy(artifacts.weights),
+        INTERCEPT_FILE: _npy(artifacts.intercept),
     }
     if artifacts.inverse_temperature is not None:
         payloads[TEMPERATURE_FILE] = _npy(np.array([artifacts.inverse_temperature]))
@@ -152,13 +176,14 @@ def load(directory: str | Path) -> Artifacts:
         raise ModelLoadError(
             f"{directory}: built with scikit-learn {manifest['sklearn_version']}, but {installed} is installed. {REBUILD_HINT}"
         )
-    labels = tuple(manifest["labels"])
-    vectorizer = _vectorizer_from(directory, payloads)
-    feature_log_prob, class_log_prior = _classifier_arrays(directory, payloads, len(labels), len(vectorizer.vocabulary_))
+    labels, family = tuple(manifest["labels"]), manifest["family"]
+    vectorizers = _vectorizers_from(directory, payloads)
+    features = sum(len(vectorizer.vocabulary_) for vectorizer in vectorizers)
+    weights, intercept = _classifier_arrays(directory, payloads, family, len(labels), features)
     beta = None
     if TEMPERATURE_FILE in payloads:
         beta = _inverse_temperature_from(directory / TEMPERATURE_FILE, payloads[TEMPERATURE_FILE])
-    return Artifacts(labels, vectorizer, feature_log_prob, class_log_prior, beta, manifest)
+    return Artifacts(labels, vectorizers, weights, intercept, family, beta, manifest)
 
 
 def analyzer_params(vectorizer: TfidfVectorizer) -> dict[str, Any]:
@@ -175,9 +200,9 @@ def analyzer_params(vectorizer: TfidfVectorizer) -> dict[str, Any]:
     }
 
 
-def content_version(name: str, labels: Sequence[str], files: Mapping[str, str]) -> str:
-    """Derive a model's version from its name, labels and every file's digest: new content, new version."""
-    canonical = json.dumps({"name": name, "labels": list(labels), "files": dict(files)}, sort_keys=True)
+def content_version(name: str, labels: Sequence[str], files: Mapping[str, str], family: str) -> str:
+    """Derive a model's version from its name, labels, family and every file's digest: new content, new version."""
+    canonical = json.dumps({"name": name, "labels": list(labels), "files": dict(files), "family": family}, sort_keys=True)
     return f"{name}-{hashlib.sha256(canonical.encode()).hexdigest()[:12]}"
 
 
@@ -188,7 +213,7 @@ def read_manifest(directory: Path) -> dict[str, Any]:
     fault = _manifest_fault(manifest)
     if fault:
         raise ModelLoadError(f"{path}: {fault}. {REBUILD_HINT}")
-    expected = content_version(manifest["name"], manifest["labels"], manifest["files"])
+    expected = content_version(manifest["name"], manifest["labels"], manifest["files"], manifest["family"])
     if manifest["version"] != expected:
         raise ModelLoadError(
             f"{path}: version {manifest['version'][:80]!r} does not match the content it names ({expected}); "
@@ -203,10 +228,15 @@ def _manifest_fault(manifest: Any) -> str | None:
         return "not a model manifest (expected a JSON object)"
     if "format" in manifest and manifest["format"] != MANIFEST_FORMAT:
         found = manifest["format"]
-        return f"manifest format {found!r}, expected {MANIFEST_FORMAT} (older formats held pickles, which are never loaded)"
-    required = {"format", "name", "version", "labels", "files", "sklearn_version"}
+        return (
+            f"manifest format {repr(found)[:40]}, expected {MANIFEST_FORMAT} "
+            "(format 1 held pickles, which are never loaded; format 2 held naive Bayes alone)"
+        )
+    required = {"format", "name", "version", "family", "labels", "files", "sklearn_version"}
     if not required <= manifest.keys():
         return f"not a model manifest (needs {', '.join(sorted(required))})"
+    if manifest["family"] not in FAMILIES:
+        return f"family {repr(manifest['family'])[:40]} is not one of {', '.join(FAMILIES)}"
     if not all(isinstance(manifest[key], str) and manifest[key] for key in ("name", "version", "sklearn_version")):
         return "name, version and sklearn_version must be non-empty strings"
     name = manifest["name"]
@@ -335,32 +365,47 @@ def _log_probabilities(path: Path, array: np.ndarray) -> np.ndarray:
     return array
 
 
-def _vectorizer_from(directory: Path, payloads: Mapping[str, bytes]) -> TfidfVectorizer:
-    """Rebuild the fitted vectorizer from its settings, vocabulary and idf weights."""
+def _vectorizers_from(directory: Path, payloads: Mapping[str, bytes]) -> tuple[TfidfVectorizer, ...]:
+    """Rebuild the fitted feature blocks from their settings, vocabularies and idf weights (one array for all blocks)."""
     path = directory / VECTORIZER_FILE
     saved = _json(path, payloads[VECTORIZER_FILE])
-    params, vocabulary = _vectorizer_data(path, saved)
-    vectorizer = TfidfVectorizer(**{**params, "ngram_range": tuple(params["ngram_range"])})
-    try:
-        with warnings.catch_warnings(record=True) as warned:
-            warnings.simplefilter("always")  # scikit-learn warns of stop words the token pattern never makes
-            vectorizer.build_analyzer()  # compiles token_pattern, checks stop_words
-        fault = str(warned[0].message) if warned else ""
-    except (ValueError, re.error) as exc:
-        fault = str(exc)
-    if fault:
-        raise ModelLoadError(f"{path}: unusable settings ({' '.join(fault.split())[:200]}). {REBUILD_HINT}")
-    vectorizer.vocabulary_ = {term: index for index, term in enumerate(vocabulary)}
+    if not isinstance(saved, dict) or set(saved) != {"blocks"} or not isinstance(saved["blocks"], list):
+        raise ModelLoadError(f'{path}: expected an object with "blocks", a list of feature blocks. {REBUILD_HINT}')
+    blocks = saved["blocks"]
+    if not 1 <= len(blocks) <= MAX_BLOCKS:
+        raise ModelLoadError(f"{path}: {len(blocks)} feature blocks, expected 1 to {MAX_BLOCKS}. {REBUILD_HINT}")
+    checked = [_block_data(path, index, block) for index, block in enumerate(blocks)]
+    features = sum(len(vocabulary) for _, vocabulary in checked)
+    if features > MAX_FEATURES:
+        raise ModelLoadError(
+            f"{path}: {features:,} features in all blocks, more than the {MAX_FEATURES:,} a model may have. {REBUILD_HINT}"
+        )
     idf_path = directory / IDF_FILE
-    vectorizer.idf_ = _ranged(idf_path, _array(idf_path, payloads[IDF_FILE], (len(vocabulary),)), IDF_RANGE, "idf")
-    return vectorizer
+    idf = _ranged(idf_path, _array(idf_path, payloads[IDF_FILE], (features,)), IDF_RANGE, "idf")
+    vectorizers, offset = [], 0
+    for index, (params, vocabulary) in enumerate(checked):
+        vectorizer = TfidfVectorizer(**{**params, "ngram_range": tuple(params["ngram_range"])})
+        try:
+            with warnings.catch_warnings(record=True) as warned:
+                warnings.simplefilter("always")  # scikit-learn warns of stop words the token pattern never makes
+                vectorizer.build_analyzer()  # compiles token_pattern, checks stop_words
+            fault = str(warned[0].message) if warned else ""
+        except (ValueError, re.error) as exc:
+            fault = str(exc)
+        if fault:
+            raise ModelLoadError(f"{path}: block {index}: unusable settings ({' '.join(fault.split())[:200]}). {REBUILD_HINT}")
+        vectorizer.vocabulary_ = {term: column for column, term in enumerate(vocabulary)}
+        vectorizer.idf_ = idf[offset : offset + len(vocabulary)].copy()
+        vectorizers.append(vectorizer)
+        offset += len(vocabulary)
+    return tuple(vectorizers)
 
 
-def _vectorizer_data(path: Path, saved: Any) -> tuple[dict[str, Any], list[str]]:
-    """Check ``vectorizer.json``: exactly the known settings with allowed values, and distinct terms."""
+def _block_data(path: Path, index: int, saved: Any) -> tuple[dict[str, Any], list[str]]:
+    """Check one feature block: exactly the known settings with allowed values, and distinct terms within its caps."""
 
     def fail(fault: str) -> ModelLoadError:
-        return ModelLoadError(f"{path}: {fault}. {REBUILD_HINT}")
+        return ModelLoadError(f"{path}: block {index}: {fault}. {REBUILD_HINT}")
 
     if not isinstance(saved, dict) or set(saved) != {"params", "vocabulary"}:
         raise fail('expected an object with "params" and "vocabulary"')
@@ -370,7 +415,7 @@ def _vectorizer_data(path: Path, saved: Any) -> tuple[dict[str, Any], list[str]]
         raise fail(f"params must hold exactly {', '.join(sorted(known))}")
     for key, choices in ANALYZER_CHOICES.items():
         if params[key] not in choices:
-            raise fail(f"{key} is {params[key]!r}, expected one of {choices}")
+            raise fail(f"{key} is {repr(params[key])[:80]}, expected one of {choices}")
     for key in FLAG_PARAMS:
         if not isinstance(params[key], bool):
             raise fail(f"{key} must be true or false")
@@ -388,34 +433,42 @@ def _vectorizer_data(path: Path, saved: Any) -> tuple[dict[str, Any], list[str]]
         raise fail(f"token_pattern {repr(token_pattern)[:80]} is not one of {', '.join(TOKEN_PATTERNS)}")
     if analyzer != "word" and (token_pattern not in (None, DEFAULT_TOKEN_PATTERN) or stop_words is not None):
         raise fail(f"analyzer {analyzer!r} uses no token_pattern or stop_words: they must be the default and null")
-    if not (stop_words in (None, "english") or (isinstance(stop_words, list) and _short_strings(stop_words))):
+    if not (stop_words in (None, "english") or (isinstance(stop_words, list) and _short_strings(stop_words, MAX_TERM_CHARS))):
         raise fail(f'stop_words must be null, "english" or a list of non-empty strings of at most {MAX_TERM_CHARS} characters')
     if isinstance(stop_words, list) and len(stop_words) > MAX_STOP_WORDS:
         raise fail(f"{len(stop_words):,} stop words, more than the {MAX_STOP_WORDS:,} a model may have")
     if not isinstance(vocabulary, list) or not vocabulary:
         raise fail("vocabulary must be a non-empty list of non-empty strings")
-    if len(vocabulary) > MAX_VOCABULARY_TERMS:
-        raise fail(f"{len(vocabulary):,} vocabulary terms, more than the {MAX_VOCABULARY_TERMS:,} a model may have")
-    if not _short_strings(vocabulary):
-        raise fail(f"vocabulary terms must be non-empty strings of at most {MAX_TERM_CHARS} characters")
+    most = MAX_VOCABULARY_TERMS if analyzer == "word" else MAX_CHARACTER_TERMS
+    if len(vocabulary) > most:
+        raise fail(f"{len(vocabulary):,} vocabulary terms, more than the {most:,} a {analyzer} block may have")
+    # A character n-gram is never longer than the block's longest n-grams: a longer term could never be found.
+    longest = MAX_TERM_CHARS if analyzer == "word" else low_high[1]
+    if not _short_strings(vocabulary, longest):
+        raise fail(f"vocabulary terms must be non-empty strings of at most {longest} characters")
     if len(set(vocabulary)) != len(vocabulary):
         raise fail("vocabulary terms must be distinct")
     return params, vocabulary
 
 
-def _short_strings(items: list[Any]) -> bool:
-    """Whether every item is a non-empty string of at most MAX_TERM_CHARS characters."""
-    return all(isinstance(item, str) and 0 < len(item) <= MAX_TERM_CHARS for item in items)
+def _short_strings(items: list[Any], longest: int) -> bool:
+    """Whether every item is a non-empty string of at most ``longest`` characters."""
+    return all(isinstance(item, str) and 0 < len(item) <= longest for item in items)
 
 
 def _classifier_arrays(
-    directory: Path, payloads: Mapping[str, bytes], n_labels: int, n_terms: int
+    directory: Path, payloads: Mapping[str, bytes], family: str, n_labels: int, n_features: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Read naive Bayes' log-probabilities and prior; their shapes must match the labels and the vocabulary."""
-    feature_path, prior_path = directory / FEATURE_LOG_PROB_FILE, directory / CLASS_LOG_PRIOR_FILE
-    feature_log_prob = _array(feature_path, payloads[FEATURE_LOG_PROB_FILE], (n_labels, n_terms))
-    class_log_prior = _array(prior_path, payloads[CLASS_LOG_PRIOR_FILE], (n_labels,))
-    return _log_probabilities(feature_path, feature_log_prob), _log_probabilities(prior_path, class_log_prior)
+    """Read the weights and intercept, shaped for the labels and features; naive Bayes' must be log-probabilities."""
+    weights_path, intercept_path = directory / WEIGHTS_FILE, directory / INTERCEPT_FILE
+    weights = _array(weights_path, payloads[WEIGHTS_FILE], (n_labels, n_features))
+    intercept = _array(intercept_path, payloads[INTERCEPT_FILE], (n_labels,))
+    if family == NAIVE_BAYES:
+        return _log_probabilities(weights_path, weights), _log_probabilities(intercept_path, intercept)
+    return (
+        _ranged(weights_path, weights, LINEAR_WEIGHT_RANGE, "weight"),
+        _ranged(intercept_path, intercept, LINEAR_WEIGHT_RANGE, "intercept"),
+    )
 
 
 def _inverse_temperature_from(path: Path, payload: bytes) -> float:

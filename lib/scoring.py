@@ -1,12 +1,19 @@
-"""Scoring raw texts with a fitted model's arrays: one text on Python floats, a batch in one sparse product.
+"""Scoring raw texts with a fitted model's arrays: one text on Python floats or small arrays, a batch in one sparse product.
 
-TF-IDF then multinomial naive Bayes, the same arithmetic as scikit-learn's ``transform`` and ``predict_proba``
-(to ~1e-12) without their per-call checks. ``tf_idf`` is also what training weighs its features with, so the
-numbers it feeds the fit are the same bits on every CPU (``lib.reproducible``).
+TF-IDF over each feature block (word or character n-grams, each block normalized on its own), then one linear
+layer, ``features @ weights.T + intercept``, and its softmax: the same arithmetic as scikit-learn's ``transform``
+and ``predict_proba`` (to ~1e-12) without their per-call checks, for naive Bayes (weights: log-probabilities) and
+logistic regression alike. ``tf_idf`` is also what training weighs its features with, so the numbers it feeds a
+naive Bayes fit are the same bits on every CPU (``lib.reproducible``).
+
+scikit-learn's ``char_wb`` analyzer is pure Python and takes most of a text's time; a character block here makes
+the very same n-grams (``char_wb_ngrams``) and remembers, for the words it met last, which columns they hit.
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -14,9 +21,21 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.preprocessing import normalize
 
 from lib import reproducible
 from lib.calibration import softmax, temperature_scale, temperature_scale_one
+
+#: Words whose known n-gram columns a character block remembers (least recently used go first); words repeat, so
+#: most of a text's words are found here. An entry is an array of 8 bytes a column, at most CACHED_WORD_CHARS + 2
+#: columns per n-gram size (2-5-grams: 94), so a full cache holds at most ~8 MB, and ~2 MB of everyday words.
+WORD_CACHE_SIZE = 8192
+#: Longer words are analyzed each time, so that no one word can make the cache large.
+CACHED_WORD_CHARS = 24
+#: Up to this many features, one text's scores cost less in plain Python floats than in NumPy calls (~1 us each);
+#: beyond it (character n-grams: hundreds a text) one gather and one product win.
+PYTHON_FEATURES = 48
+_NO_COLUMNS = np.zeros(0, dtype=np.intp)
 
 
 def tf_idf(counts: sparse.spmatrix, binary: bool, sublinear_tf: bool, idf: np.ndarray | None, norm: str | None) -> Any:
@@ -36,57 +55,123 @@ def tf_idf(counts: sparse.spmatrix, binary: bool, sublinear_tf: bool, idf: np.nd
     return features
 
 
-class Scorer:
-    """TF-IDF + multinomial NB over the fitted arrays: one text with small dense arrays, a batch in one sparse product."""
+def stacked(blocks: Sequence[Any]) -> Any:
+    """The feature blocks of the same texts side by side, as one CSR matrix (a single block as it is)."""
+    return blocks[0] if len(blocks) == 1 else sparse.hstack(blocks, format="csr")
 
-    def __init__(
-        self,
-        vectorizer: TfidfVectorizer,
-        feature_log_prob: np.ndarray,
-        class_log_prior: np.ndarray,
-        inverse_temperature: float | None = None,
-    ) -> None:
-        self.analyze = vectorizer.build_analyzer()
-        self.vocabulary = vectorizer.vocabulary_
+
+def char_wb_ngrams(word: str, low: int, high: int) -> list[str]:
+    """The ``char_wb`` n-grams of one word, exactly as scikit-learn's ``_char_wb_ngrams`` makes them.
+
+    The word is padded with a space on each side, then cut into n-grams of each size from ``low`` to ``high``; a
+    padded word no longer than n is one n-gram, itself, and no larger sizes follow.
+    """
+    padded = f" {word} "
+    length = len(padded)
+    grams: list[str] = []
+    for n in range(low, high + 1):
+        if length <= n:
+            grams.append(padded)
+            break
+        grams.extend([padded[start : start + n] for start in range(length - n + 1)])
+    return grams
+
+
+class Block:
+    """One fitted TF-IDF block arranged for scoring: its analysis of a text, its columns in the model, its weighing."""
+
+    def __init__(self, vectorizer: TfidfVectorizer, offset: int) -> None:
+        self.analyzer = vectorizer.analyzer
+        self.vectorizer = vectorizer
+        self.offset = offset
+        self.size = len(vectorizer.vocabulary_)
+        self.vocabulary = {term: offset + column for term, column in vectorizer.vocabulary_.items()}  # the model's columns
         self.idf = vectorizer.idf_ if vectorizer.use_idf else None
         self.sublinear_tf = vectorizer.sublinear_tf
         self.norm = vectorizer.norm
         self.binary = vectorizer.binary
-        # Row per feature, so one text's features gather a small contiguous block.
-        self.log_prob = np.ascontiguousarray(feature_log_prob.T)
-        self.log_prior = np.array(class_log_prior, dtype=np.float64)
-        self.inverse_temperature = inverse_temperature
-        # The same numbers as Python floats, for one text: a dozen terms times a few classes cost less in plain
-        # arithmetic than in a dozen NumPy calls of ~2 us each (measured: 78 -> 50 us a text).
-        self.rows = self.log_prob.tolist()
-        self.idf_values = self.idf.tolist() if self.idf is not None else None
-        self.prior_values = self.log_prior.tolist()
+        self.analyze = vectorizer.build_analyzer()
+        self.preprocess = vectorizer.build_preprocessor()
+        self.ngram_range = (int(vectorizer.ngram_range[0]), int(vectorizer.ngram_range[1]))
+        self.idf_values = self.idf.tolist() if self.idf is not None else None  # Python floats, for one text
+        # Indexed by the model's column, for arrays of columns (the first ``offset`` entries are never read).
+        self.idf_by_column = np.concatenate([np.ones(offset), self.idf]) if self.idf is not None else None
+        self.by_word = self.analyzer == "char_wb"
+        # Per block, so a reload starts afresh and the memory goes with the model.
+        self.cached_word_columns = functools.lru_cache(maxsize=WORD_CACHE_SIZE)(self.word_columns)
 
     def counts(self, text: str) -> tuple[dict[int, int], int]:
-        """Count the text's terms the model knows, by column; also return how many terms the text has."""
-        counts: dict[int, int] = {}
+        """Count the text's terms the block knows, by the model's column; also return how many terms the text has."""
+        if self.by_word:
+            return self.counts_by_word(text)
+        counted: dict[int, int] = {}
         vocabulary = self.vocabulary
-        terms = self.analyze(text)
-        for token in terms:
+        analyzed = self.analyze(text)
+        for token in analyzed:
             index = vocabulary.get(token)
             if index is not None:
-                counts[index] = counts.get(index, 0) + 1
-        return counts, len(terms)
+                counted[index] = counted.get(index, 0) + 1
+        return counted, len(analyzed)
 
-    def score(self, text: str) -> tuple[np.ndarray, int, int]:
-        """Return the class probabilities, how many of the text's terms the model knows, and how many terms it has."""
-        counts, terms = self.counts(text)
-        joint = list(self.prior_values)
-        if counts:
-            weights = self.weights_one(counts)
-            rows = self.rows
-            for index, weight in weights.items():
-                for label, log_prob in enumerate(rows[index]):
-                    joint[label] += weight * log_prob
-        return self._probabilities_one(joint), sum(counts.values()), terms
+    def counts_by_word(self, text: str) -> tuple[dict[int, int], int]:
+        """``counts`` for a ``char_wb`` block, from ``counted``."""
+        columns, counts, terms = self.counted(text)
+        return dict(zip(columns.tolist(), counts.tolist(), strict=True)), terms
+
+    def counted(self, text: str) -> tuple[np.ndarray, np.ndarray, int]:
+        """``counts`` as arrays: the known terms' columns and counts, and how many terms the text has.
+
+        A ``char_wb`` block looks up each whitespace-separated word's n-grams once and remembers them as an array.
+        """
+        if not self.by_word:
+            counted, terms = self.counts(text)
+            columns = np.fromiter(counted.keys(), dtype=np.intp, count=len(counted))
+            return columns, np.fromiter(counted.values(), dtype=np.intp, count=len(counted)), terms
+        cached, columns_of = self.cached_word_columns, self.word_columns
+        found = [cached(word) if len(word) <= CACHED_WORD_CHARS else columns_of(word) for word in self.preprocess(text).split()]
+        terms = sum(grams for _, grams in found)
+        if not found:
+            return _NO_COLUMNS, _NO_COLUMNS, terms
+        columns = np.concatenate([columns for columns, _ in found])
+        if columns.size < 2:
+            return columns, np.ones(columns.size, dtype=np.intp), terms
+        # np.unique(return_counts=True), without its checks: they cost more than the counting.
+        columns.sort()
+        first = np.empty(columns.size, dtype=bool)
+        first[0] = True
+        np.not_equal(columns[1:], columns[:-1], out=first[1:])
+        starts = np.flatnonzero(first)
+        counts = np.empty(starts.size, dtype=np.intp)
+        np.subtract(starts[1:], starts[:-1], out=counts[:-1])
+        counts[-1] = columns.size - starts[-1]
+        return columns[starts], counts, terms
+
+    def word_columns(self, word: str) -> tuple[np.ndarray, int]:
+        """The model's columns of a word's known n-grams (one per occurrence), and how many n-grams it has."""
+        grams = char_wb_ngrams(word, *self.ngram_range)
+        vocabulary = self.vocabulary
+        return np.array([vocabulary[gram] for gram in grams if gram in vocabulary], dtype=np.intp), len(grams)
+
+    def weights_of(self, columns: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        """``weights_one`` on arrays, for hundreds of terms: the weights of these columns seen this often in one text."""
+        if self.binary:
+            weights = np.ones(counts.size)
+        elif self.sublinear_tf:
+            weights = np.log(counts) + 1.0
+        else:
+            weights = counts.astype(np.float64)
+        if self.idf_by_column is not None:
+            weights *= self.idf_by_column.take(columns)
+        if self.norm == "l2":
+            length = math.sqrt(float(weights @ weights))
+        elif self.norm == "l1":
+            length = float(np.abs(weights).sum())
+        else:
+            return weights
+        return weights / length if length > 0 else weights
 
     def weights_one(self, counts: dict[int, int]) -> dict[int, float]:
-        """One text's TF-IDF weights by column, normalized: ``_tf_idf`` and the vectorizer's norm on Python floats."""
+        """One text's TF-IDF weights by column, normalized: ``tf_idf`` and the vectorizer's norm on Python floats."""
         if self.binary:
             weights = dict.fromkeys(counts, 1.0)
         elif self.sublinear_tf:
@@ -94,8 +179,11 @@ class Scorer:
         else:
             weights = {index: float(count) for index, count in counts.items()}
         if self.idf_values is not None:
-            idf = self.idf_values
-            weights = {index: weight * idf[index] for index, weight in weights.items()}
+            idf, offset = self.idf_values, self.offset
+            if offset:
+                weights = {index: weight * idf[index - offset] for index, weight in weights.items()}
+            else:
+                weights = {index: weight * idf[index] for index, weight in weights.items()}
         if self.norm == "l2":
             length = math.sqrt(sum(weight * weight for weight in weights.values()))
         elif self.norm == "l1":
@@ -104,8 +192,129 @@ class Scorer:
             return weights
         return {index: weight / length for index, weight in weights.items()} if length > 0 else weights
 
+    def counts_many(self, texts: Sequence[str]) -> tuple[sparse.csr_matrix, np.ndarray]:
+        """The texts' counts of the block's known terms, a row per text in its own columns (from 0), and per text its
+        known terms and terms."""
+        coverage = np.zeros((len(texts), 2), dtype=np.int64)
+        indptr = [0]
+        if self.by_word:
+            column_parts, count_parts = [], []
+            for row, text in enumerate(texts):
+                columns, counts, terms = self.counted(text)
+                column_parts.append(columns)
+                count_parts.append(counts)
+                indptr.append(indptr[-1] + columns.size)
+                coverage[row] = int(counts.sum()), terms
+            indices, values = np.concatenate([*column_parts, _NO_COLUMNS]), np.concatenate([*count_parts, _NO_COLUMNS])
+        else:
+            listed, seen = list[int](), list[int]()
+            for row, text in enumerate(texts):
+                counted, terms = self.counts(text)
+                listed.extend(counted.keys())
+                seen.extend(counted.values())
+                indptr.append(len(listed))
+                coverage[row] = sum(counted.values()), terms
+            indices, values = np.asarray(listed, dtype=np.intp), np.asarray(seen)
+        shape = (len(texts), self.size)
+        return sparse.csr_matrix((values.astype(np.float64), indices - self.offset, np.asarray(indptr)), shape=shape), coverage
+
+    def features(self, counts: sparse.csr_matrix) -> Any:
+        """Weigh a batch's float64 counts in this block's columns (numbered from 0), in place, as ``tf_idf`` does.
+
+        In NumPy's and scikit-learn's own kernels: serving needs the same numbers to ~1e-15, not the same bits on
+        every CPU, and exact sums over every row would cost a batch of char n-grams more than all the rest.
+        """
+        if self.binary:
+            counts.data[:] = 1.0
+        elif self.sublinear_tf:
+            np.log(counts.data, out=counts.data)
+            counts.data += 1.0
+        if self.idf is not None:
+            counts.data *= self.idf.take(counts.indices)
+        if self.norm is not None:
+            normalize(counts, norm=self.norm, copy=False)
+        return counts
+
+
+class Scorer:
+    """TF-IDF blocks then one linear layer and its softmax: one text on Python floats, a batch in one sparse product.
+
+    Parameters
+    ----------
+    vectorizers : sequence of fitted TfidfVectorizer
+        The feature blocks, in column order.
+    weights : ndarray of shape (labels, features)
+        Naive Bayes' log P(term | class), or a linear model's coefficients.
+    intercept : ndarray of shape (labels,)
+        Naive Bayes' log P(class), or a linear model's intercepts.
+    inverse_temperature : float, optional
+        Temperature scaling's beta, applied on every path; None: the softmax's own probabilities.
+    """
+
+    def __init__(
+        self,
+        vectorizers: Sequence[TfidfVectorizer],
+        weights: np.ndarray,
+        intercept: np.ndarray,
+        inverse_temperature: float | None = None,
+    ) -> None:
+        offsets = itertools.accumulate((len(vectorizer.vocabulary_) for vectorizer in vectorizers), initial=0)
+        self.blocks = [Block(vectorizer, offset) for vectorizer, offset in zip(vectorizers, offsets, strict=False)]
+        # Row per feature, so one text's features gather a small contiguous block.
+        self.log_prob = np.ascontiguousarray(weights.T, dtype=np.float64)
+        self.log_prior = np.array(intercept, dtype=np.float64)
+        self.inverse_temperature = inverse_temperature
+        # The same numbers as Python floats, for one text: a dozen terms times a few classes cost less in plain
+        # arithmetic than in a dozen NumPy calls of ~2 us each (measured: 78 -> 50 us a text).
+        # A character block makes hundreds of features a text, and the rows of several blocks as Python floats would
+        # be scattered through memory: then every block's features go through NumPy arrays.
+        self.in_arrays = len(self.blocks) > 1 or any(block.by_word for block in self.blocks)
+        self.rows = [] if self.in_arrays else self.log_prob.tolist()
+        self.prior_values = self.log_prior.tolist()
+
+    def score(self, text: str) -> tuple[np.ndarray, int, int]:
+        """Return the class probabilities, how many of the text's terms the model knows, and how many terms it has.
+
+        The terms are those of the first block (the build puts word n-grams first): what a person calls the text's
+        words and word pairs, not its hundreds of character n-grams.
+        """
+        if not self.in_arrays:  # a few dozen terms: Python floats
+            [block] = self.blocks
+            counted, terms = block.counts(text)
+            return self._probabilities_one(self.joint_one(block.weights_one(counted))), sum(counted.values()), terms
+        parts = []
+        coverage: tuple[int, int] | None = None
+        for block in self.blocks:
+            columns, counts, terms = block.counted(text)
+            if coverage is None:
+                coverage = (int(counts.sum()), terms)
+            if columns.size:
+                parts.append((columns, block.weights_of(columns, counts)))
+        assert coverage is not None  # a model has at least one block
+        return self._probabilities_one(self.joint_of(parts)), *coverage
+
+    def joint_one(self, weights: dict[int, float]) -> list[float]:
+        """One text's scores (naive Bayes: joint log-likelihoods) per label: the intercept plus its weighted features."""
+        if len(weights) > PYTHON_FEATURES:
+            columns = np.fromiter(weights.keys(), dtype=np.intp, count=len(weights))
+            return self.joint_of([(columns, np.fromiter(weights.values(), dtype=np.float64, count=len(weights)))])
+        joint = list(self.prior_values)
+        rows = self.rows
+        for index, weight in weights.items():
+            for label, log_prob in enumerate(rows[index]):
+                joint[label] += weight * log_prob
+        return joint
+
+    def joint_of(self, parts: Sequence[tuple[np.ndarray, np.ndarray]]) -> list[float]:
+        """``joint_one`` for features given as arrays of columns and weights: one gather and one product."""
+        if not parts:
+            return list(self.prior_values)
+        columns = np.concatenate([columns for columns, _ in parts]) if len(parts) > 1 else parts[0][0]
+        values = np.concatenate([values for _, values in parts]) if len(parts) > 1 else parts[0][1]
+        return (self.log_prior + values @ self.log_prob.take(columns, axis=0)).tolist()
+
     def _probabilities_one(self, joint: list[float]) -> np.ndarray:
-        """``_probabilities`` for one text's joint log-likelihoods, on Python floats."""
+        """``_probabilities`` for one text's scores, on Python floats."""
         top = max(joint)
         shifted = [math.exp(value - top) for value in joint]
         total = sum(shifted)
@@ -115,24 +324,16 @@ class Scorer:
         return temperature_scale_one(probabilities, self.inverse_temperature)
 
     def score_many(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Score texts in one sparse product; return probabilities and (known terms, terms) per text."""
-        indptr, indices, values = [0], list[int](), list[int]()
-        coverage = np.zeros((len(texts), 2), dtype=np.int64)
-        for row, text in enumerate(texts):
-            counts, terms = self.counts(text)
-            indices.extend(counts.keys())
-            values.extend(counts.values())
-            indptr.append(len(indices))
-            coverage[row] = sum(counts.values()), terms
-        features = sparse.csr_matrix(
-            (np.asarray(values, dtype=np.float64), np.asarray(indices, dtype=np.intp), np.asarray(indptr, dtype=np.intp)),
-            shape=(len(texts), self.log_prob.shape[0]),
-        )
-        features = tf_idf(features, self.binary, self.sublinear_tf, self.idf, self.norm)
-        return self._probabilities(features @ self.log_prob + self.log_prior), coverage
+        """Score texts in one sparse product; return probabilities and (known terms, terms) per text (first block)."""
+        matrices, coverages = [], []
+        for block in self.blocks:
+            counts, coverage = block.counts_many(texts)
+            matrices.append(block.features(counts))
+            coverages.append(coverage)
+        return self._probabilities(stacked(matrices) @ self.log_prob + self.log_prior), coverages[0]
 
     def _probabilities(self, joint: np.ndarray) -> np.ndarray:
-        """Turn joint log-likelihoods into the model's (calibrated, if it is) class probabilities."""
+        """Turn scores into the model's (calibrated, if it is) class probabilities."""
         probabilities = softmax(joint)
         if self.inverse_temperature is None:
             return probabilities

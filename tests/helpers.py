@@ -114,7 +114,7 @@ def rewrite_manifest(folder: Path, **changes: object) -> None:
     manifest = json.loads((folder / "manifest.json").read_text())
     manifest.update(changes)
     if isinstance(manifest.get("files"), dict) and isinstance(manifest.get("labels"), list):
-        manifest["version"] = content_version(manifest["name"], manifest["labels"], manifest["files"])
+        manifest["version"] = content_version(manifest["name"], manifest["labels"], manifest["files"], manifest.get("family"))
     (folder / "manifest.json").write_text(json.dumps(manifest))
 
 
@@ -125,7 +125,7 @@ def plant(folder: Path, filename: str, payload: bytes) -> None:
     rewrite_manifest(folder, files={**manifest["files"], filename: hashlib.sha256(payload).hexdigest()})
 
 
-def declare_huge_array(folder: Path, filename: str = "feature_log_prob.npy") -> None:
+def declare_huge_array(folder: Path, filename: str = "weights.npy") -> None:
     """Plant a valid .npy header declaring 10**17 float64 (694 PiB): reading it raises MemoryError on any machine.
 
     10**12 (7 TiB) fails only where the kernel refuses to overcommit memory; 694 PiB is beyond any address space.

@@ -9,6 +9,7 @@ import re
 import string
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,7 +17,10 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 
 from lib import artifacts
 from lib.artifacts import (
+    LINEAR_WEIGHT_RANGE,
     MAX_ARRAY_BYTES,
+    MAX_BLOCKS,
+    MAX_CHARACTER_TERMS,
     MAX_LABEL_CHARS,
     MAX_LABELS,
     MAX_MANIFEST_BYTES,
@@ -41,7 +45,7 @@ def folder_with(folder: Path, terms: list[str] | None = None, labels: int = 2, n
     vectorizer.idf_ = np.ones(len(terms))
     log_prob = np.full((labels, len(terms)), -np.log(len(terms)))
     names = tuple(f"label {index}" for index in range(labels))
-    fitted = artifacts.Artifacts(names, vectorizer, log_prob, np.full(labels, -np.log(labels)))
+    fitted = artifacts.Artifacts(names, (vectorizer,), log_prob, np.full(labels, -np.log(labels)))
     artifacts.save(folder, name, fitted, {})
     return folder
 
@@ -58,7 +62,7 @@ def refused(folder: Path, filename: str, match: str) -> str:
 def edit_vectorizer(folder: Path, **changes: object) -> None:
     """Change vectorizer.json's settings, the manifest updated to match, as an attacker would."""
     saved = json.loads((folder / artifacts.VECTORIZER_FILE).read_text())
-    saved["params"].update(changes)
+    saved["blocks"][0]["params"].update(changes)
     plant(folder, artifacts.VECTORIZER_FILE, json.dumps(saved).encode())
 
 
@@ -89,7 +93,7 @@ def test_vectorizer_at_its_byte_cap_loads_and_one_byte_more_is_refused(tmp_path:
     refused(folder, artifacts.VECTORIZER_FILE, f"{MAX_VECTORIZER_BYTES + 1:,} bytes, more than the {MAX_VECTORIZER_BYTES:,}")
 
 
-@pytest.mark.parametrize("filename", [artifacts.IDF_FILE, artifacts.FEATURE_LOG_PROB_FILE, artifacts.CLASS_LOG_PRIOR_FILE])
+@pytest.mark.parametrize("filename", [artifacts.IDF_FILE, artifacts.WEIGHTS_FILE, artifacts.INTERCEPT_FILE])
 def test_arrays_past_their_byte_cap_are_refused_before_they_are_read(tmp_path: Path, filename: str) -> None:
     folder = folder_with(tmp_path / "m")
     plant(folder, filename, b"\x93NUMPY" + b"\0" * (MAX_ARRAY_BYTES + 1 - 6))
@@ -249,16 +253,16 @@ def test_log_probabilities_out_of_range_are_refused(tmp_path: Path, value: float
     folder = folder_with(tmp_path / "m")
     log_prob = np.full((2, 10), -np.log(10))
     log_prob[1, 4] = value
-    plant(folder, artifacts.FEATURE_LOG_PROB_FILE, npy(log_prob))
-    refused(folder, artifacts.FEATURE_LOG_PROB_FILE, rf"holds log-probability {re.escape(repr(value))}, outside \[-744\.4, 0\]")
+    plant(folder, artifacts.WEIGHTS_FILE, npy(log_prob))
+    refused(folder, artifacts.WEIGHTS_FILE, rf"holds log-probability {re.escape(repr(value))}, outside \[-744\.4, 0\]")
 
 
 def test_log_probabilities_that_do_not_sum_to_one_are_refused(tmp_path: Path) -> None:
     folder = folder_with(tmp_path / "m")
     log_prob = np.full((2, 10), -np.log(10))
     log_prob[1] = np.log(0.2)  # ten terms of 0.2: twice a probability
-    plant(folder, artifacts.FEATURE_LOG_PROB_FILE, npy(log_prob))
-    refused(folder, artifacts.FEATURE_LOG_PROB_FILE, "row 1's probabilities sum to 2, not 1")
+    plant(folder, artifacts.WEIGHTS_FILE, npy(log_prob))
+    refused(folder, artifacts.WEIGHTS_FILE, "row 1's probabilities sum to 2, not 1")
 
 
 @pytest.mark.parametrize(
@@ -267,8 +271,8 @@ def test_log_probabilities_that_do_not_sum_to_one_are_refused(tmp_path: Path) ->
 )
 def test_class_priors_out_of_range_or_not_summing_to_one_are_refused(tmp_path: Path, prior: list[float], match: str) -> None:
     folder = folder_with(tmp_path / "m")
-    plant(folder, artifacts.CLASS_LOG_PRIOR_FILE, npy(np.array(prior)))
-    refused(folder, artifacts.CLASS_LOG_PRIOR_FILE, match)
+    plant(folder, artifacts.INTERCEPT_FILE, npy(np.array(prior)))
+    refused(folder, artifacts.INTERCEPT_FILE, match)
 
 
 def test_smallest_log_probabilities_a_fit_can_make_load_and_explain_finitely(tmp_path: Path) -> None:
@@ -276,10 +280,107 @@ def test_smallest_log_probabilities_a_fit_can_make_load_and_explain_finitely(tmp
     folder = folder_with(tmp_path / "m")
     log_prob = np.full((2, 10), -744.0)
     log_prob[:, 0] = 0.0
-    plant(folder, artifacts.FEATURE_LOG_PROB_FILE, npy(log_prob))
+    plant(folder, artifacts.WEIGHTS_FILE, npy(log_prob))
     model = NLPModel.load(folder)
     text = " ".join(WORDS[:10] * 50)
     assert np.isfinite(model.score_one(text)[0]).all()
     explanation = model.explain(text, top=10)
     assert np.isfinite([term["contribution"] for term in explanation["terms"]]).all()
     assert np.isfinite([explanation["log_odds"], explanation["terms_omitted"]["contribution"]]).all()
+
+
+# --- feature blocks and the linear family ---------------------------------------------------------------------------
+
+CHARACTER_TERMS = ["".join(letters) for letters in itertools.product(string.ascii_lowercase + " ", repeat=4)]  # 531,441
+
+
+def blocks_folder(
+    folder: Path, blocks: list[tuple[dict[str, Any], list[str]]], family: str = "linear", weight: float = 0.5
+) -> Path:
+    """Save a model of these blocks (settings, terms), two labels, all weights ``weight`` (naive Bayes: uniform)."""
+    vectorizers = []
+    for params, terms in blocks:
+        vectorizer = TfidfVectorizer(**params)
+        vectorizer.vocabulary_ = {term: index for index, term in enumerate(terms)}
+        vectorizer.idf_ = np.ones(len(terms))
+        vectorizers.append(vectorizer)
+    features = sum(len(terms) for _, terms in blocks)
+    if family == artifacts.NAIVE_BAYES:
+        weights, intercept = np.full((2, features), -np.log(features)), np.full(2, -np.log(2))
+    else:
+        weights, intercept = np.full((2, features), weight), np.array([0.0, weight])
+    fitted = artifacts.Artifacts(("a", "b"), tuple(vectorizers), weights, intercept, family)
+    artifacts.save(folder, "m", fitted, {})
+    return folder
+
+
+WORD_BLOCK = ({"ngram_range": (1, 2)}, WORDS[:10])
+CHAR_BLOCK = ({"analyzer": "char_wb", "ngram_range": (2, 5)}, CHARACTER_TERMS[:20])
+
+
+def test_most_blocks_load_and_one_more_is_refused(tmp_path: Path) -> None:
+    model = NLPModel.load(blocks_folder(tmp_path / "at", [WORD_BLOCK, CHAR_BLOCK] * (MAX_BLOCKS // 2)))
+    assert len(model.vectorizers) == MAX_BLOCKS and model.score_one("aaa aab")[0].shape == (2,)
+    folder = blocks_folder(tmp_path / "over", [WORD_BLOCK] * (MAX_BLOCKS + 1))
+    refused(folder, artifacts.VECTORIZER_FILE, f"{MAX_BLOCKS + 1} feature blocks, expected 1 to {MAX_BLOCKS}")
+
+
+def test_most_character_terms_load_and_one_more_is_refused(tmp_path: Path) -> None:
+    params = {"analyzer": "char_wb", "ngram_range": (2, 5)}
+    model = NLPModel.load(blocks_folder(tmp_path / "at", [(params, CHARACTER_TERMS[:MAX_CHARACTER_TERMS])]))
+    assert model.vectorizers[0].idf_.shape == (MAX_CHARACTER_TERMS,)
+    folder = blocks_folder(tmp_path / "over", [(params, CHARACTER_TERMS[: MAX_CHARACTER_TERMS + 1])])
+    refused(folder, artifacts.VECTORIZER_FILE, f"block 0: {MAX_CHARACTER_TERMS + 1:,} vocabulary terms, more than the")
+
+
+def test_most_features_in_all_blocks_load_and_one_more_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cap on all blocks together (the real one takes 500,000 terms to reach; the rule is the same)."""
+    monkeypatch.setattr(artifacts, "MAX_FEATURES", 30)
+    NLPModel.load(blocks_folder(tmp_path / "at", [WORD_BLOCK, CHAR_BLOCK]))
+    folder = blocks_folder(tmp_path / "over", [WORD_BLOCK, CHAR_BLOCK, ({}, ["one"])])
+    refused(folder, artifacts.VECTORIZER_FILE, "31 features in all blocks, more than the 30 a model may have")
+
+
+@pytest.mark.parametrize("analyzer", ["char", "char_wb"])
+def test_character_terms_longer_than_the_blocks_ngrams_are_refused(tmp_path: Path, analyzer: str) -> None:
+    params = {"analyzer": analyzer, "ngram_range": (2, 4)}
+    NLPModel.load(blocks_folder(tmp_path / "at", [(params, ["abcd", " ab "])]))
+    folder = blocks_folder(tmp_path / "over", [(params, ["abcd", "abcde"])])
+    refused(folder, artifacts.VECTORIZER_FILE, "block 0: vocabulary terms must be non-empty strings of at most 4 characters")
+
+
+def test_one_idf_per_feature_of_every_block(tmp_path: Path) -> None:
+    folder = blocks_folder(tmp_path / "m", [WORD_BLOCK, CHAR_BLOCK])
+    plant(folder, artifacts.IDF_FILE, npy(np.ones(10)))
+    refused(folder, artifacts.IDF_FILE, r"holds float64 \(10,\), expected float64 \(30,\)")
+
+
+def test_the_naive_bayes_only_vectorizer_file_is_refused(tmp_path: Path) -> None:
+    folder = blocks_folder(tmp_path / "m", [WORD_BLOCK])
+    saved = json.loads((folder / artifacts.VECTORIZER_FILE).read_text())
+    plant(folder, artifacts.VECTORIZER_FILE, json.dumps(saved["blocks"][0]).encode())
+    refused(folder, artifacts.VECTORIZER_FILE, 'expected an object with "blocks"')
+
+
+@pytest.mark.parametrize("filename", [artifacts.WEIGHTS_FILE, artifacts.INTERCEPT_FILE])
+def test_linear_weights_at_their_bound_load_and_past_it_are_refused(tmp_path: Path, filename: str) -> None:
+    low, high = LINEAR_WEIGHT_RANGE
+    for value in (low, high):
+        NLPModel.load(blocks_folder(tmp_path / f"at{value}", [WORD_BLOCK], weight=value))
+    folder = blocks_folder(tmp_path / "over", [WORD_BLOCK])
+    array = np.lib.format.read_array(io.BytesIO((folder / filename).read_bytes()))
+    array.flat[1] = np.nextafter(high, np.inf)
+    plant(folder, filename, npy(array))
+    what = "weight" if filename == artifacts.WEIGHTS_FILE else "intercept"
+    refused(folder, filename, rf"holds {what} 10000\.000000000002, outside \[-1e\+04, 1e\+04\]")
+    array.flat[1] = np.nan
+    plant(folder, filename, npy(array))
+    refused(folder, filename, "holds values that are not finite")
+
+
+def test_linear_weights_need_not_be_log_probabilities_but_naive_bayes_weights_must(tmp_path: Path) -> None:
+    """The family picks the checks: positive weights are a linear model's, never naive Bayes' log-probabilities."""
+    folder = blocks_folder(tmp_path / "m", [WORD_BLOCK], weight=2.0)
+    assert NLPModel.load(folder).family == "linear"
+    rewrite_manifest(folder, family="naive_bayes")
+    refused(folder, artifacts.WEIGHTS_FILE, r"holds log-probability 2\.0, outside \[-744\.4, 0\]")

@@ -57,7 +57,7 @@ TRAIN_LABELS = [1, 1, 1, 0, 0, 0, 1, 0]
 def generated_phrases(model: NLPModel, count: int, seed: int) -> list[str]:
     """Phrases of the model's own words mixed with unknown words, one-letter words, punctuation and odd casing."""
     rng = np.random.default_rng(seed)
-    words = sorted({word for term in model.vectorizer.vocabulary_ for word in term.split()})
+    words = sorted({word for term in model.vectorizers[0].vocabulary_ for word in term.split()})
     extras = ["a", "I", "zzqx", "İstanbul", "STRASSE", "Straße", "ﬁlm", "café", "ΟΔΟΣ", ",", "!", "--", "😀", "n't", "'s"]
     phrases = []
     for _ in range(count):
@@ -204,10 +204,28 @@ def test_a_given_label_is_explained_against_the_most_likely_other(committed: dic
     assert abs(explained_sum(explanation) - (joint[weakest] - joint.max())) < TOLERANCE
 
 
-def test_character_analyzers_explain_exactly_without_spans() -> None:
-    model = fitted(TRAIN, TRAIN_LABELS, analyzer="char_wb", ngram_range=(2, 3))
+def test_character_ngrams_across_words_explain_exactly_without_spans() -> None:
+    model = fitted(TRAIN, TRAIN_LABELS, analyzer="char", ngram_range=(2, 3))
     assert_exact(model, ["wonderful film", "awful", "zz"])
     assert all(term["spans"] == [] for term in model.explain("wonderful film")["terms"])
+
+
+@pytest.mark.parametrize("params", [{}, {"strip_accents": "unicode"}], ids=["plain", "unicode-accents"])
+def test_char_wb_ngrams_are_summed_onto_their_words_exactly(params: dict[str, Any]) -> None:
+    """Each char_wb n-gram lies in one whitespace-separated word: a person sees one number per word, where it is."""
+    model = fitted(TRAIN, TRAIN_LABELS, analyzer="char_wb", ngram_range=(2, 4), **params)
+    assert_exact(model, [*TRAIN, *generated_phrases(model, 300, seed=2), "", "zz", "İstanbul İstanbul, is wonderful"])
+    assert_terms_and_spans(model, [phrase for phrase in TRAIN if phrase])
+    text = "A wonderful,  WONDERFUL film\tzzqx cafe\u0301"
+    explanation = model.explain(text, top=MAX_EXPLAIN_TERMS)
+    where = {term["term"]: [text[start:end] for start, end in term["spans"]] for term in explanation["terms"]}
+    assert where["wonderful,"] == ["wonderful,"]
+    assert where["wonderful"] == ["WONDERFUL"]
+    assert where["film"] == ["film"] and where["a"] == ["A"]
+    assert all(term["count"] == len(term["spans"]) for term in explanation["terms"])
+    if params:
+        assert where["cafe"] == ["cafe\u0301"]
+    assert [term["term"] for term in explanation["unknown_terms"]] == ["zzqx"]  # no n-gram of it is known
 
 
 def test_per_character_preprocessing_adds_up_to_the_whole_text() -> None:
@@ -369,3 +387,55 @@ def test_explanations_match_the_document(client: FlaskClient) -> None:
         assert_conforms(spec, url, method, response)
     parameters = {parameter["$ref"].rsplit("/", 1)[1] for parameter in spec["paths"]["/"]["get"]["parameters"]}
     assert {"Explain", "ExplainTerms"} <= parameters
+
+
+# --- the linear family: contributions of word and character blocks add up to the logits -------------------------------
+
+LINEAR_BLOCKS = (
+    {"ngram_range": (1, 2), "sublinear_tf": True},
+    {"analyzer": "char_wb", "ngram_range": (2, 5), "sublinear_tf": True, "strip_accents": "unicode"},
+)
+
+
+def linear_fitted(classifier: str, labels: int, **params: Any) -> NLPModel:
+    """A linear model over word and char_wb blocks on TRAIN (binary), or on TRAIN in five made-up classes."""
+    y = TRAIN_LABELS if labels == 2 else [0, 1, 2, 3, 4, 0, 1, 2]
+    names = ("Negative", "Positive") if labels == 2 else tuple("abcde")
+    model = NLPModel(names, classifier_params=params, family="linear", blocks=LINEAR_BLOCKS, classifier=classifier)
+    model.vectorizer_fit(TRAIN)
+    return model.train(model.vectorizer_transform(TRAIN), y)
+
+
+def scikit_learn_logits(model: NLPModel, phrases: list[str]) -> np.ndarray:
+    """Each phrase's score per class from the fitted estimator's decision_function on scikit-learn's own TF-IDF."""
+    margins = model.clf.estimator_.decision_function(model.vectorizer.transform(phrases))
+    return np.column_stack([np.zeros_like(margins), margins]) if margins.ndim == 1 else margins
+
+
+@pytest.mark.parametrize(
+    ("classifier", "labels", "params"),
+    [("logistic_regression", 2, {"C": 10.0}), ("logistic_regression", 5, {"C": 10.0}), ("linear_svc", 5, {}), ("sgd", 2, {})],
+)
+def test_linear_explanations_add_up_to_the_logits_exactly(classifier: str, labels: int, params: dict[str, Any]) -> None:
+    model = linear_fitted(classifier, labels, **params)
+    phrases = [*TRAIN, *generated_phrases(model, 300, seed=3), "", "zzz", "İstanbul İstanbul, cafe\u0301 \ufb01ne"]
+    for phrase, row in zip(phrases, scikit_learn_logits(model, phrases), strict=True):
+        explanation = model.explain(phrase, top=MAX_EXPLAIN_TERMS)
+        best, runner_up = explanation["predicted"], explanation["runner_up"]
+        assert row[best] == row.max() or row.max() - row[best] < TOLERANCE, phrase
+        assert abs(explanation["log_odds"] - (row[best] - row[runner_up])) < TOLERANCE, phrase
+        assert abs(explained_sum(explanation) - (row[best] - row[runner_up])) < TOLERANCE, phrase
+        assert explanation["prior_difference"] == model.clf.intercept_[best] - model.clf.intercept_[runner_up]
+
+
+def test_a_word_is_one_term_whether_its_weight_comes_from_words_or_characters() -> None:
+    model = linear_fitted("logistic_regression", 2, C=10.0)
+    text = "Not a BAD film, wonderful zzqx"
+    explanation = model.explain(text, top=MAX_EXPLAIN_TERMS)
+    terms = {term["term"]: term for term in explanation["terms"]}
+    assert len(terms) == len(explanation["terms"]), "one entry per term"
+    for word in ("bad", "wonderful", "a", "film,"):
+        assert [text[start:end] for start, end in terms[word]["spans"]] == [text[text.lower().index(word) :][: len(word)]]
+    assert [text[start:end] for start, end in terms["not bad"]["spans"]] == ["Not a BAD"]  # a word pair: the word block's
+    unknown = [term["term"] for term in explanation["unknown_terms"]]
+    assert len(unknown) == len(set(unknown)) and not set(unknown) & set(terms), "a word is known or unknown, once"

@@ -10,16 +10,22 @@ import shutil
 import stat
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.frozen import FrozenEstimator
+from sklearn.linear_model import LogisticRegression
+from sklearn.naive_bayes import MultinomialNB
 from sklearn.pipeline import make_pipeline
 
+from lib.calibration import softmax
 from model import ARTIFACT_FILES, TEMPERATURE_FILE, ModelLoadError, NLPModel
-from tests.helpers import gadgets, plant, rewrite_manifest
+from tests.helpers import COMMITTED_MODELS, TINY_SENTENCES, gadgets, plant, rewrite_manifest
 
 TEXTS = ["good fun film", "bad dull film", "great fun", "awful boring mess", "fun and good", "dull bad"]
 LABELS = [1, 0, 1, 0, 1, 0]
@@ -159,7 +165,7 @@ def test_version_follows_the_labels(saved: Path) -> None:
         (["Negative"], "labels must be a list of at least two non-empty strings"),
         ("Negative,Positive", "labels must be a list of at least two non-empty strings"),
         (["Same", "Same"], "labels must be distinct"),
-        (["a", "b", "c"], r"feature_log_prob\.npy: holds float64 \(2, \d+\), expected float64 \(3, \d+\)"),
+        (["a", "b", "c"], r"weights\.npy: holds float64 \(2, \d+\), expected float64 \(3, \d+\)"),
     ],
 )
 def test_bad_labels_are_refused(saved: Path, labels: object, match: str) -> None:
@@ -178,7 +184,29 @@ def test_malformed_manifest_is_refused(saved: Path, manifest: object) -> None:
 
 def test_pickle_era_manifest_says_to_rebuild(saved: Path) -> None:
     rewrite_manifest(saved, format=1)
-    assert "pickles, which are never loaded" in refused(saved, "manifest format 1, expected 2")
+    assert "pickles, which are never loaded" in refused(saved, "manifest format 1, expected 3")
+
+
+def test_naive_bayes_only_format_says_to_rebuild(saved: Path) -> None:
+    """Format 2 held one word block and naive Bayes' arrays under their own names: refused in one line, rebuild."""
+    rewrite_manifest(saved, format=2)
+    assert "format 2 held naive Bayes alone" in refused(saved, "manifest format 2, expected 3")
+
+
+@pytest.mark.parametrize("family", ["logistic_regression", None, ["linear"]])
+def test_unknown_family_is_refused(saved: Path, family: object) -> None:
+    rewrite_manifest(saved, family=family)
+    refused(saved, r"manifest\.json: family .* is not one of naive_bayes, linear")
+
+
+def test_naive_bayes_weights_marked_linear_load_with_the_same_answers(saved: Path) -> None:
+    """The family picks the value checks; the arithmetic is one: a naive Bayes folder read as linear answers alike."""
+    texts = [*TEXTS, "", "good good bad"]
+    before = NLPModel.load(saved)
+    rewrite_manifest(saved, family="linear")
+    after = NLPModel.load(saved)
+    assert after.family == "linear" and after.version != before.version  # the family is part of the version
+    np.testing.assert_allclose(after.predict_texts(texts), before.predict_texts(texts), rtol=0, atol=1e-12)
 
 
 def test_deeply_nested_json_is_refused(saved: Path) -> None:
@@ -203,14 +231,15 @@ def test_deeply_nested_json_is_refused(saved: Path) -> None:
 )
 def test_bad_vectorizer_settings_are_refused(saved: Path, change: dict, match: str) -> None:
     saved_vectorizer = json.loads((saved / "vectorizer.json").read_text())
-    saved_vectorizer["params"].update(change)
+    saved_vectorizer["blocks"][0]["params"].update(change)
     plant(saved, "vectorizer.json", json.dumps(saved_vectorizer).encode())
     refused(saved, rf"vectorizer\.json: .*{match}")
 
 
 def test_duplicate_vocabulary_is_refused(saved: Path) -> None:
     saved_vectorizer = json.loads((saved / "vectorizer.json").read_text())
-    saved_vectorizer["vocabulary"][1] = saved_vectorizer["vocabulary"][0]
+    block = saved_vectorizer["blocks"][0]
+    block["vocabulary"][1] = block["vocabulary"][0]
     plant(saved, "vectorizer.json", json.dumps(saved_vectorizer).encode())
     refused(saved, "vocabulary terms must be distinct")
 
@@ -221,7 +250,7 @@ def npy(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-@pytest.mark.parametrize("filename", ["class_log_prior.npy", TEMPERATURE_FILE])
+@pytest.mark.parametrize("filename", ["intercept.npy", TEMPERATURE_FILE])
 @pytest.mark.parametrize("value", [np.nan, np.inf])
 def test_non_finite_arrays_are_refused(saved: Path, filename: str, value: float) -> None:
     array = np.lib.format.read_array(io.BytesIO((saved / filename).read_bytes()))
@@ -468,3 +497,161 @@ def test_vocabulary_and_weights_are_scikit_learns_where_there_is_no_tie(settings
     if reference.use_idf:
         np.testing.assert_allclose(ours.idf_, reference.idf_, rtol=0, atol=1e-12)
     np.testing.assert_allclose(ours.transform(texts).toarray(), reference.transform(texts).toarray(), rtol=0, atol=1e-12)
+
+
+# --- the linear family: several feature blocks, one weight matrix ---------------------------------------------------
+
+WORDS_AND_CHARACTERS = (
+    {"ngram_range": (1, 2), "sublinear_tf": True},
+    {"analyzer": "char_wb", "ngram_range": (2, 5), "sublinear_tf": True, "strip_accents": "unicode"},
+)
+TINY_TEXTS = [text for _, text in TINY_SENTENCES] + ["good fun film", "bad dull film", "great fun", "awful boring mess"]
+TINY_RATINGS = [rating for rating, _ in TINY_SENTENCES] + [4, 0, 3, 1]
+LINEAR_CASES: dict[str, tuple[str, dict[str, Any], int]] = {
+    "logistic binary": ("logistic_regression", {"C": 10.0}, 2),
+    "logistic five classes": ("logistic_regression", {"C": 10.0}, 5),
+    "sgd hinge": ("sgd", {"loss": "hinge", "alpha": 1e-3}, 5),
+    "linear svc": ("linear_svc", {"C": 0.5}, 2),
+}
+LINEAR_PROBES = [*PROBES, *TINY_TEXTS, "a  wonderful\tfilm\n", "Café CAFÉ cafe\u0301", "x" * 300, "İstanbul ﬁlm"]
+
+
+def linear_model(case: str) -> NLPModel:
+    """A fitted linear model of the case's classifier over word and char_wb blocks, on the tiny sentences."""
+    classifier, params, labels = LINEAR_CASES[case]
+    y = [int(rating >= 3) for rating in TINY_RATINGS] if labels == 2 else TINY_RATINGS
+    model = NLPModel(
+        FIVE_LABELS[:labels] if labels == 5 else ("Negative", "Positive"),
+        classifier_params=params,
+        family="linear",
+        blocks=WORDS_AND_CHARACTERS,
+        classifier=classifier,
+    )
+    model.vectorizer_fit(TINY_TEXTS)
+    return model.train(model.vectorizer_transform(TINY_TEXTS), y)
+
+
+def sklearn_scores(model: NLPModel, texts: list[str]) -> np.ndarray:
+    """The fitted scikit-learn estimator's own probabilities, or its margins' softmax, over scikit-learn's own TF-IDF."""
+    estimator = model.clf.estimator_
+    features = model.vectorizer.transform(texts)  # the FeatureUnion of TfidfVectorizers: scikit-learn's arithmetic
+    if isinstance(estimator, LogisticRegression):
+        return estimator.predict_proba(features)
+    margins = estimator.decision_function(features)
+    return softmax(np.column_stack([np.zeros_like(margins), margins]) if margins.ndim == 1 else margins)
+
+
+@pytest.mark.parametrize("case", sorted(LINEAR_CASES))
+def test_linear_models_save_load_and_score_as_scikit_learn(tmp_path: Path, case: str) -> None:
+    model = linear_model(case)
+    expected = sklearn_scores(model, LINEAR_PROBES)
+    np.testing.assert_allclose(model.predict_texts(LINEAR_PROBES), expected, rtol=0, atol=1e-9)
+    manifest = model.save(tmp_path, "m", {})
+    assert manifest["family"] == "linear" and set(manifest["files"]) == set(ARTIFACT_FILES)
+    loaded = NLPModel.load(tmp_path)
+    assert loaded.family == "linear" and len(loaded.vectorizers) == 2 and loaded.version == manifest["version"]
+    np.testing.assert_array_equal(loaded.predict_texts(LINEAR_PROBES), model.predict_texts(LINEAR_PROBES))
+    np.testing.assert_allclose(loaded.score_texts(LINEAR_PROBES)[0], expected, rtol=0, atol=1e-9)
+    np.testing.assert_allclose([loaded.score_one(text)[0] for text in LINEAR_PROBES], expected, rtol=0, atol=1e-9)
+    assert loaded.predict(loaded.vectorizer_transform(LINEAR_PROBES)).tolist() == expected.argmax(axis=1).tolist()
+
+
+def test_a_binary_linear_model_is_two_rows_whose_softmax_is_its_sigmoid() -> None:
+    model = linear_model("logistic binary")
+    estimator = model.clf.estimator_
+    assert estimator.coef_.shape[0] == 1 and model.clf.coef_.shape[0] == 2
+    np.testing.assert_array_equal(model.clf.coef_[0], 0.0)
+    np.testing.assert_array_equal(model.clf.coef_[1], estimator.coef_[0])
+    assert model.clf.intercept_.tolist() == [0.0, estimator.intercept_[0]]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.text(max_size=80), min_size=1, max_size=5))
+def test_logistic_regression_fast_paths_equal_scikit_learn_on_any_text(texts: list[str]) -> None:
+    for case in ("logistic binary", "logistic five classes"):
+        model = LINEAR_MODELS[case]
+        expected = sklearn_scores(model, texts)
+        np.testing.assert_allclose(model.score_texts(texts)[0], expected, rtol=0, atol=1e-9)
+        np.testing.assert_allclose([model.score_one(text)[0] for text in texts], expected, rtol=0, atol=1e-9)
+
+
+LINEAR_MODELS = {case: linear_model(case) for case in ("logistic binary", "logistic five classes")}
+
+
+def test_blocks_are_scikit_learns_tf_idf_side_by_side_each_normalized_alone() -> None:
+    model = linear_model("logistic five classes")
+    ours = model.vectorizer_transform(LINEAR_PROBES)
+    reference = model.vectorizer.transform(LINEAR_PROBES)
+    assert ours.shape == reference.shape == (len(LINEAR_PROBES), sum(len(v.vocabulary_) for v in model.vectorizers))
+    np.testing.assert_allclose(ours.toarray(), reference.toarray(), rtol=0, atol=1e-12)
+    words = len(model.vectorizers[0].vocabulary_)
+    for block in (ours[:, :words], ours[:, words:]):
+        lengths = np.sqrt(np.asarray(block.multiply(block).sum(axis=1)).ravel())
+        assert np.all((np.abs(lengths - 1) < 1e-12) | (lengths == 0))
+
+
+def test_coverage_counts_the_first_blocks_terms() -> None:
+    """How much of a text the model knew is said in words and word pairs, not in character n-grams."""
+    model = linear_model("logistic binary")
+    _, known, terms = model.score_one("wonderful zzqx film")
+    assert (known, terms) == (2, 5)  # wonderful, film; of those, zzqx and the two word pairs
+    np.testing.assert_array_equal(model.score_texts(["wonderful zzqx film"])[1], [[2, 5]])
+
+
+@pytest.mark.parametrize("case", ["logistic five classes", "linear svc"])
+def test_linear_calibration_equals_scikit_learn_on_every_path(tmp_path: Path, case: str) -> None:
+    model = linear_model(case)
+    texts, y = held_out(TINY_TEXTS[:12], [int(r >= 3) for r in TINY_RATINGS[:12]] if case == "linear svc" else TINY_RATINGS[:12])
+    calibrated = sklearn_calibrated(model, texts, y)
+    beta = float(calibrated.calibrated_classifiers_[0].calibrators[0].beta_)
+    expected = calibrated.predict_proba(LINEAR_PROBES)
+    model.set_calibration(beta).save(tmp_path, "m", {})
+    loaded = NLPModel.load(tmp_path)
+    np.testing.assert_allclose(loaded.score_texts(LINEAR_PROBES)[0], expected, rtol=0, atol=1e-9)
+    np.testing.assert_allclose([loaded.score_one(text)[0] for text in LINEAR_PROBES], expected, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"family": "forest"}, "family 'forest' is not one of naive_bayes, linear"),
+        ({"classifier": "sgd"}, "classifier='sgd' is for the linear family"),
+        ({"family": "linear", "classifier": "tree"}, "classifier 'tree' is not one of logistic_regression, linear_svc, sgd"),
+        ({"vectorizer_params": {}, "blocks": [{}]}, "not both"),
+        ({"blocks": []}, "at least one feature block"),
+    ],
+)
+def test_bad_model_choices_are_refused(kwargs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        NLPModel(("a", "b"), **kwargs)
+
+
+@pytest.mark.parametrize("family", ["naive_bayes", "linear"])
+def test_a_label_with_no_training_text_is_refused(family: str) -> None:
+    model = NLPModel(FIVE_LABELS, family=family).vectorizer_fit(TEXTS)
+    with pytest.raises(ValueError, match=r"class indices 0 to 4, each at least once; got \[0, 1\]"):
+        model.train(model.vectorizer_transform(TEXTS), LABELS)
+
+
+@pytest.mark.parametrize("name", ["sentiment", "ratings"])
+def test_committed_naive_bayes_models_save_again_to_the_same_bytes(tmp_path: Path, name: str) -> None:
+    """Loaded and saved again, a committed model is the same files: the format holds naive Bayes exactly."""
+    committed = NLPModel.load(COMMITTED_MODELS / name)
+    fixed = {"format", "name", "version", "family", "labels", "files", "sklearn_version", "python_version"}
+    manifest = committed.save(tmp_path, name, {key: value for key, value in committed.manifest.items() if key not in fixed})
+    assert manifest["family"] == "naive_bayes"
+    assert manifest["files"] == committed.manifest["files"] and manifest["version"] == committed.version
+    np.testing.assert_array_equal(NLPModel.load(tmp_path).predict_texts(LINEAR_PROBES), committed.predict_texts(LINEAR_PROBES))
+
+
+def test_naive_bayes_probabilities_are_scikit_learns_through_the_format(tmp_path: Path) -> None:
+    """The same tiny model built with scikit-learn alone and through NLPModel, save and load: the same probabilities."""
+    params = {"ngram_range": (1, 2), "sublinear_tf": True}
+    model = NLPModel([str(rating) for rating in range(5)], params, {"alpha": 0.3})
+    model.vectorizer_fit(TINY_TEXTS).train(model.vectorizer_transform(TINY_TEXTS), TINY_RATINGS).save(tmp_path, "m", {})
+    reference = make_pipeline(TfidfVectorizer(**params), MultinomialNB(alpha=0.3)).fit(TINY_TEXTS, TINY_RATINGS)
+    loaded = NLPModel.load(tmp_path)
+    expected = reference.predict_proba(LINEAR_PROBES)
+    np.testing.assert_allclose(loaded.predict_texts(LINEAR_PROBES), expected, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(loaded.score_texts(LINEAR_PROBES)[0], expected, rtol=0, atol=1e-12)
+    np.testing.assert_allclose([loaded.score_one(text)[0] for text in LINEAR_PROBES], expected, rtol=0, atol=1e-12)

@@ -193,10 +193,10 @@ def test_bad_model_on_reload_is_refused_old_keeps_serving(
     traffic.start()
     try:
         if attack == "appended bytes":
-            with open(models / "sentiment" / "feature_log_prob.npy", "ab") as artifact:
+            with open(models / "sentiment" / "weights.npy", "ab") as artifact:
                 artifact.write(b"tampered")
         else:
-            plant(models / "sentiment", "feature_log_prob.npy", gadgets(marker)["os.system"])
+            plant(models / "sentiment", "weights.npy", gadgets(marker)["os.system"])
         os.kill(server.process.pid, signal.SIGHUP)
         deadline = time.monotonic() + 20
         while "reload refused" not in server.stderr.read_text():
@@ -207,7 +207,7 @@ def test_bad_model_on_reload_is_refused_old_keeps_serving(
         traffic.stop()
     assert served_version(server.url, "sentiment") == old
     assert traffic.failures == [] and traffic.answered > 50
-    assert "feature_log_prob.npy: " in server.stderr.read_text()
+    assert "weights.npy: " in server.stderr.read_text()
     assert not marker.exists()
 
 
