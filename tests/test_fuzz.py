@@ -244,7 +244,7 @@ def test_any_model_folder_loads_and_serves_or_is_refused_in_one_line(
         models = Path(temporary) / "models"
         folder = Path(shutil.copytree(model_folder, models / "sentiment"))
         saved = json.loads((folder / "vectorizer.json").read_text())
-        saved["params"].update(params)
+        saved["blocks"][0]["params"].update(params)
         plant(folder, "vectorizer.json", json.dumps(saved).encode())
         changes = {key: value for key, value in (("name", name), ("labels", labels)) if value is not None}
         rewrite_manifest(folder, **changes)
