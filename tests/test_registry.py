@@ -2,7 +2,10 @@
 
 import errno
 import logging
+import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,7 +14,7 @@ from flask.testing import FlaskClient
 
 from app import create_app
 from model import ModelLoadError, NLPModel
-from tests.helpers import declare_huge_array, rewrite_manifest
+from tests.helpers import ROOT, declare_huge_array, readme_blocks, rewrite_manifest
 
 #: Failures no check in the load foresees, and the cause each must be reported with, after the folder's path.
 UNFORESEEN = [
@@ -89,6 +92,21 @@ def test_no_model_may_take_a_path_the_service_answers_itself(models: Path) -> No
         with pytest.raises(ModelLoadError, match=f"endpoint '{path}' is not a path like /ratings .* or is one the service uses"):
             create_app({"MODELS_DIR": str(models)})
         shutil.rmtree(folder)
+
+
+@pytest.mark.slow  # a Python process of its own
+def test_the_readme_linear_model_saved_as_a_script_is_served(tmp_path: Path) -> None:
+    """The README's own-model block, run as a user runs it (a script, in a folder of theirs), then served."""
+    [block] = [block for block in readme_blocks("The models", "python") if 'family="linear"' in block]
+    (tmp_path / "own_model.py").write_text(block)
+    environ = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "own_model.py"], cwd=tmp_path, env=environ, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[1] == "linear"
+    client = create_app({"MODELS_DIR": str(tmp_path / "my-models")}).test_client()
+    answer = client.get("/reviews?query=a wonderful comedy&explain=true").get_json()
+    assert answer["prediction"] == "Positive" and answer["model_version"] == done.stdout.split()[0]
+    assert answer["explanation"]["terms"]
 
 
 def test_two_folders_with_one_name_are_refused(models: Path) -> None:
