@@ -4,7 +4,7 @@
     .venv/bin/python score.py lib/data/test.tsv --kaggle --out submission.csv
     .venv/bin/python score.py examples/reviews.csv --text review --url http://127.0.0.1:5000
 
-The output is the input's columns followed by the prediction columns of ``lib/frames.py``, one row per
+The output is the input's columns followed by the prediction columns of ``client.predictions_frame``, one row per
 input row in order. ``score_frame`` is the in-process scorer as a plain function over a DataFrame, for
 Dask's ``map_partitions`` and Spark's ``mapInPandas``: each process loads the models once, on first use.
 """
