@@ -33,16 +33,23 @@ from model import ModelLoadError
 log = logging.getLogger(__name__)
 
 
-def create_app(config: Mapping[str, Any] | None = None) -> Flask:
-    """Build the service: settings from the environment (then ``config``), models, resources."""
+def create_app(config: Mapping[str, Any] | None = None, previous: Flask | None = None) -> Flask:
+    """Build the service: settings from the environment (then ``config``), models, resources.
+
+    ``previous``, an app this one replaces (the production server builds a new app on SIGHUP), hands over its
+    lifecycle and metrics, and its served models: versions this app no longer serves stop showing as loaded.
+    """
     settings = Settings.from_mapping({**os.environ, **(config or {})})
     logging.getLogger("lib").setLevel(settings.log_level)
     log.setLevel(settings.log_level)
     app = Flask(__name__, static_folder=None)
     app.config.update(MAX_CONTENT_LENGTH=settings.max_body_bytes, ERROR_404_HELP=False, SETTINGS=settings)
-    metrics = Metrics(settings.metrics_dir)
-    registry = ModelRegistry(settings.models_dir, metrics)
-    lifecycle = Lifecycle()
+    if previous is None:
+        metrics, lifecycle, served = Metrics(settings.metrics_dir), Lifecycle(), None
+    else:
+        metrics, lifecycle = previous.extensions["metrics"], previous.extensions["lifecycle"]
+        served = previous.extensions["models"].models
+    registry = ModelRegistry(settings.models_dir, metrics, served)
     app.extensions.update(models=registry, lifecycle=lifecycle, metrics=metrics)
     install(app, settings, metrics)
 

@@ -141,12 +141,16 @@ def load_all(models_dir: Path, reserved: frozenset[str] = frozenset()) -> tuple[
 
 
 class ModelRegistry:
-    """The served models, replaced as a whole on reload so that a request sees one consistent set."""
+    """The served models, replaced as a whole on reload so that a request sees one consistent set.
 
-    def __init__(self, models_dir: Path, metrics: Metrics) -> None:
+    ``served`` is the set a registry takes over from (the previous app's, when the server builds a new app on
+    SIGHUP): its versions that the first load no longer serves, replaced or removed, stop showing as loaded.
+    """
+
+    def __init__(self, models_dir: Path, metrics: Metrics, served: Mapping[str, ServedModel] | None = None) -> None:
         self.models_dir = models_dir
         self.metrics = metrics
-        self.models: Mapping[str, ServedModel] = {}
+        self.models: Mapping[str, ServedModel] = dict(served or {})
         self.reserved: frozenset[str] = frozenset()  # the service's own paths, which no model may take
 
     def reserve(self, paths: Iterable[str]) -> None:
@@ -154,23 +158,20 @@ class ModelRegistry:
         self.reserved = frozenset(paths)
 
     def load(self) -> None:
-        """Load every model folder; on a reload, refuse a set whose names or paths differ (routes are fixed).
+        """Load every model folder; the versions served until now that are not served any more read 0 in the metrics.
 
+        The set may differ from the one served until now (a model added, removed or moved): an app's routes are made
+        from its registry when the app is built, so the production server serves a new set by building a new app.
         Whatever fails raises ModelLoadError, one line naming the folder, and leaves the served set as it was.
         """
         with loading(self.models_dir):
             models, seconds = load_all(self.models_dir, self.reserved)
-            routes = {(model.name, model.endpoint) for model in models.values()}
-            served = {(model.name, model.endpoint) for model in self.models.values()}
-            if self.models and routes != served:
-                raise ModelLoadError(
-                    f"{self.models_dir}: the served models changed from {sorted(served)} to {sorted(routes)}; "
-                    "restart the server to add, remove or move a model."
-                )
-            replaced = {
-                name: model.model.manifest for name, model in self.models.items() if models[name].version != model.version
+            retired = {
+                name: model.model.manifest
+                for name, model in self.models.items()
+                if name not in models or models[name].version != model.version
             }
-            self.metrics.models_loaded({name: model.model.manifest for name, model in models.items()}, seconds, replaced)
+            self.metrics.models_loaded({name: model.model.manifest for name, model in models.items()}, seconds, retired)
         self.models = models
 
     def reload(self) -> bool:
@@ -178,6 +179,10 @@ class ModelRegistry:
         try:
             self.load()
         except ModelLoadError as exc:
-            log.error("reload refused, still serving %s: %s", ", ".join(m.version for m in self.models.values()), exc)
+            log.error("reload refused, still serving %s: %s", self.versions(), exc)
             return False
         return True
+
+    def versions(self) -> str:
+        """The served versions, as the log names them: ``sentiment-..., ratings-...``."""
+        return ", ".join(model.version for model in self.models.values())

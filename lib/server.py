@@ -5,8 +5,9 @@ Python (see "Serving in production" in the README for the measurements behind th
 in front of it guards). The app is built once, here in the parent, and the workers fork from it: they share the
 loaded models copy-on-write, and a bad setting or model stops the start with one line before any worker exists.
 
-Signals: SIGHUP loads the models again in the parent (a folder that fails in any way is refused in one log line and
-the old models keep serving), then replaces the workers one by one. SIGTERM makes /ready answer 503 for
+Signals: SIGHUP builds a new app in the parent, loading every model folder again (a model added, removed or moved
+gets or loses its route; a folder that fails in any way is refused in one log line and the old app keeps serving),
+then replaces the workers one by one, each new one serving the new app. SIGTERM makes /ready answer 503 for
 DRAIN_SECONDS, then stops the workers, which finish in-flight requests within GRACEFUL_TIMEOUT; whatever the parent
 is doing meanwhile (a reload, say), the server has stopped STOP_MARGIN seconds after that.
 """
@@ -122,23 +123,36 @@ def metrics_folder(environ: dict[str, str] | os._Environ[str]) -> Path | None:
     return Path(environ["PROMETHEUS_MULTIPROC_DIR"])
 
 
-def reload_models(wsgi: Any) -> Callable[[], None]:
-    """The SIGHUP hook: verify and load the models again in the parent, before the new workers fork from it."""
+class Current:
+    """The app the workers forked from now on serve: built once at start, then again by each SIGHUP that succeeds."""
+
+    def __init__(self, wsgi: Any) -> None:
+        self.wsgi = wsgi
+
+
+def reload_models(current: Current, build: Callable[[Any], Any]) -> Callable[[], None]:
+    """The SIGHUP hook: build a new app in the parent with ``build(previous app)``, before the new workers fork from it.
+
+    The new app loads and verifies every model folder, so a model added, removed or moved gets or loses its route with
+    the rest; it takes over the old app's lifecycle and metrics. If anything fails, one line says why and the old app
+    keeps serving.
+    """
     from lib.registry import load_error
 
-    registry = wsgi.extensions["models"]
-
     def reload() -> None:
+        registry = current.wsgi.extensions["models"]
         try:
-            registry.reload()  # refuses a folder that fails in any way, logs why, keeps the old models
+            current.wsgi = build(current.wsgi)
         except Exception as exc:  # raised into granian, it would end the serve loop and leave the workers unmanaged
-            log.error("reload failed, still serving the old models: %s", load_error(registry.models_dir, exc))
+            log.error("reload refused, still serving %s: %s", registry.versions(), load_error(registry.models_dir, exc))
+        gc.unfreeze()  # the replaced app's objects were frozen with the rest: without this they would never be freed
+        gc.collect()
         gc.freeze()
 
     return reload
 
 
-def stop_on_sigterm(server: Any, wsgi: Any, config: ServerSettings, cleanup: Callable[[bool], None]) -> Callable[[], None]:
+def stop_on_sigterm(server: Any, current: Current, config: ServerSettings, cleanup: Callable[[bool], None]) -> Callable[[], None]:
     """The start-up hook for SIGTERM: /ready answers 503 for DRAIN_SECONDS, then the workers stop as usual.
 
     The stop is bounded whatever the parent is busy with when it comes: STOP_MARGIN seconds past DRAIN_SECONDS and
@@ -153,7 +167,7 @@ def stop_on_sigterm(server: Any, wsgi: Any, config: ServerSettings, cleanup: Cal
             if stopping.is_set():
                 return
             stopping.set()
-            wsgi.extensions["lifecycle"].begin_drain()
+            current.wsgi.extensions["lifecycle"].begin_drain()  # shared by every app the parent has built
             if config.drain_seconds:
                 log.info("draining for %.1f s before stopping", config.drain_seconds)
             deadline = config.drain_seconds + config.graceful_timeout + STOP_MARGIN
@@ -278,10 +292,11 @@ def run(settings: Settings, config: ServerSettings, cleanup: Callable[[bool], No
         return 1
     lean_log_records()  # in the parent, so every forked worker has it
     gc.freeze()  # the collector in each worker then never writes to the pages it shares with the parent
-    server.on_reload(reload_models(wsgi))
-    server.on_startup(stop_on_sigterm(server, wsgi, config, cleanup))
+    current = Current(wsgi)
+    server.on_reload(reload_models(current, lambda previous: app.create_app(previous=previous)))
+    server.on_startup(stop_on_sigterm(server, current, config, cleanup))
     try:
-        server.serve(target_loader=lambda _target: in_worker(wsgi))
+        server.serve(target_loader=lambda _target: in_worker(current.wsgi))
     except Exception as exc:  # e.g. no worker could be forked: granian has left its loop with the workers running
         log.error("server failed, stopping the workers: %s", cause(exc))
         stop_workers(config.graceful_timeout)

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 
 from app import create_app
@@ -123,14 +124,47 @@ def test_no_model_folder_is_refused(tmp_path: Path) -> None:
         create_app({"MODELS_DIR": str(tmp_path / "missing")})
 
 
-def test_reload_that_changes_the_routes_is_refused(models: Path, caplog: pytest.LogCaptureFixture) -> None:
+def build_info(app: Flask, name: str, version: str) -> float | None:
+    """The model_build_info sample of one model version on the app's /metrics, or None when it has none."""
+    text = app.test_client().get("/metrics").get_data(as_text=True)
+    lines = [line for line in text.splitlines() if line.startswith("model_build_info{")]
+    found = [line for line in lines if f'model="{name}"' in line and f'version="{version}"' in line]
+    return float(found[0].rsplit(" ", 1)[1]) if found else None
+
+
+def test_the_registry_loads_a_changed_set_and_retires_the_versions_it_no_longer_serves(models: Path) -> None:
     app = create_app({"MODELS_DIR": str(models)})
     registry = app.extensions["models"]
+    gone = registry.models["ratings"].version
     add_model(models, "late", endpoint="/late")
-    assert registry.reload() is False
-    assert "restart the server to add, remove or move a model" in caplog.text
-    assert set(registry.models) == {"sentiment", "ratings"}
-    assert app.test_client().get("/?query=fine").status_code == 200
+    shutil.rmtree(models / "ratings")
+    assert registry.reload() is True
+    assert set(registry.models) == {"sentiment", "late"}
+    assert build_info(app, "ratings", gone) == 0
+    assert build_info(app, "late", registry.models["late"].version) == 1
+
+
+def test_a_new_app_serves_an_added_model_and_drops_a_removed_one(models: Path) -> None:
+    """What the production server does on SIGHUP: the new app takes over the old one's lifecycle and metrics."""
+    config = {"MODELS_DIR": str(models)}
+    old = create_app(config)
+    ratings = old.extensions["models"].models["ratings"].version
+    add_model(models, "late", endpoint="/late")
+    shutil.rmtree(models / "ratings")
+    new = create_app(config, previous=old)
+    client = new.test_client()
+    assert client.get("/late?query=fine").status_code == 200 and client.get("/?query=fine").status_code == 200
+    assert client.get("/ratings?query=fine").status_code == 404
+    assert set(client.get("/models").json["models"]) == set(client.get("/ready").json["models"]) == {"sentiment", "late"}
+    paths = set(client.get("/openapi.json").json["paths"])
+    assert {"/late", "/"} <= paths and "/ratings" not in paths
+    assert new.extensions["lifecycle"] is old.extensions["lifecycle"] and new.extensions["metrics"] is old.extensions["metrics"]
+    assert build_info(new, "ratings", ratings) == 0
+    assert build_info(new, "late", new.extensions["models"].models["late"].version) == 1
+    again = create_app(config, previous=new)  # nothing changed: the same set, still loaded
+    assert set(again.extensions["models"].models) == {"sentiment", "late"}
+    assert build_info(again, "late", new.extensions["models"].models["late"].version) == 1
+    assert old.test_client().get("/ratings?query=fine").status_code == 200, "the old app serves on until it is replaced"
 
 
 def test_ready_says_draining_once_shutdown_begins(client: FlaskClient) -> None:

@@ -38,6 +38,7 @@ from tests.helpers import (
     plant,
     raw_exchange,
     reload_under_traffic,
+    rewrite_manifest,
     served_version,
 )
 from tests.support.harness import ROOT, Server, free_port, live_descendants, production_command, serving, wait_for_workers
@@ -146,6 +147,59 @@ def test_sighup_reloads_models_without_failing_a_request(reloadable_server: tupl
     assert traffic.failures == [] and traffic.answered > 50
     metrics = requests.get(f"{server.url}/metrics", timeout=10).text
     assert metric_value(metrics, "model_build_info", model="sentiment", version=new) == 1
+
+
+def served_everywhere(url: str, name: str, endpoint: str) -> dict[str, object]:
+    """Where the server shows a model, asked on fresh connections (so of both workers): its route's status codes,
+    and whether /models, /ready and /openapi.json name it."""
+    fresh = {"Connection": "close"}
+    return {
+        "route": {requests.get(f"{url}{endpoint}?query=fine", timeout=10, headers=fresh).status_code for _ in range(10)},
+        "models": {name in requests.get(f"{url}/models", timeout=10, headers=fresh).json()["models"] for _ in range(4)},
+        "ready": {name in requests.get(f"{url}/ready", timeout=10, headers=fresh).json()["models"] for _ in range(4)},
+        "openapi": {endpoint in requests.get(f"{url}/openapi.json", timeout=10, headers=fresh).json()["paths"] for _ in range(4)},
+    }
+
+
+def test_sighup_serves_an_added_model_and_stops_serving_a_removed_one_without_failing_a_request(tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    shutil.copytree(COMMITTED_MODELS, models)
+    env = {"WEB_CONCURRENCY": "2", "MODELS_DIR": str(models), "ACCESS_LOG": ""}
+    with serving(production_command(), env, tmp_path) as server:
+        wait_for_workers(server, 2)
+        sentiment, ratings = Traffic(server.url, clients=2), Traffic(f"{server.url}/ratings", clients=2)
+        for traffic in (sentiment, ratings):
+            traffic.start()
+        try:
+            time.sleep(1)
+            shutil.copytree(COMMITTED_MODELS / "sentiment", models / ".reviews.new")
+            rewrite_manifest(models / ".reviews.new", name="reviews", endpoint="/reviews")
+            (models / ".reviews.new").rename(models / "reviews")  # in whole, as the build swaps a folder in
+            version = json.loads((models / "reviews" / "manifest.json").read_text())["version"]
+            workers = set(live_descendants(server.process.pid))
+            os.kill(server.process.pid, signal.SIGHUP)
+            wait_for_new_workers(server, workers)
+            added = served_everywhere(server.url, "reviews", "/reviews")
+            metrics = requests.get(f"{server.url}/metrics", timeout=10).text
+            loaded = metric_value(metrics, "model_build_info", model="reviews", version=version)
+            shutil.rmtree(models / "reviews")
+            workers = set(live_descendants(server.process.pid))
+            os.kill(server.process.pid, signal.SIGHUP)
+            wait_for_new_workers(server, workers)
+            removed = served_everywhere(server.url, "reviews", "/reviews")
+            metrics = requests.get(f"{server.url}/metrics", timeout=10).text
+            time.sleep(0.5)
+        finally:
+            for traffic in (sentiment, ratings):
+                traffic.stop()
+    assert added == {"route": {200}, "models": {True}, "ready": {True}, "openapi": {True}}
+    assert loaded == 1
+    assert removed == {"route": {404}, "models": {False}, "ready": {False}, "openapi": {False}}
+    retired = [line for line in metrics.splitlines() if line.startswith("model_build_info{") and 'model="reviews"' in line]
+    assert retired and all(line.endswith(" 0.0") for line in retired), retired
+    assert sentiment.failures == [] and ratings.failures == []
+    assert sentiment.answered > 20 and ratings.answered > 20
+    assert "reload refused" not in server.stderr.read_text()
 
 
 def test_replaced_workers_keep_their_counts_and_the_metrics_folder_stays_bounded(tmp_path: Path) -> None:
