@@ -61,7 +61,8 @@ def create_app(config: Mapping[str, Any] | None = None, previous: Flask | None =
     api.add_resource(MetricsResource, "/metrics", resource_class_kwargs={"metrics": metrics})
     docs.register(app, settings, registry, openapi.document)
     demo.register(app)
-    registry.reserve(rule.rule for rule in app.url_map.iter_rules())  # the service's own paths, before any model's
+    own = list(app.url_map.iter_rules())  # the service's own routes, before any model's
+    registry.reserve((rule.rule for rule in own), (rule.endpoint for rule in own))
     registry.load()
     for name, served in registry.models.items():
         kwargs = {"model_name": name, "registry": registry, "settings": settings, "metrics": metrics}

@@ -94,10 +94,16 @@ def model_folders(models_dir: Path) -> list[Path]:
     return folders
 
 
-def serve(folder: Path, model: NLPModel, reserved: frozenset[str]) -> ServedModel:
-    """Read where and how to serve a loaded model from its manifest, refusing what would clash with ``reserved`` paths."""
+def serve(folder: Path, model: NLPModel, reserved: frozenset[str], reserved_names: frozenset[str] = frozenset()) -> ServedModel:
+    """Read where and how to serve a loaded model from its manifest, refusing what would clash with the service's own
+    ``reserved`` paths or ``reserved_names`` (its routes' names, which a model's route would take as its own)."""
     manifest = model.manifest
     name = manifest["name"]
+    if name in reserved_names:
+        raise ModelLoadError(
+            f"{folder / MANIFEST}: name {name!r} is one the service's own routes use ({', '.join(sorted(reserved_names))}); "
+            "rename the model."
+        )
     endpoint = manifest.get("endpoint", f"/{name}")
     if not isinstance(endpoint, str) or not ENDPOINT.fullmatch(endpoint) or endpoint in reserved:
         raise ModelLoadError(
@@ -112,9 +118,11 @@ def serve(folder: Path, model: NLPModel, reserved: frozenset[str]) -> ServedMode
     return ServedModel(name, endpoint, index_field, model)
 
 
-def load_all(models_dir: Path, reserved: frozenset[str] = frozenset()) -> tuple[dict[str, ServedModel], dict[str, float]]:
+def load_all(
+    models_dir: Path, reserved: frozenset[str] = frozenset(), reserved_names: frozenset[str] = frozenset()
+) -> tuple[dict[str, ServedModel], dict[str, float]]:
     """Load and verify every model folder; raise ModelLoadError, naming the file, if one fails, two clash, or one
-    would take a ``reserved`` path (the service's own)."""
+    would take a ``reserved`` path or name (the service's own)."""
     served: dict[str, ServedModel] = {}
     seconds: dict[str, float] = {}
     endpoints: dict[str, str] = {}
@@ -122,7 +130,7 @@ def load_all(models_dir: Path, reserved: frozenset[str] = frozenset()) -> tuple[
     for folder in model_folders(models_dir):
         started = time.perf_counter()
         with loading(folder):
-            model = serve(folder, NLPModel.load(folder), reserved)
+            model = serve(folder, NLPModel.load(folder), reserved, reserved_names)
         if model.name in served or model.endpoint in endpoints:
             clash = model.name if model.name in served else endpoints[model.endpoint]
             raise ModelLoadError(f"{folder / MANIFEST}: model {model.name!r} at {model.endpoint} clashes with {clash!r}.")
@@ -152,12 +160,14 @@ class ModelRegistry:
         self.metrics = metrics
         self.models: Mapping[str, ServedModel] = dict(served or {})
         self.reserved: frozenset[str] = frozenset()  # the service's own paths, which no model may take
+        self.reserved_names: frozenset[str] = frozenset()  # and its routes' names, which no model may be called
 
-    def reserve(self, paths: Iterable[str]) -> None:
-        """Keep these paths (the app's own routes, read from its URL map) from every model loaded from now on."""
+    def reserve(self, paths: Iterable[str], names: Iterable[str] = ()) -> None:
+        """Keep these paths and route names (the app's own, read from its URL map) from every model loaded from now on."""
         self.reserved = frozenset(paths)
+        self.reserved_names = frozenset(names)
 
-    def load(self) -> None:
+    def load(self, same_routes: bool = False) -> None:
         """Load every model folder; the versions served until now that are not served any more read 0 in the metrics.
 
         The set may differ from the one served until now (a model added, removed or moved): an app's routes are made
@@ -165,7 +175,14 @@ class ModelRegistry:
         Whatever fails raises ModelLoadError, one line naming the folder, and leaves the served set as it was.
         """
         with loading(self.models_dir):
-            models, seconds = load_all(self.models_dir, self.reserved)
+            models, seconds = load_all(self.models_dir, self.reserved, self.reserved_names)
+            routes = {(model.name, model.endpoint) for model in models.values()}
+            served = {(model.name, model.endpoint) for model in self.models.values()}
+            if same_routes and routes != served:
+                raise ModelLoadError(
+                    f"{self.models_dir}: the models changed from {sorted(served)} to {sorted(routes)}, and this app's routes "
+                    "are fixed; the production server serves a new set on SIGHUP by building a new app."
+                )
             retired = {
                 name: model.model.manifest
                 for name, model in self.models.items()
@@ -175,9 +192,12 @@ class ModelRegistry:
         self.models = models
 
     def reload(self) -> bool:
-        """Load the models again; if anything fails, keep serving the old set and log one line saying why."""
+        """Load the models again into this app, whose routes are fixed: new files for the same models, or nothing.
+
+        If anything fails, or the set of models changed, keep serving the old set and log one line saying why.
+        """
         try:
-            self.load()
+            self.load(same_routes=True)
         except ModelLoadError as exc:
             log.error("reload refused, still serving %s: %s", self.versions(), exc)
             return False

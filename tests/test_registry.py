@@ -110,6 +110,20 @@ def test_the_readme_linear_model_saved_as_a_script_is_served(tmp_path: Path) -> 
     assert answer["explanation"]["terms"]
 
 
+def test_no_model_may_take_the_name_of_a_route_the_service_answers_itself(models: Path) -> None:
+    """A model's route is named after the model: one named like the service's own (health, docs...) is refused."""
+    app = create_app({"MODELS_DIR": str(models)})
+    model_names = set(app.extensions["models"].models)
+    own = sorted({rule.endpoint for rule in app.url_map.iter_rules()} - model_names)
+    assert {"health", "ready", "models", "docs", "demo"} <= set(own)
+    for name in own:
+        folder = add_model(models, name, endpoint="/elsewhere")
+        with pytest.raises(ModelLoadError, match=f"name '{name}' is one the service's own routes use") as refused:
+            create_app({"MODELS_DIR": str(models)})
+        assert "\n" not in str(refused.value)
+        shutil.rmtree(folder)
+
+
 def test_two_folders_with_one_name_are_refused(models: Path) -> None:
     add_model(models, "copy", endpoint="/copy")
     rewrite_manifest(models / "copy", name="sentiment")
@@ -138,7 +152,9 @@ def test_the_registry_loads_a_changed_set_and_retires_the_versions_it_no_longer_
     gone = registry.models["ratings"].version
     add_model(models, "late", endpoint="/late")
     shutil.rmtree(models / "ratings")
-    assert registry.reload() is True
+    assert registry.reload() is False, "this app's routes are fixed: a changed set is served by a new app"
+    assert set(registry.models) == {"sentiment", "ratings"}
+    registry.load()  # what a new app's registry does, taking over from this one
     assert set(registry.models) == {"sentiment", "late"}
     assert build_info(app, "ratings", gone) == 0
     assert build_info(app, "late", registry.models["late"].version) == 1
