@@ -82,12 +82,18 @@ def serving(
     ready_path: str = "/health",
     timeout: float = 30.0,
 ) -> Iterator[Server]:
-    """Start ``command`` from the repo root on 127.0.0.1:port, yield it once ``ready_path`` answers 200, always stop it."""
+    """Start ``command`` from the repo root on 127.0.0.1:port, yield it once ``ready_path`` answers 200, always stop it.
+
+    Its temporary files (the metrics folder it makes) go in a folder of its own under ``log_dir``, unless ``env`` names
+    a TMPDIR: a server a test or drill kills outright cannot remove them, and they must not pile up in /tmp.
+    """
     port = port or free_port()
     stdout, stderr = (log_dir / f"{name or f'server-{port}'}.{stream}.log" for stream in ("stdout", "stderr"))
-    log_dir.mkdir(parents=True, exist_ok=True)
+    private = log_dir / f"{name or f'server-{port}'}.tmp"
+    private.mkdir(parents=True, exist_ok=True)
     with stdout.open("wb") as out, stderr.open("wb") as err:
-        process = subprocess.Popen(command, cwd=ROOT, env=server_env(env, port), stdout=out, stderr=err, start_new_session=True)
+        environ = server_env({"TMPDIR": str(private), **env}, port)
+        process = subprocess.Popen(command, cwd=ROOT, env=environ, stdout=out, stderr=err, start_new_session=True)
     try:
         server = Server(f"http://{HOST}:{port}", process, stdout, stderr)
         wait_until_healthy(server, timeout, ready_path)
