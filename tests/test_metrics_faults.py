@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -351,27 +351,25 @@ def check_degraded_but_serving(server: Server, folder: Path, symbol: str) -> Non
     assert not any("Traceback" in line["message"] or "crash" in line["message"].lower() for line in lines)
 
 
-@pytest.mark.slow
-def test_full_metrics_folder_fails_no_request(small_tmpfs: Path, tmp_path: Path) -> None:
-    env = {"WEB_CONCURRENCY": "2", "PROMETHEUS_MULTIPROC_DIR": str(small_tmpfs), "ACCESS_LOG": ""}
+def serves_through_a_fault(folder: Path, make_fault: Callable[[Path], object], symbol: str, tmp_path: Path) -> None:
+    """A production server whose metrics folder meets ``make_fault`` after start answers every request, before and
+    after its workers are replaced, and says it is degraded."""
+    env = {"WEB_CONCURRENCY": "2", "PROMETHEUS_MULTIPROC_DIR": str(folder), "ACCESS_LOG": ""}
     with serving(production_command(), env, tmp_path / "logs") as server:
         wait_for_workers(server, 2)
-        fill(small_tmpfs)
+        make_fault(folder)
         before = burst(server)
-        reload_workers(server)  # new workers must make new files: none fits
+        reload_workers(server)  # new workers must make new files: none can be made
         after = burst(server)
         assert before.failures == [] and after.failures == [] and before.answered > 20 and after.answered > 20
-        check_degraded_but_serving(server, small_tmpfs, "ENOSPC")
+        check_degraded_but_serving(server, folder, symbol)
+
+
+@pytest.mark.slow
+def test_full_metrics_folder_fails_no_request(small_tmpfs: Path, tmp_path: Path) -> None:
+    serves_through_a_fault(small_tmpfs, fill, "ENOSPC", tmp_path)
 
 
 @pytest.mark.slow
 def test_read_only_metrics_folder_fails_no_request(writable_folder: Path, tmp_path: Path) -> None:
-    env = {"WEB_CONCURRENCY": "2", "PROMETHEUS_MULTIPROC_DIR": str(writable_folder), "ACCESS_LOG": ""}
-    with serving(production_command(), env, tmp_path / "logs") as server:
-        wait_for_workers(server, 2)
-        make_read_only(writable_folder)
-        before = burst(server)
-        reload_workers(server)
-        after = burst(server)
-        assert before.failures == [] and after.failures == [] and before.answered > 20 and after.answered > 20
-        check_degraded_but_serving(server, writable_folder, "EROFS")
+    serves_through_a_fault(writable_folder, make_read_only, "EROFS", tmp_path)
