@@ -143,7 +143,7 @@ class ServerSettings:
     def from_mapping(cls, values: Mapping[str, Any]) -> ServerSettings:
         """Read HOST, PORT, WEB_CONCURRENCY, CLIENT_TIMEOUT, DRAIN_SECONDS and GRACEFUL_TIMEOUT."""
         defaults = cls()
-        given = host(values, defaults.host)
+        given = str(values.get("HOST", defaults.host)).strip()  # checked by resolving it once, for ``address``
         low, high = WEB_CONCURRENCY_RANGE
         return cls(
             host=given,
