@@ -360,8 +360,8 @@ def main(argv: list[str] | None = None) -> int:
             phrases = util.load_phrases(args.data)
         if args.tune:
             for name in args.models:
-                print(f"\n{name}: mean (sd) whole-sentence accuracy over 5 grouped folds, best first")
-                for mean, sd, params in tune(name, phrases)[:10]:
+                print(f"\n{name}: mean (sd) whole-sentence accuracy over 5 grouped folds, best first", flush=True)
+                for mean, sd, params in tune(name, phrases):
                     print(f"  {mean:.4f} ({sd:.4f})  {params}")
             return 0
         if args.compare_calibration:
