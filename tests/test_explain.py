@@ -5,8 +5,6 @@ from __future__ import annotations
 import csv
 import itertools
 import math
-import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,9 +14,8 @@ from flask.testing import FlaskClient
 from app import create_app
 from lib.settings import MAX_EXPLAIN_TERMS, ConfigError, Settings
 from model import NLPModel
-from tests.helpers import COMMITTED_MODELS, ROOT
+from tests.helpers import COMMITTED_MODELS, KAGGLE_TEST
 
-KAGGLE_TEST = Path(os.environ.get("KAGGLE_TEST", ROOT.parent / "shared" / "data" / "kaggle" / "test.tsv"))
 PHRASES_PER_SOURCE = 3000
 TOLERANCE = 1e-9
 

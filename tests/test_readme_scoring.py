@@ -2,6 +2,7 @@
 
 import runpy
 import shlex
+import shutil
 import sys
 from pathlib import Path
 
@@ -31,10 +32,9 @@ def test_client_block_as_the_readme_shows_it(dev_server: str) -> None:
 
 def run_readme_command(line: str, server: str, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Run one ``.venv/bin/python score.py ...`` README line as that script's __main__ in this interpreter (its imports are
-    already loaded, which saves seconds a command), from ``workdir``; paths to the repository's files are found in it."""
-    python, script, *words = shlex.split(line.replace(README_SERVER, server), comments=True)
+    already loaded, which saves seconds a command), from ``workdir``, which holds its inputs: every output lands there."""
+    python, script, *args = shlex.split(line.replace(README_SERVER, server), comments=True)
     assert (python, script) == (".venv/bin/python", "score.py"), line
-    args = [str(ROOT / word) if not (workdir / word).exists() and (ROOT / word).is_file() else word for word in words]
     with monkeypatch.context() as patch:
         patch.chdir(workdir)
         patch.setattr(sys, "argv", [str(ROOT / script), *args])
@@ -44,7 +44,8 @@ def run_readme_command(line: str, server: str, workdir: Path, monkeypatch: pytes
 
 
 def test_score_commands_as_the_readme_shows_them(dev_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each score.py command, in a folder holding a small lib/data/test.tsv in Kaggle's layout."""
+    """Each score.py command, in a folder of its own holding the inputs (examples/ and a small lib/data/test.tsv)."""
+    shutil.copytree(ROOT / "examples", tmp_path / "examples", ignore=shutil.ignore_patterns("*.ipynb", "*.png"))
     (tmp_path / "lib" / "data").mkdir(parents=True)
     (tmp_path / "lib" / "data" / "test.tsv").write_text(KAGGLE_LAYOUT, encoding="utf-8")
     commands = [line for block in readme_blocks(SECTION, "sh") for line in block.splitlines() if " score.py " in line]
