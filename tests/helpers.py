@@ -42,10 +42,12 @@ KAGGLE_TRAIN = kaggle_file("train.tsv")
 KAGGLE_TEST = kaggle_file("test.tsv")
 
 needs_kaggle = pytest.mark.skipif(
-    not KAGGLE_TRAIN.is_file(), reason=f"full Kaggle data not found at {KAGGLE_TRAIN} (set KAGGLE_TRAIN)"
+    not KAGGLE_TRAIN.is_file(),
+    reason=f"Kaggle train.tsv not found at {KAGGLE_TRAIN}: put it in lib/data/ (see the README) or set KAGGLE_TRAIN",
 )
 needs_kaggle_test = pytest.mark.skipif(
-    not KAGGLE_TEST.is_file(), reason=f"Kaggle test.tsv not found at {KAGGLE_TEST} (set KAGGLE_TEST)"
+    not KAGGLE_TEST.is_file(),
+    reason=f"Kaggle test.tsv not found at {KAGGLE_TEST}: put it in lib/data/ (see the README) or set KAGGLE_TEST",
 )
 
 # Sentences in the Kaggle layout: the whole sentence, then shorter phrases of it, each rated 0-4.

@@ -172,8 +172,11 @@ def test_score_commands_as_the_pages_show_them(dev_server: str, tmp_path: Path, 
     (tmp_path / "lib" / "data" / "test.tsv").write_text(KAGGLE_LAYOUT, encoding="utf-8")
     commands = [line for block in blocks() if block.language == "sh" for line in block.code.splitlines() if " score.py " in line]
     assert len(commands) == 3
+    outputs = [ROOT / name for name in ("scores.csv", "scores-api.csv", "submission.csv")]
+    before = [path.stat() if path.exists() else None for path in outputs]  # a user's own files of these names
     for line in commands:
         run_score_command(line, dev_server, tmp_path, monkeypatch)
+    assert [path.stat() if path.exists() else None for path in outputs] == before
     in_process, through_api = ((tmp_path / name).read_text() for name in ("scores.csv", "scores-api.csv"))
     assert in_process == through_api and in_process.startswith("id,review,prediction,confidence,p_Negative,p_Positive")
     assert pd.read_csv(tmp_path / "scores.csv")["prediction"].isna().sum() == 1  # the empty review

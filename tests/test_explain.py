@@ -67,7 +67,7 @@ def generated_phrases(model: NLPModel, count: int, seed: int) -> list[str]:
 def kaggle_phrases(count: int) -> list[str]:
     """Every so many phrase of the Kaggle test file, when it is there."""
     if not KAGGLE_TEST.is_file():
-        pytest.skip(f"Kaggle test.tsv not found at {KAGGLE_TEST} (set KAGGLE_TEST)")
+        pytest.skip(f"Kaggle test.tsv not found at {KAGGLE_TEST}: put it in lib/data/ (see the README) or set KAGGLE_TEST")
     with KAGGLE_TEST.open(encoding="utf-8", newline="") as handle:
         phrases = [row["Phrase"] for row in csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE) if row["Phrase"]]
     return phrases[:: max(1, len(phrases) // count)][:count]
