@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import pytest
 from markdown.extensions.toc import slugify
 
+from app import create_app
 from lib.paths import KAGGLE_URL
 from lib.settings import ConfigError, Settings
+from model import ModelLoadError
 from tests.doc_pages import PAGES, Block, blocks, mismatches, python_examples, runs_here, shell_examples, shown_value
+from tests.helpers import COMMITTED_MODELS
 from tests.support.harness import ROOT
 
 README = ROOT / "README.md"
@@ -105,6 +109,17 @@ def test_the_settings_message_a_page_quotes_is_the_one_given() -> None:
     with pytest.raises(ConfigError) as refused:
         Settings.from_mapping({"MAX_BATCH": "lots"})
     assert str(refused.value) == quoted
+
+
+def test_the_bad_model_message_a_page_quotes_is_the_one_given(tmp_path: Path) -> None:
+    """The start-up refusal the operations page quotes, for a changed file of the committed models."""
+    shutil.copytree(COMMITTED_MODELS, tmp_path / "models")
+    with (tmp_path / "models" / "ratings" / "idf.npy").open("ab") as changed:
+        changed.write(b"x")
+    with pytest.raises(ModelLoadError) as refused:
+        create_app({"MODELS_DIR": str(tmp_path / "models")})
+    shown = "Error: " + str(refused.value).replace(str(tmp_path / "models"), "lib/models")
+    assert shown in " ".join((ROOT / "docs" / "operations.md").read_text(encoding="utf-8").split())
 
 
 def test_shell_examples_take_each_command_with_the_output_shown_after_it() -> None:
