@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -36,6 +37,8 @@ def test_the_site_builds_in_strict_mode(tmp_path: Path) -> None:
     assert built.returncode == 0, built.stderr
     assert "WARNING" not in built.stderr
     assert (tmp_path / "site" / "api" / "index.html").is_file()
+    for page in (tmp_path / "site").rglob("*.html"):  # read offline or on an intranet: no fonts or scripts from elsewhere
+        assert not re.search(r'<(script|link)[^>]*(src|href)="https?://', page.read_text(encoding="utf-8")), page
 
 
 @pytest.mark.slow  # a second build, of a copy with one broken anchor
