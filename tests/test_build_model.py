@@ -66,6 +66,15 @@ def test_tune_ranks_the_grid(tiny_tsv: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert [row[0] for row in ranked] == sorted((row[0] for row in ranked), reverse=True)
 
 
+def test_tune_ranks_feature_blocks_of_the_linear_family(tiny_tsv: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    words_only, both = (specs.WORDS,), (specs.WORDS, {**specs.CHARACTERS, "max_features": 500})
+    grid = {"train_ratings": [(0, 1, 3, 4)], "blocks": [words_only, both], "classifier": {"alpha": [1e-4, 1e-3]}}
+    monkeypatch.setitem(specs.TUNING_GRID, "sentiment-logreg", grid)
+    ranked = build_model.tune("sentiment-logreg", util.load_phrases(tiny_tsv), folds=2)
+    assert len(ranked) == 4 and [row[0] for row in ranked] == sorted((row[0] for row in ranked), reverse=True)
+    assert {row[2]["blocks"] for row in ranked} == {"word 1-2 <= None", "word 1-2 <= None + char_wb 2-5 <= 500"}
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
