@@ -8,8 +8,12 @@ model is then refitted on all rows. ``--tune`` runs the grouped cross-validation
 parameters in MODEL_SPECS, on the training part only, and prints the ranking.
 
 Each model's probabilities are calibrated by temperature scaling, fitted on whole sentences held
-out from a sibling fit (never on validation sentences). ``--compare-calibration`` measures the
-alternatives (none, sigmoid, isotonic, temperature) on the validation sentences and prints them.
+out from a sibling fit (never on validation sentences), unless its spec says calibration did not
+help it (``ModelSpec.calibrate``). ``--compare-calibration`` measures the alternatives (none,
+sigmoid, isotonic, temperature) on the validation sentences and prints them.
+
+Both families are fitted from rows of every phrase's term counts, taken once per kind of feature
+block (``lib.corpus``): the character n-grams of the linear models cost most of a fit to count.
 """
 
 from __future__ import annotations
