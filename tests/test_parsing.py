@@ -312,7 +312,7 @@ def test_the_largest_request_of_every_shape_stays_within_the_budgets_scale(scale
     budgets = limits(scaled_app.config["SETTINGS"])
     shape = data.draw(st.sampled_from(largest_shapes(budgets)), label="shape")
     served = data.draw(st.sampled_from(list(scaled_app.extensions["models"].models.values())), label="model")
-    words = [*PIECES, *sorted(term for term in served.model.vectorizer.vocabulary_ if " " not in term)[:50]]
+    words = [*PIECES, *sorted(term for term in served.model.vectorizers[0].vocabulary_ if " " not in term)[:50]]
     drawn = data.draw(st.lists(st.sampled_from(words), min_size=1, max_size=40), label="words")
     body = orjson.loads(request_body(shape, [word for word in drawn if word.strip()] or ["ab"]))
     client = scaled_app.test_client()
