@@ -17,6 +17,10 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $@ $(VENV)/.runtime
 
+$(VENV)/.e2e: requirements.txt requirements-dev.txt requirements-e2e.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements-e2e.txt
+	touch $@ $(VENV)/.dev $(VENV)/.runtime
+
 serve: $(VENV)/.runtime  ## serve predictions on http://127.0.0.1:5000 (development server)
 	$(BIN)/python app.py
 
@@ -29,7 +33,7 @@ test: $(VENV)/.dev  ## the whole suite but the heavy end-to-end checks (about 3 
 test-fast: $(VENV)/.dev  ## the in-process tests only, in seconds (no live servers, full-data rebuild or fuzzing)
 	$(BIN)/python -m pytest -m "not slow and not e2e"
 
-test-e2e: $(VENV)/.dev  ## heavy end-to-end checks (browser, container, replicas); each skips with its reason where its tool is missing
+test-e2e: $(VENV)/.e2e  ## heavy end-to-end checks (browser, container, replicas, Spark); installs requirements-e2e.txt; each skips with its reason where its tool is missing
 	@if grep -rqs "pytest.mark.e2e" tests; then $(BIN)/python -m pytest -m e2e; \
 	else echo "test-e2e: no end-to-end test is defined yet"; fi
 

@@ -157,8 +157,8 @@ def test_progress_bar_on_a_terminal_unless_quiet(
 @needs_kaggle_test
 def test_readme_dask_block_scores_kaggle_test_as_one_process_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The README's Dask block verbatim (the data's path substituted): two workers, the one-process output line for line."""
-    pytest.importorskip("dask.dataframe", reason="dask is not installed (requirements-dev.txt)")
-    pytest.importorskip("distributed", reason="distributed is not installed (requirements-dev.txt)")
+    pytest.importorskip("dask.dataframe", reason="dask is not installed: make test-e2e installs it (requirements-e2e.txt)")
+    pytest.importorskip("distributed", reason="distributed is not installed: make test-e2e installs it (requirements-e2e.txt)")
     [block] = [block for block in readme_blocks("Python client and file scoring", "python") if "map_partitions" in block]
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
@@ -183,7 +183,7 @@ def test_readme_dask_block_scores_kaggle_test_as_one_process_does(tmp_path: Path
 @pytest.mark.skipif(shutil.which("java") is None, reason="no java for Spark (apt-get install openjdk-17-jre-headless)")
 def test_readme_spark_block_scores_kaggle_test_as_one_process_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The README's Spark block verbatim (the data's path substituted): mapInPandas gives the one-process output."""
-    pytest.importorskip("pyspark", reason="pyspark is not installed (requirements-dev.txt)")
+    pytest.importorskip("pyspark", reason="pyspark is not installed: make test-e2e installs it (requirements-e2e.txt)")
     [block] = [block for block in readme_blocks("Python client and file scoring", "python") if "mapInPandas" in block]
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("PYTHONPATH", str(ROOT))  # as the README starts it: the workers import score from the repository
