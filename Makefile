@@ -5,27 +5,33 @@ BIN := $(VENV)/bin
 
 .PHONY: serve production test test-fast test-e2e models lint
 
+# Installs say what they do on stderr (pip itself is quiet), so a first `make serve` is not a silent minute and
+# `make production`'s stdout stays the server's JSON access log.
 $(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
+	@echo "creating the virtual environment .venv (first run only)..." >&2
+	@$(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install --quiet --upgrade pip
 
 $(VENV)/.runtime: requirements.txt | $(BIN)/python
-	$(BIN)/pip install --quiet -r requirements.txt
-	touch $@
+	@echo "installing the runtime packages into .venv (first run only, about a minute)..." >&2
+	@$(BIN)/pip install --quiet -r requirements.txt
+	@touch $@
 
 $(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
-	$(BIN)/pip install --quiet -r requirements-dev.txt
-	touch $@ $(VENV)/.runtime
+	@echo "installing the runtime, test and lint packages into .venv (first run only, a few minutes)..." >&2
+	@$(BIN)/pip install --quiet -r requirements-dev.txt
+	@touch $@ $(VENV)/.runtime
 
 $(VENV)/.e2e: requirements.txt requirements-dev.txt requirements-e2e.txt | $(BIN)/python
-	$(BIN)/pip install --quiet -r requirements-e2e.txt
-	touch $@ $(VENV)/.dev $(VENV)/.runtime
+	@echo "installing the end-to-end packages (pyspark, dask, selenium) into .venv (first run only, a few minutes)..." >&2
+	@$(BIN)/pip install --quiet -r requirements-e2e.txt
+	@touch $@ $(VENV)/.dev $(VENV)/.runtime
 
 serve: $(VENV)/.runtime  ## serve predictions on http://127.0.0.1:5000 (development server)
-	$(BIN)/python app.py
+	@$(BIN)/python app.py
 
 production: $(VENV)/.runtime  ## the production server on http://127.0.0.1:8000 (HOST, PORT, WEB_CONCURRENCY)
-	$(BIN)/python -m lib.server
+	@$(BIN)/python -m lib.server
 
 test: $(VENV)/.dev  ## the whole suite but the heavy end-to-end checks (about 3 minutes): the README's test command
 	$(BIN)/python -m pytest -m "not e2e"
