@@ -83,7 +83,7 @@ def register(app: Flask, settings: Settings, registry: ModelRegistry, document: 
         versions = tuple(model.version for model in registry.models.values())
         if versions not in built:
             built.clear()
-            built[versions] = json.dumps(document(settings, registry.models.values()), indent=2)
+            built[versions] = json.dumps(document(settings, registry.models.values()), indent=2) + "\n"
         return Response(built[versions], mimetype="application/json")
 
     def docs() -> Response:

@@ -109,6 +109,21 @@ def test_error_log_is_json(production_server: Server) -> None:
     assert all(ISO_TIME.fullmatch(record["time"]) for record in records), [record["time"] for record in records]
 
 
+@pytest.mark.parametrize("name", ["dev_server", "production_server"])
+def test_json_answers_end_with_a_newline_on_both_servers(request: pytest.FixtureRequest, name: str) -> None:
+    """So the shell's prompt after `curl` starts on a line of its own, whichever server answers."""
+    server = request.getfixturevalue(name)
+    url = server if isinstance(server, str) else server.url
+    answers = [
+        requests.get(url, {"query": "good"}, timeout=10),
+        requests.post(url, json={"queries": ["good", "bad"]}, timeout=10),
+        requests.get(f"{url}/nowhere", timeout=10),
+        requests.get(f"{url}/openapi.json", timeout=10),
+    ]
+    assert [answer.status_code for answer in answers] == [200, 200, 404, 200]
+    assert all(answer.content.endswith(b"}\n") for answer in answers)
+
+
 def open_slow_clients(url: str, count: int, body_started: bool) -> list[socket.socket]:
     """Open connections that start a request and then stall: mid-headers, or mid-body."""
     host, port = url.removeprefix("http://").split(":")
