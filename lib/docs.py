@@ -36,6 +36,7 @@ DOCS_PAGE = """<!DOCTYPE html>
 <html lang="en">
 <head>
   <meta charset="utf-8">
+  <meta name="viewport" content="width=device-width, initial-scale=1">
   <title>Sentiment API</title>
   <link rel="stylesheet" href="{css}">
   <link rel="icon" type="image/png" href="{icon}">
