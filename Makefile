@@ -8,22 +8,22 @@ BIN := $(VENV)/bin
 # Installs say what they do on stderr (pip itself is quiet), so a first `make serve` is not a silent minute and
 # `make production`'s stdout stays the server's JSON access log.
 $(BIN)/python:
-	@echo "creating the virtual environment .venv (first run only)..." >&2
+	@echo "creating the virtual environment $(VENV) (first run only)..." >&2
 	@$(PYTHON) -m venv $(VENV)
 	@$(BIN)/pip install --quiet --upgrade pip
 
 $(VENV)/.runtime: requirements.txt | $(BIN)/python
-	@echo "installing the runtime packages into .venv (first run only, about a minute)..." >&2
+	@echo "installing the runtime packages into $(VENV) (first run only, about a minute)..." >&2
 	@$(BIN)/pip install --quiet -r requirements.txt
 	@touch $@
 
 $(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
-	@echo "installing the runtime, test and lint packages into .venv (first run only, a few minutes)..." >&2
+	@echo "installing the runtime, test and lint packages into $(VENV) (first run only, a few minutes)..." >&2
 	@$(BIN)/pip install --quiet -r requirements-dev.txt
 	@touch $@ $(VENV)/.runtime
 
 $(VENV)/.e2e: requirements.txt requirements-dev.txt requirements-e2e.txt | $(BIN)/python
-	@echo "installing the end-to-end packages (pyspark, dask, selenium) into .venv (first run only, a few minutes)..." >&2
+	@echo "installing the end-to-end packages (pyspark, dask, selenium) into $(VENV) (first run only, a few minutes)..." >&2
 	@$(BIN)/pip install --quiet -r requirements-e2e.txt
 	@touch $@ $(VENV)/.dev $(VENV)/.runtime
 
