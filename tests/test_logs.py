@@ -5,6 +5,7 @@ import json
 import logging
 import re
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,11 @@ def record(message: str = "hello", created: float = 1796684092.4349) -> logging.
 def test_iso_time_is_utc_to_the_millisecond() -> None:
     assert iso_time(1796684092.4349) == "2026-12-07T22:54:52.434+00:00"
     assert ISO_TIME.fullmatch(iso_time(0.0))
+
+
+@pytest.mark.parametrize("seconds", [0.0, 0.001, 59.9994, 1796684092.4349, 1796684092.999, 1796684093.0, 4102444799.5])
+def test_iso_time_is_what_datetime_writes(seconds: float) -> None:
+    assert iso_time(seconds) == datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")
 
 
 def test_the_text_and_the_json_formats_write_the_same_time() -> None:
