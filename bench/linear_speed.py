@@ -68,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     train = kaggle_file("train.tsv")
     if not train.is_file():
-        print(f"skipped: Kaggle train.tsv not found at {train} (set KAGGLE_TRAIN)", file=sys.stderr)
+        print(f"skipped: Kaggle train.tsv not found at {train}: put it in lib/data/ or set KAGGLE_TRAIN", file=sys.stderr)
         return 0
     import util
     from lib.specs import MODEL_SPECS, training_rows
