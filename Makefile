@@ -13,7 +13,7 @@ $(BIN)/python:
 	@$(BIN)/pip install --quiet --upgrade pip
 
 $(VENV)/.runtime: requirements.txt | $(BIN)/python
-	@echo "installing the runtime packages into $(VENV) (first run only, about a minute)..." >&2
+	@echo "installing the runtime packages into $(VENV) (first run only, a minute or two)..." >&2
 	@$(BIN)/pip install --quiet -r requirements.txt
 	@touch $@
 
