@@ -23,6 +23,7 @@ from flask import Flask
 from lib import demo, docs, openapi
 from lib.errors import JsonApi, error_response
 from lib.lifecycle import Lifecycle
+from lib.logs import DevelopmentRequestHandler, development_logging
 from lib.middleware import install
 from lib.observability import Metrics
 from lib.registry import ModelRegistry
@@ -75,7 +76,7 @@ def main() -> int:
     """Run the development server (HOST, PORT; DEBUG=1 only when you ask for it)."""
     try:
         settings = Settings.from_mapping(os.environ)
-        logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        development_logging(settings.log_level)
         app = create_app()
     except (ModelLoadError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -84,7 +85,7 @@ def main() -> int:
         "development server: no read timeout for slow clients, HTML answers for oversized URLs and headers, "
         "and a Server header naming Werkzeug. Run `make production` for anything others can reach."
     )
-    app.run(host=settings.host, port=settings.port, debug=settings.debug)
+    app.run(host=settings.host, port=settings.port, debug=settings.debug, request_handler=DevelopmentRequestHandler)
     return 0
 
 

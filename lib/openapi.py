@@ -374,8 +374,8 @@ def parameters(settings: Settings) -> Schema:
             "in": "query",
             "required": False,
             "description": (
-                "The text to classify. Required unless the body carries it (form or JSON `query`); when both do, "
-                "the URL wins. Blank gives 400, longer than "
+                "The text to classify (GET; POST takes its text in the body). Required unless a GET's body carries it "
+                "(form or JSON `query`); when both do, the URL wins. Blank gives 400, longer than "
                 f"{settings.max_query_chars:,} characters 413."
             ),
             "schema": text_schema(settings.max_query_chars, "The text to classify."),
@@ -425,18 +425,21 @@ def request_bodies(settings: Settings) -> Schema:
     forms = {"application/x-www-form-urlencoded": form, "multipart/form-data": form}
     return {
         "QueryOrBatch": {
-            "required": False,
+            "required": True,
             "description": (
                 'A JSON batch `{"queries": [...]}` (answered with `predictions`, in input order), or one `query` '
-                "in a JSON or form body. A JSON body with `queries` is a batch even when the URL has `query`; "
-                f"otherwise the URL `query` wins over the body's. {limit}"
+                "in a JSON or form body. The text goes in the body only: a POST with `query` in the URL as well gets "
+                f"400. {limit}"
             ),
             "content": {
                 "application/json": {
                     "schema": {"oneOf": [ref("schemas", "BatchBody"), ref("schemas", "QueryBody")]},
                     "examples": {
-                        "batch": {"value": {"queries": ["That was pretty entertaining", EXAMPLE_TEXT]}},
-                        "single": {"value": {"query": EXAMPLE_TEXT}},
+                        "batch": {
+                            "summary": "A batch: answered with predictions, in input order",
+                            "value": {"queries": ["That was pretty entertaining", EXAMPLE_TEXT]},
+                        },
+                        "single": {"summary": "One text: answered as GET answers", "value": {"query": EXAMPLE_TEXT}},
                     },
                 },
                 **forms,
@@ -452,7 +455,7 @@ def responses(settings: Settings) -> Schema:
         "BadRequest": response(
             "`query` missing or blank; not a string; malformed JSON; a JSON body that is not an object; "
             "`queries` not a non-empty array of non-blank strings (the message names the index, e.g. `'queries[3]'`); "
-            "a URL or body that is not valid UTF-8.",
+            "a URL or body that is not valid UTF-8; a POST with `query` in the URL and a body.",
             error,
         ),
         "TooLarge": response(
@@ -548,7 +551,7 @@ def prediction_path(served: ServedModel, settings: Settings) -> Schema:
                 ),
                 **errors,
             },
-            parameters=[ref("parameters", "Query"), ref("parameters", "Explain"), ref("parameters", "ExplainTerms")],
+            parameters=[ref("parameters", "Explain"), ref("parameters", "ExplainTerms")],
             requestBody=ref("requestBodies", "QueryOrBatch"),
         ),
     }
@@ -655,8 +658,9 @@ def description(settings: Settings, models: list[ServedModel]) -> str:
     served = "; ".join(f"`{model.endpoint}` serves `{model.name}`" for model in models)
     return (
         f"Classify movie-review text. Models: {served}; each one's labels are the `prediction` enum of its schema.\n\n"
-        '`query` may come in the URL, a form body or a JSON body `{"query": "..."}`; the URL wins if several are '
-        'present. `POST` also takes a batch `{"queries": [...]}`. `explain=true` (URL or body) adds to each answer '
+        '`query` may come in the URL, a form body or a JSON body `{"query": "..."}`; for `GET` the URL wins if several '
+        "are present, while `POST` takes its text in the body only (400 with `query` in the URL as well). `POST` also "
+        'takes a batch `{"queries": [...]}`. `explain=true` (URL or body) adds to each answer '
         "the terms that decided it, exactly, with their places in the text. `GET /demo` is a page that calls this API "
         "as you type.\n\n"
         f"Limits: {settings.max_query_chars:,} characters per query, {settings.max_batch:,} queries per batch, "

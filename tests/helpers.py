@@ -8,6 +8,7 @@ import io
 import json
 import os
 import pickle
+import re
 import shutil
 import signal
 import socket
@@ -86,6 +87,9 @@ def write_tsv(path: Path, rows: list[tuple], header: str = "PhraseId\tSentenceId
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
+
+#: The one time format of every log line (lib/logs.py): ISO 8601, UTC, to the millisecond.
+ISO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00")
 
 CLIENT_TIMEOUT = 2  # seconds; shorter than the production default, so the slow-client tests finish sooner
 

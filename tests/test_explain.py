@@ -278,7 +278,7 @@ def test_explain_is_read_from_the_url_a_form_or_json(client: FlaskClient, method
         {"query_string": {"query": "boring", "explain": "0"}},
         {"json": {"query": "boring", "explain": False}},
         {"query_string": {"query": "boring", "explain_terms": "5"}},
-        {"query_string": {"query": "boring", "explain": "false"}, "json": {"queries": ["boring"], "explain": True}},
+        {"query_string": {"explain": "false"}, "json": {"queries": ["boring"], "explain": True}},
     ],
 )
 def test_no_explanation_unless_asked(client: FlaskClient, kwargs: dict[str, Any]) -> None:
