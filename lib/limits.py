@@ -22,11 +22,14 @@ CHARACTER_BLOCK_SHARE = Fraction(1, 4)
 CHARACTER_ANALYZERS = frozenset({"char", "char_wb"})
 
 
+def reads_characters(model: NLPModel) -> bool:
+    """Whether ``model`` has a block of character n-grams (which cost more per character, and know parts of words)."""
+    return any(vectorizer.analyzer in CHARACTER_ANALYZERS for vectorizer in model.vectorizers)
+
+
 def cost_share(model: NLPModel) -> Fraction:
     """The share of the service's character budgets ``model`` gets: less than all for a model with a character block."""
-    if any(vectorizer.analyzer in CHARACTER_ANALYZERS for vectorizer in model.vectorizers):
-        return CHARACTER_BLOCK_SHARE
-    return Fraction(1)
+    return CHARACTER_BLOCK_SHARE if reads_characters(model) else Fraction(1)
 
 
 def model_settings(settings: Settings, model: NLPModel) -> Settings:

@@ -24,7 +24,7 @@ import numpy as np
 from lib import demo, docs
 from lib.answers import shape_answers
 from lib.headers import MODEL_VERSION_HEADER, REQUEST_ID_HEADER
-from lib.limits import limits
+from lib.limits import limits, reads_characters
 from lib.observability import REQUEST_ID_PATTERN
 from lib.registry import ServedModel, component
 from lib.settings import MAX_EXPLAIN_TERMS, MAX_URL_BYTES, Settings
@@ -98,11 +98,18 @@ def prediction_schema(served: ServedModel) -> Schema:
         "description": f"Probability of the predicted label, rounded to 3 decimals: {calibration}.",
     }
     properties["probabilities"] = probabilities_schema(labels)
+    character = reads_characters(served.model)
     properties["coverage"] = {
         "type": "object",
         "description": (
             "How much of the text the model knew: the text's terms (words and word pairs) that it has weights for, "
-            "of all its terms. 0 known terms means the answer is the class prior alone."
+            "of all its terms. "
+            + (
+                "This model also reads character n-grams, so a word it does not know may still count through them: "
+                "the answer is the intercepts alone only when its explanation lists no term."
+                if character
+                else "0 known terms means the answer is the class prior alone."
+            )
         ),
         "properties": {"known_terms": {"type": "integer", "minimum": 0}, "terms": {"type": "integer", "minimum": 0}},
         "required": ["known_terms", "terms"],
@@ -118,7 +125,7 @@ def explanation_meaning(served: ServedModel) -> dict[str, str]:
     """What an explanation's numbers are for this model's family: naive Bayes' log-probabilities, or a linear model's
     coefficients and logits; and how they relate to the answer's probabilities (calibrated, if the model is)."""
     model = served.model
-    character = any(vectorizer.analyzer in ("char", "char_wb") for vectorizer in model.vectorizers)
+    character = reads_characters(model)
     beta = model.inverse_temperature_
     calibrated = (
         f" The answer's probabilities are calibrated (temperature scaling, inverse temperature {beta:.3g}): "
@@ -700,7 +707,7 @@ def paths(settings: Settings, models: list[ServedModel]) -> Schema:
         "/demo": plain_get(
             "demo",
             "documentation",
-            "A demo page: type a sentence, see both models' answers and the words that decided them",
+            "A demo page: pick a served model, type a sentence, see its answer and the words that decided it",
             "A static HTML page that calls this API (`explain=true`) with relative URLs, so it works under a path prefix. "
             "Its Content-Security-Policy admits only this service's own script, style sheet and API.",
             {"text/html": text},
