@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -230,6 +230,11 @@ def test_keyboard_only_use_is_announced(production_server: Server, budget: Deadl
     assert csp_problems(browser) == []
 
 
+def footnote_changed(before: str) -> Callable[[WebDriver], bool]:
+    """A wait condition: the footnote no longer reads ``before`` (a new answer is shown)."""
+    return lambda driver: driver.find_element(By.ID, "log-odds").text != before
+
+
 @pytest.fixture
 def mixed_server(mixed_models: Path) -> Iterator[str]:
     """The app over naive Bayes and linear models (word and character n-grams), on a free loopback port."""
@@ -271,7 +276,7 @@ def test_the_picker_lists_the_served_models_and_scores_through_the_chosen_one(
         path = served[name]["endpoint"]
         before = browser.find_element(By.ID, "log-odds").text
         picker.select_by_value(f".{path}")
-        budget.wait(browser, lambda _, before=before: browser.find_element(By.ID, "log-odds").text != before, name)
+        budget.wait(browser, footnote_changed(before), name)
         answer = check_answer(browser, mixed_server, text, path)
         assert "score (logit) difference" in browser.find_element(By.ID, "log-odds").text
         assert name in (browser.find_element(By.ID, "status").get_attribute("textContent") or "")
