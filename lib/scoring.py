@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,6 +38,7 @@ CACHED_WORD_CHARS = 24
 PYTHON_FEATURES = 48
 _NO_COLUMNS = np.zeros(0, dtype=np.intp)
 _NO_ROWS = np.zeros((0, 0))
+IS_KNOWN = functools.partial(operator.is_not, None)  # a column found in a vocabulary (dict.get gives None otherwise)
 
 
 def tf_idf(counts: sparse.spmatrix, binary: bool, sublinear_tf: bool, idf: np.ndarray | None, norm: str | None) -> Any:
@@ -143,26 +145,29 @@ class Block:
             return _NO_COLUMNS, _NO_COLUMNS, terms
         return (*run_lengths(columns), terms)
 
-    def occurrences(self, text: str) -> tuple[list[Any], int, int]:
-        """The model's column of each of the text's known terms, one per occurrence, in pieces to concatenate (lists or
-        arrays); how many there are; and how many terms the text has.
+    def occurrences(self, text: str, counted: bool = True) -> tuple[list[np.ndarray], int, int]:
+        """The model's column of each of the text's known terms, one per occurrence, in arrays to concatenate; how many
+        there are; and how many terms the text has (both 0 unless ``counted``: only the first block's are shown).
 
         A ``char_wb`` block looks up each whitespace-separated word's n-grams once and remembers them as an array.
         """
-        vocabulary = self.vocabulary
         if not self.by_word:
             analyzed = self.analyze(text)
-            known = [column for column in map(vocabulary.get, analyzed) if column is not None]
-            return ([known] if known else []), len(known), len(analyzed)
+            known = np.fromiter(filter(IS_KNOWN, map(self.vocabulary.get, analyzed)), dtype=np.intp)
+            return [known], known.size, len(analyzed)
         cached, columns_of = self.cached_word_columns, self.word_columns
         found = [cached(word) if len(word) <= CACHED_WORD_CHARS else columns_of(word) for word in self.preprocess(text).split()]
-        return [columns for columns, _ in found], sum(columns.size for columns, _ in found), sum(grams for _, grams in found)
+        pieces = [columns for columns, _ in found]
+        if not counted:
+            return pieces, 0, 0
+        return pieces, sum(columns.size for columns in pieces), sum(grams for _, grams in found)
 
     def word_columns(self, word: str) -> tuple[np.ndarray, int]:
         """The model's columns of a word's known n-grams (one per occurrence), and how many n-grams it has."""
         grams = char_wb_ngrams(word, *self.ngram_range)
-        vocabulary = self.vocabulary
-        return np.array([vocabulary[gram] for gram in grams if gram in vocabulary], dtype=np.intp), len(grams)
+        columns = np.fromiter(filter(IS_KNOWN, map(self.vocabulary.get, grams)), dtype=np.intp)
+        columns.flags.writeable = False  # remembered and shared by every text with this word: never changed in place
+        return columns, len(grams)
 
     def term_frequencies(self, counts: np.ndarray) -> np.ndarray:
         """The term-frequency part of the weights of terms seen this often in one text (binary, 1 + log, or counts)."""
@@ -304,17 +309,14 @@ class Scorer:
             [block] = self.blocks
             counted, terms = block.counts(text)
             return self._probabilities_one(self.joint_one(block.weights_one(counted))), sum(counted.values()), terms
-        pieces: list[Any] = []
-        coverage: tuple[int, int] | None = None
-        for block in self.blocks:
-            found, known, terms = block.occurrences(text)
-            pieces.extend(found)
-            if coverage is None:
-                coverage = (known, terms)
-        assert coverage is not None  # a model has at least one block
-        if not pieces:
-            return self._probabilities_one(list(self.prior_values)), *coverage
-        return self._probabilities_one(self.joint_of_occurrences(np.concatenate(pieces))), *coverage
+        first, *others = self.blocks
+        pieces, known, terms = first.occurrences(text)
+        for block in others:
+            pieces.extend(block.occurrences(text, counted=False)[0])
+        occurrences = np.concatenate(pieces) if pieces else _NO_COLUMNS  # a copy: the remembered words' arrays stay as they are
+        if not occurrences.size:
+            return self._probabilities_one(list(self.prior_values)), known, terms
+        return self._probabilities_one(self.joint_of_occurrences(occurrences)), known, terms
 
     def joint_of_occurrences(self, occurrences: np.ndarray) -> list[float]:
         """One text's scores from the columns of all its blocks' known terms, one per occurrence, in one pass.
