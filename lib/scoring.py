@@ -37,7 +37,6 @@ CACHED_WORD_CHARS = 24
 #: beyond it (character n-grams: hundreds a text) one gather and one product win.
 PYTHON_FEATURES = 48
 _NO_COLUMNS = np.zeros(0, dtype=np.intp)
-_NO_ROWS = np.zeros((0, 0))
 IS_KNOWN = functools.partial(operator.is_not, None)  # a column found in a vocabulary (dict.get gives None otherwise)
 
 
@@ -106,7 +105,9 @@ class Block:
         self.vectorizer = vectorizer
         self.offset = offset
         self.size = len(vectorizer.vocabulary_)
-        self.vocabulary = {term: offset + column for term, column in vectorizer.vocabulary_.items()}  # the model's columns
+        # The block's own columns (from 0): the model's are ``offset`` further. Not a copy with the offset added: a
+        # vocabulary of characters n-grams is 100,000 terms, and a second dict of it some 7 MB more in every server.
+        self.vocabulary = vectorizer.vocabulary_
         self.idf = vectorizer.idf_ if vectorizer.use_idf else None
         self.sublinear_tf = vectorizer.sublinear_tf
         self.norm = vectorizer.norm
@@ -114,8 +115,9 @@ class Block:
         self.analyze = vectorizer.build_analyzer()
         self.preprocess = vectorizer.build_preprocessor()
         self.ngram_range = (int(vectorizer.ngram_range[0]), int(vectorizer.ngram_range[1]))
-        self.idf_values = self.idf.tolist() if self.idf is not None else None  # Python floats, for one text
         self.by_word = self.analyzer == "char_wb"
+        # Python floats, for one text's few dozen words; a character block's hundreds of n-grams gather from the array.
+        self.idf_values = self.idf.tolist() if self.idf is not None and not self.by_word else None
         # Per block, so a reload starts afresh and the memory goes with the model.
         self.cached_word_columns = functools.lru_cache(maxsize=WORD_CACHE_SIZE)(self.word_columns)
 
@@ -130,6 +132,8 @@ class Block:
             index = vocabulary.get(token)
             if index is not None:
                 counted[index] = counted.get(index, 0) + 1
+        if self.offset:
+            counted = {index + self.offset: count for index, count in counted.items()}
         return counted, len(analyzed)
 
     def counts_by_word(self, text: str) -> tuple[dict[int, int], int]:
@@ -154,6 +158,8 @@ class Block:
         if not self.by_word:
             analyzed = self.analyze(text)
             known = np.fromiter(filter(IS_KNOWN, map(self.vocabulary.get, analyzed)), dtype=np.intp)
+            if self.offset:
+                known += self.offset
             return [known], known.size, len(analyzed)
         cached, columns_of = self.cached_word_columns, self.word_columns
         found = [cached(word) if len(word) <= CACHED_WORD_CHARS else columns_of(word) for word in self.preprocess(text).split()]
@@ -166,6 +172,8 @@ class Block:
         """The model's columns of a word's known n-grams (one per occurrence), and how many n-grams it has."""
         grams = char_wb_ngrams(word, *self.ngram_range)
         columns = np.fromiter(filter(IS_KNOWN, map(self.vocabulary.get, grams)), dtype=np.intp)
+        if self.offset:
+            columns += self.offset
         columns.flags.writeable = False  # remembered and shared by every text with this word: never changed in place
         return columns, len(grams)
 
@@ -204,6 +212,10 @@ class Block:
                 weights = {index: weight * idf[index - offset] for index, weight in weights.items()}
             else:
                 weights = {index: weight * idf[index] for index, weight in weights.items()}
+        elif self.idf is not None:
+            columns = np.fromiter(weights.keys(), dtype=np.intp, count=len(weights)) - self.offset
+            weighed = np.fromiter(weights.values(), dtype=np.float64, count=len(weights)) * self.idf[columns]
+            weights = dict(zip(weights, weighed.tolist(), strict=True))
         if self.norm == "l2":
             length = math.sqrt(sum(weight * weight for weight in weights.values()))
         elif self.norm == "l1":
@@ -291,10 +303,9 @@ class Scorer:
         self.in_arrays = len(self.blocks) > 1 or any(block.by_word for block in self.blocks)
         self.rows = [] if self.in_arrays else self.log_prob.tolist()
         # For the one-text path, which weighs all blocks' terms in one set of arrays: each feature's idf (1 where its
-        # block has none) and its weights in one row, so one gather fetches both (rows scattered through memory cost
-        # more than their arithmetic); and where each block's columns begin, and end.
+        # block has none), and where each block's columns begin, and end.
         idf = [block.idf if block.idf is not None else np.ones(block.size) for block in self.blocks]
-        self.idf_and_weights = np.column_stack([np.concatenate(idf), self.log_prob]) if self.in_arrays else _NO_ROWS
+        self.idf = np.concatenate(idf) if self.in_arrays else _NO_COLUMNS.astype(np.float64)
         self.offsets = np.array([block.offset for block in self.blocks] + [self.log_prob.shape[0]], dtype=np.intp)
         self.same_weighing = len({(block.binary, block.sublinear_tf) for block in self.blocks}) == 1
         self.prior_values = self.log_prior.tolist()
@@ -326,8 +337,7 @@ class Scorer:
         """
         columns, counts = run_lengths(occurrences)
         weights = self.blocks[0].term_frequencies(counts) if self.same_weighing else np.ones(columns.size)
-        rows = self.idf_and_weights.take(columns, axis=0)  # one gather: each column's idf and weights side by side
-        weights *= rows[:, 0]
+        weights *= self.idf.take(columns)
         bounds = columns.searchsorted(self.offsets).tolist()
         for block, start, end in zip(self.blocks, bounds, bounds[1:], strict=False):
             if start == end:
@@ -336,7 +346,7 @@ class Scorer:
             if not self.same_weighing:
                 part *= block.term_frequencies(counts[start:end])
             block.normalize(part)
-        return (self.log_prior + weights @ rows[:, 1:]).tolist()
+        return (self.log_prior + weights @ self.log_prob.take(columns, axis=0)).tolist()
 
     def joint_one(self, weights: dict[int, float]) -> list[float]:
         """One text's scores (naive Bayes: joint log-likelihoods) per label: the intercept plus its weighted features."""
