@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: serve production test test-fast test-e2e models lint
+.PHONY: serve production test test-fast test-e2e models lint docs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,3 +38,6 @@ models: $(VENV)/.runtime  ## rebuild lib/models from the Kaggle train.tsv (lib/d
 
 lint: $(VENV)/.dev  ## ruff (style, imports, bugbear) and mypy over the product, its tests and benchmarks (see pyproject.toml)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy
+
+docs: $(VENV)/.dev  ## build the documentation site (README's pages under docs/) into site/; a broken link or anchor fails it
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site  # not --quiet: it hides the warnings --strict counts

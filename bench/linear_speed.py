@@ -80,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     clock = time.thread_time if args.cpu_time else time.perf_counter
     train = kaggle_file("train.tsv")
     if not train.is_file():
-        print(f"skipped: Kaggle train.tsv not found at {train} (set KAGGLE_TRAIN)", file=sys.stderr)
+        print(f"skipped: Kaggle train.tsv not found at {train}: put it in lib/data/ or set KAGGLE_TRAIN", file=sys.stderr)
         return 0
     import util
     from lib.specs import MODEL_SPECS, training_rows

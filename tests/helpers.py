@@ -8,7 +8,6 @@ import io
 import json
 import os
 import pickle
-import re
 import shutil
 import signal
 import socket
@@ -29,7 +28,8 @@ from urllib3.util.retry import Retry
 
 from lib.paths import MODELS_DIR, kaggle_file
 from model import content_version
-from tests.support.harness import ROOT, Server
+from tests.support.harness import ROOT as ROOT  # the tests import it from here too
+from tests.support.harness import Server
 
 if TYPE_CHECKING:
     from selenium.webdriver import Chrome
@@ -42,10 +42,12 @@ KAGGLE_TRAIN = kaggle_file("train.tsv")
 KAGGLE_TEST = kaggle_file("test.tsv")
 
 needs_kaggle = pytest.mark.skipif(
-    not KAGGLE_TRAIN.is_file(), reason=f"full Kaggle data not found at {KAGGLE_TRAIN} (set KAGGLE_TRAIN)"
+    not KAGGLE_TRAIN.is_file(),
+    reason=f"Kaggle train.tsv not found at {KAGGLE_TRAIN}: put it in lib/data/ (see the README) or set KAGGLE_TRAIN",
 )
 needs_kaggle_test = pytest.mark.skipif(
-    not KAGGLE_TEST.is_file(), reason=f"Kaggle test.tsv not found at {KAGGLE_TEST} (set KAGGLE_TEST)"
+    not KAGGLE_TEST.is_file(),
+    reason=f"Kaggle test.tsv not found at {KAGGLE_TEST}: put it in lib/data/ (see the README) or set KAGGLE_TEST",
 )
 
 # Sentences in the Kaggle layout: the whole sentence, then shorter phrases of it, each rated 0-4.
@@ -382,14 +384,6 @@ def chromium(folder: Path) -> Iterator[Chrome]:
         yield driver
     finally:
         driver.quit()
-
-
-def readme_blocks(section: str, language: str) -> list[str]:
-    """The ```language code blocks of one README section (## title), in order: the commands users copy."""
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    start = text.index(f"\n## {section}\n")
-    end = text.find("\n## ", start + 1)
-    return re.findall(rf"^```{language}\n(.*?)^```$", text[start : end if end > 0 else None], flags=re.M | re.S)
 
 
 def reload_under_traffic(url: str, models: Path, source: Path, send_hup: Callable[[], object], timeout: float = 20) -> Traffic:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import csv
 import itertools
 import math
-import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,9 +14,8 @@ from flask.testing import FlaskClient
 from app import create_app
 from lib.settings import MAX_EXPLAIN_TERMS, ConfigError, Settings
 from model import NLPModel
-from tests.helpers import COMMITTED_MODELS, ROOT
+from tests.helpers import COMMITTED_MODELS, KAGGLE_TEST
 
-KAGGLE_TEST = Path(os.environ.get("KAGGLE_TEST", ROOT.parent / "shared" / "data" / "kaggle" / "test.tsv"))
 PHRASES_PER_SOURCE = 3000
 TOLERANCE = 1e-9
 
@@ -70,7 +67,7 @@ def generated_phrases(model: NLPModel, count: int, seed: int) -> list[str]:
 def kaggle_phrases(count: int) -> list[str]:
     """Every so many phrase of the Kaggle test file, when it is there."""
     if not KAGGLE_TEST.is_file():
-        pytest.skip(f"Kaggle test.tsv not found at {KAGGLE_TEST} (set KAGGLE_TEST)")
+        pytest.skip(f"Kaggle test.tsv not found at {KAGGLE_TEST}: put it in lib/data/ (see the README) or set KAGGLE_TEST")
     with KAGGLE_TEST.open(encoding="utf-8", newline="") as handle:
         phrases = [row["Phrase"] for row in csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE) if row["Phrase"]]
     return phrases[:: max(1, len(phrases) // count)][:count]

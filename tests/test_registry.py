@@ -15,7 +15,8 @@ from flask.testing import FlaskClient
 
 from app import create_app
 from model import ModelLoadError, NLPModel
-from tests.helpers import ROOT, declare_huge_array, readme_blocks, rewrite_manifest
+from tests.doc_pages import block
+from tests.helpers import ROOT, declare_huge_array, rewrite_manifest
 
 #: Failures no check in the load foresees, and the cause each must be reported with, after the folder's path.
 UNFORESEEN = [
@@ -96,10 +97,9 @@ def test_no_model_may_take_a_path_the_service_answers_itself(models: Path) -> No
 
 
 @pytest.mark.slow  # a Python process of its own
-def test_the_readme_linear_model_saved_as_a_script_is_served(tmp_path: Path) -> None:
-    """The README's own-model block, run as a user runs it (a script, in a folder of theirs), then served."""
-    [block] = [block for block in readme_blocks("The models", "python") if 'family="linear"' in block]
-    (tmp_path / "own_model.py").write_text(block)
+def test_the_docs_linear_model_saved_as_a_script_is_served(tmp_path: Path) -> None:
+    """The models page's own-model block, run as a user runs it (a script, in a folder of theirs), then served."""
+    (tmp_path / "own_model.py").write_text(block('family="linear"').code)
     environ = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run([sys.executable, "own_model.py"], cwd=tmp_path, env=environ, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr

@@ -25,6 +25,7 @@ from lib.settings import (
     available_cpus,
     cgroup_cpu_quota,
 )
+from tests.doc_pages import PAGES
 from tests.support.harness import ROOT
 
 
@@ -231,14 +232,14 @@ def test_cost_budgets_take_a_finite_range_and_name_the_key_otherwise(key: str, f
         assert str(raised.value) == f"Config {key!r} has value {text!r}. Not a whole number from {low:,} to {high:,}."
 
 
-EN_DASH = "\N{EN DASH}"  # the README writes ranges as 1\N{EN DASH}100
+EN_DASH = "\N{EN DASH}"  # the pages write ranges as 1\N{EN DASH}100
 
 
 @pytest.mark.parametrize("key", NUMERIC_RANGES)
-def test_readme_states_each_numeric_settings_range(key: str) -> None:
-    """A README table row naming the setting in its first column states its range, as the code has it."""
+def test_docs_state_each_numeric_settings_range(key: str) -> None:
+    """A table row of the docs naming the setting in its first column states its range, as the code has it."""
     low, high = NUMERIC_RANGES[key]
     stated = f"{low:,}{EN_DASH}{high:,}" if isinstance(low, int) else f"{low:,g}{EN_DASH}{high:,g}"
-    lines = (ROOT / "README.md").read_text().splitlines()
+    lines = [line for page in PAGES for line in page.read_text().splitlines()]
     rows = [line for line in lines if line.startswith("| ") and f"`{key}`" in line.split("|")[1]]
     assert any(stated in row for row in rows), (key, stated, rows)
