@@ -50,7 +50,7 @@ def create_app(config: Mapping[str, Any] | None = None, previous: Flask | None =
     else:
         metrics, lifecycle = previous.extensions["metrics"], previous.extensions["lifecycle"]
         served = previous.extensions["models"].models
-    registry = ModelRegistry(settings.models_dir, metrics, served)
+    registry = ModelRegistry(settings.models_dir, metrics, served, settings)
     app.extensions.update(models=registry, lifecycle=lifecycle, metrics=metrics)
     install(app, settings, metrics)
 
@@ -66,7 +66,7 @@ def create_app(config: Mapping[str, Any] | None = None, previous: Flask | None =
     registry.reserve((rule.rule for rule in own), (rule.endpoint for rule in own))
     registry.load()
     for name, served in registry.models.items():
-        kwargs = {"model_name": name, "registry": registry, "settings": settings, "metrics": metrics}
+        kwargs = {"model_name": name, "registry": registry, "metrics": metrics}
         api.add_resource(Prediction, served.endpoint, endpoint=name, resource_class_kwargs=kwargs)
     app.register_error_handler(Exception, error_response)
     return app

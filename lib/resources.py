@@ -20,7 +20,6 @@ from lib.lifecycle import Lifecycle
 from lib.observability import Metrics
 from lib.parsing import check_cost, read_batch, read_batch_body, read_explain, read_query
 from lib.registry import ModelRegistry
-from lib.settings import Settings
 
 #: POST reads its text from the body; a ``query`` in the URL as well would be one of two texts, silently dropped.
 URL_QUERY_BESIDE_BODY = (
@@ -48,9 +47,9 @@ class LeanResource(Resource):
 class Prediction(LeanResource):
     """Classify one text (GET, or POST with ``query``) or a batch (POST with ``queries``)."""
 
-    def __init__(self, model_name: str, registry: ModelRegistry, settings: Settings, metrics: Metrics) -> None:
+    def __init__(self, model_name: str, registry: ModelRegistry, metrics: Metrics) -> None:
         self.served = registry.models[model_name]  # one model for the whole request, even across a reload
-        self.settings = settings
+        self.settings = self.served.settings  # the service's, with this model's budgets
         self.metrics = metrics
 
     def get(self) -> tuple[dict[str, Any], int, dict[str, str]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -17,7 +18,17 @@ from hypothesis.database import DirectoryBasedExampleDatabase
 
 import build_model
 from app import create_app
-from tests.helpers import CLIENT_TIMEOUT, STEP_TIMEOUT, TEST_BUDGET, Deadline, chromium, time_limit, tiny_rows, write_tsv
+from tests.helpers import (
+    CLIENT_TIMEOUT,
+    STEP_TIMEOUT,
+    TEST_BUDGET,
+    Deadline,
+    chromium,
+    save_linear_model,
+    time_limit,
+    tiny_rows,
+    write_tsv,
+)
 from tests.support import checkout
 from tests.support.harness import ROOT, Server, production_command, serving
 
@@ -53,6 +64,18 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory, tiny_tsv: Path) -> Pat
     """Both models built by the real build command from the tiny file."""
     out = tmp_path_factory.mktemp("models")
     assert build_model.main(["--data", str(tiny_tsv), "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def mixed_models(tmp_path_factory: pytest.TempPathFactory, tiny_models: Path) -> Path:
+    """The tiny naive Bayes models beside two linear ones over words and characters: /sentiment-logreg, /ratings-logreg."""
+    out = tmp_path_factory.mktemp("mixed-models")
+    for folder in tiny_models.iterdir():
+        if folder.is_dir() and not folder.name.startswith("."):
+            shutil.copytree(folder, out / folder.name)
+    save_linear_model(out, "sentiment-logreg")
+    save_linear_model(out, "ratings-logreg", five_classes=True)
     return out
 
 

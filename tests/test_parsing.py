@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from app import create_app
 from bench.worst_case import largest_shapes, request_body
-from lib.openapi import limits
+from lib.limits import limits
 from tests.helpers import assert_prediction, served_labels
 from tests.support.harness import Server
 
