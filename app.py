@@ -23,6 +23,7 @@ from flask import Flask
 from lib import demo, docs, openapi
 from lib.errors import JsonApi, error_response
 from lib.lifecycle import Lifecycle
+from lib.logs import DevelopmentRequestHandler, development_logging
 from lib.middleware import install
 from lib.observability import Metrics
 from lib.registry import ModelRegistry
@@ -49,7 +50,7 @@ def create_app(config: Mapping[str, Any] | None = None, previous: Flask | None =
     else:
         metrics, lifecycle = previous.extensions["metrics"], previous.extensions["lifecycle"]
         served = previous.extensions["models"].models
-    registry = ModelRegistry(settings.models_dir, metrics, served)
+    registry = ModelRegistry(settings.models_dir, metrics, served, settings)
     app.extensions.update(models=registry, lifecycle=lifecycle, metrics=metrics)
     install(app, settings, metrics)
 
@@ -65,7 +66,7 @@ def create_app(config: Mapping[str, Any] | None = None, previous: Flask | None =
     registry.reserve((rule.rule for rule in own), (rule.endpoint for rule in own))
     registry.load()
     for name, served in registry.models.items():
-        kwargs = {"model_name": name, "registry": registry, "settings": settings, "metrics": metrics}
+        kwargs = {"model_name": name, "registry": registry, "metrics": metrics}
         api.add_resource(Prediction, served.endpoint, endpoint=name, resource_class_kwargs=kwargs)
     app.register_error_handler(Exception, error_response)
     return app
@@ -75,7 +76,7 @@ def main() -> int:
     """Run the development server (HOST, PORT; DEBUG=1 only when you ask for it)."""
     try:
         settings = Settings.from_mapping(os.environ)
-        logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        development_logging(settings.log_level)
         app = create_app()
     except (ModelLoadError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -84,7 +85,7 @@ def main() -> int:
         "development server: no read timeout for slow clients, HTML answers for oversized URLs and headers, "
         "and a Server header naming Werkzeug. Run `make production` for anything others can reach."
     )
-    app.run(host=settings.host, port=settings.port, debug=settings.debug)
+    app.run(host=settings.host, port=settings.port, debug=settings.debug, request_handler=DevelopmentRequestHandler)
     return 0
 
 

@@ -6,8 +6,9 @@
     scores = client.predict(reviews["text"])     # sentiment: Negative or Positive
     ratings = client.rate(reviews["text"])       # ratings: 0-4
 
-Batches are cut to the server's own limits (``info.x-limits`` of its ``/openapi.json``: texts, bytes and
-characters per request); a 503 or a
+Batches are cut to the limits of the model they go to (its ``limits`` in ``/models``, else the server's
+``info.x-limits`` in ``/openapi.json``: texts, bytes and characters per request; a model of character n-grams
+holds requests to fewer characters); a 503 or a
 dropped connection is retried with exponential backoff (urllib3's ``Retry``); a row that is not text
 (None, NaN, "", whitespace, a number) comes back missing instead of failing its batch. The columns are
 those of ``predictions_frame`` below. Any other error answer raises ``ApiError`` with the service's message.
@@ -61,6 +62,7 @@ class ModelInfo:
     endpoint: str
     labels: tuple[str, ...]
     index_field: str | None
+    limits: Limits | None = None  # this model's own, from /models; None from a server that does not list them
 
 
 class SentimentClient:
@@ -121,7 +123,8 @@ class SentimentClient:
             raise ValueError(f"No model {model!r} on {self.base_url}; it serves {', '.join(self.models)}.")
         series = texts if isinstance(texts, pd.Series) else pd.Series(list(texts), dtype=object)
         scored = text_mask(series)
-        answers = [answer for batch in self.batches(series[scored].tolist()) for answer in self._post(info.endpoint, batch)]
+        batches = self.batches(series[scored].tolist(), info.limits)
+        answers = [answer for batch in batches for answer in self._post(info.endpoint, batch)]
         labels = info.labels
         best = np.array([labels.index(answer["prediction"]) for answer in answers], dtype=np.intp)
         probabilities = np.array([[answer["probabilities"][label] for label in labels] for answer in answers], dtype=float)
@@ -137,9 +140,12 @@ class SentimentClient:
             [answer["model_version"] for answer in answers],
         )
 
-    def batches(self, texts: Sequence[str]) -> Iterator[bytes]:
-        """Yield batch bodies of consecutive texts, each within the server's batch, body and characters limits."""
-        limits = self.limits
+    def batches(self, texts: Sequence[str], limits: Limits | None = None) -> Iterator[bytes]:
+        """Yield batch bodies of consecutive texts, each within a model's batch, body and characters limits.
+
+        ``limits`` are the model's own (``ModelInfo.limits``); without them, the server's (``self.limits``).
+        """
+        limits = limits or self.limits
         longest = min(limits.max_query_chars, limits.max_request_chars or limits.max_query_chars)
         empty = len(BATCH_PREFIX) + len(BATCH_SUFFIX)
         batch: list[bytes] = []
@@ -166,17 +172,19 @@ class SentimentClient:
     @cached_property
     def limits(self) -> Limits:
         """The server's limits, read once from its OpenAPI document."""
-        published = self._get("/openapi.json")["info"]["x-limits"]
-        return Limits(
-            published["max_batch"], published["max_body_bytes"], published["max_query_chars"], published.get("max_request_chars")
-        )
+        return published_limits(self._get("/openapi.json")["info"]["x-limits"])
 
     @cached_property
     def models(self) -> dict[str, ModelInfo]:
         """The served models by name, read once from ``/models``."""
         served = self._get("/models")["models"]
         return {
-            name: ModelInfo(manifest["endpoint"], tuple(manifest["labels"]), manifest.get("index_field"))
+            name: ModelInfo(
+                manifest["endpoint"],
+                tuple(manifest["labels"]),
+                manifest.get("index_field"),
+                published_limits(manifest["limits"]) if "limits" in manifest else None,
+            )
             for name, manifest in served.items()
         }
 
@@ -187,6 +195,13 @@ class SentimentClient:
         headers = {"Content-Type": "application/json"}
         response = self.session.post(self.base_url + endpoint, data=body, headers=headers, timeout=self.timeout)
         return read_answer(response)["predictions"]
+
+
+def published_limits(published: Mapping[str, Any]) -> Limits:
+    """The limits a client needs of those a server publishes (``x-limits``, or a model's ``limits`` in ``/models``)."""
+    return Limits(
+        published["max_batch"], published["max_body_bytes"], published["max_query_chars"], published.get("max_request_chars")
+    )
 
 
 def model_name(models: Mapping[str, Any], *, endpoint: str | None = None, index_field: str | None = None) -> str:

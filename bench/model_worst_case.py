@@ -183,7 +183,7 @@ def rss(field: str = "VmRSS") -> float:
 def timed_requests(models: Path, words: list[str], repeat: int) -> list[dict[str, Any]]:
     """Send every largest shape to the one model in ``models`` through the WSGI app; median milliseconds each."""
     from app import create_app
-    from lib.openapi import limits
+    from lib.limits import limits
 
     service = create_app({"MODELS_DIR": str(models), "ACCESS_LOG": ""})
     client = service.test_client()

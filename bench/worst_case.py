@@ -47,6 +47,7 @@ TARGET_ORDINARY_P99_MS = 300.0
 PROBE_INTERVAL_S = 0.1
 SEED = 1234
 DOTTED = "İ"  # lower-cases to two characters, so an explanation maps each character back to the text
+NEW_WORD_CHARS, NEW_WORDS = 30, 10_000  # 310,000 characters of words seen once: more than any request may carry
 TWO_LETTERS = [first + second for first in "abcdefghijklmnopqrstuvwxyz" for second in "abcdefghijklmnopqrstuvwxyz0123456789"]
 
 
@@ -114,7 +115,17 @@ def contents(vocabulary: dict[str, int]) -> dict[str, tuple[list[str], str]]:
         "unknown words": (unknown, ""),
         "one word repeated": (shortest[:1], ""),
         "dotted I, then known words": (shortest, DOTTED),
+        # Each word new and longer than a character block remembers (lib.scoring.CACHED_WORD_CHARS): every one of its
+        # n-grams looked up afresh, of the letters the model's words are made of.
+        "long words, each new": (new_words(unigrams, NEW_WORD_CHARS, NEW_WORDS), ""),
     }
+
+
+def new_words(unigrams: Sequence[str], length: int, count: int) -> list[str]:
+    """``count`` distinct words of ``length`` letters drawn from the model's own words' letters (seeded)."""
+    letters = sorted({letter for term in unigrams[:2000] for letter in term if letter.isalpha()}) or list("etaoinshr")
+    chooser = random.Random(SEED)
+    return ["".join(chooser.choice(letters) for _ in range(length)) for _ in range(count)]
 
 
 def request_body(shape: Shape, words: Sequence[str], prefix: str = "") -> bytes:
@@ -245,12 +256,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def requests_by_shape(service: Any) -> list[dict[str, Any]]:
     """Every largest shape, for every served model and every costly kind of text: its row and its request."""
-    from lib.openapi import limits
-
     rows = []
     for name, served in service.extensions["models"].models.items():
-        for kind, (words, prefix) in contents(served.model.vectorizer.vocabulary_).items():
-            for shape in largest_shapes(limits(service.config["SETTINGS"])):
+        # Words from the first block (the build puts word n-grams first), at the model's own limits.
+        for kind, (words, prefix) in contents(served.model.vectorizers[0].vocabulary_).items():
+            for shape in largest_shapes(served.limits):
                 row = {"model": name, "shape": shape.name, "text": kind, "texts": len(shape.lengths), "chars": shape.chars}
                 rows.append({"row": row, "path": served.endpoint, "body": request_body(shape, words, prefix)})
     return rows
@@ -290,7 +300,7 @@ def measure_live(server: Server, cases: list[dict[str, Any]], repeat: int) -> No
 def benchmark(args: argparse.Namespace, command: str, sentences: list[str]) -> Report:
     """Time every largest shape, then load the servers with the most expensive one looping."""
     from app import create_app  # imported here, after OPENBLAS_NUM_THREADS is set
-    from lib.openapi import limits
+    from lib.limits import limits
 
     service = create_app({"ACCESS_LOG": ""})
     cases = requests_by_shape(service)

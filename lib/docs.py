@@ -36,6 +36,7 @@ DOCS_PAGE = """<!DOCTYPE html>
 <html lang="en">
 <head>
   <meta charset="utf-8">
+  <meta name="viewport" content="width=device-width, initial-scale=1">
   <title>Sentiment API</title>
   <link rel="stylesheet" href="{css}">
   <link rel="icon" type="image/png" href="{icon}">
@@ -83,7 +84,7 @@ def register(app: Flask, settings: Settings, registry: ModelRegistry, document: 
         versions = tuple(model.version for model in registry.models.values())
         if versions not in built:
             built.clear()
-            built[versions] = json.dumps(document(settings, registry.models.values()), indent=2)
+            built[versions] = json.dumps(document(settings, registry.models.values()), indent=2) + "\n"
         return Response(built[versions], mimetype="application/json")
 
     def docs() -> Response:

@@ -127,20 +127,21 @@ class BlockTerms:
         self.same_length_is_aligned = vectorizer.strip_accents is None
         self.terms = [""] * block.size  # by column, counted from the block's first
         for term, index in block.vocabulary.items():
-            self.terms[index - block.offset] = term
+            self.terms[index] = term
 
     def known_and_unknown(
         self, text: str
     ) -> tuple[list[tuple[int, Span]], dict[str, list[tuple[Span, list[int]]]], dict[str, list[Span]]]:
         """The text's known features (column, span) in order; for a ``char_wb`` block also each word's occurrences and
         the columns of its known n-grams; and the terms (or words) the block knows nothing of, with their spans."""
-        vocabulary = self.block.vocabulary
+        vocabulary, offset = self.block.vocabulary, self.block.offset  # the block's own columns; the model's are further
         known: list[tuple[int, Span]] = []
         unknown: dict[str, list[Span]] = {}
         by_word: dict[str, list[tuple[Span, list[int]]]] = {}
         if self.block.by_word:
             for word, span in self.words_with_spans(text):
-                columns = [vocabulary[gram] for gram in char_wb_ngrams(word, *self.ngram_range) if gram in vocabulary]
+                grams = char_wb_ngrams(word, *self.ngram_range)
+                columns = [vocabulary[gram] + offset for gram in grams if gram in vocabulary]
                 known.extend((column, span) for column in columns)
                 if columns:
                     by_word.setdefault(word, []).append((span, columns))
@@ -152,7 +153,7 @@ class BlockTerms:
             if index is None:
                 unknown.setdefault(term, []).append(span)
             else:
-                known.append((index, span))
+                known.append((index + offset, span))
         return known, by_word, unknown
 
     def add_entries(

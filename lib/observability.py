@@ -24,6 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
+from lib.logs import iso_time
 from lib.metric_files import StorageFaults, fold_exited_processes, install, locked
 
 #: An incoming X-Request-ID is kept only if it matches; otherwise one is generated.
@@ -201,7 +202,7 @@ class AccessLog:
         if not self.logger.isEnabledFor(logging.INFO):
             return
         line: dict[str, Any] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "time": iso_time(time.time()),
             "remote": environ.get("REMOTE_ADDR"),
             "method": environ.get("REQUEST_METHOD"),
             "path": environ.get("PATH_INFO"),

@@ -24,6 +24,7 @@ import numpy as np
 from lib import demo, docs
 from lib.answers import shape_answers
 from lib.headers import MODEL_VERSION_HEADER, REQUEST_ID_HEADER
+from lib.limits import limits, reads_characters
 from lib.observability import REQUEST_ID_PATTERN
 from lib.registry import ServedModel, component
 from lib.settings import MAX_EXPLAIN_TERMS, MAX_URL_BYTES, Settings
@@ -97,11 +98,18 @@ def prediction_schema(served: ServedModel) -> Schema:
         "description": f"Probability of the predicted label, rounded to 3 decimals: {calibration}.",
     }
     properties["probabilities"] = probabilities_schema(labels)
+    character = reads_characters(served.model)
     properties["coverage"] = {
         "type": "object",
         "description": (
             "How much of the text the model knew: the text's terms (words and word pairs) that it has weights for, "
-            "of all its terms. 0 known terms means the answer is the class prior alone."
+            "of all its terms. "
+            + (
+                "This model also reads character n-grams, so a word it does not know may still count through them: "
+                "the answer is the intercepts alone only when its explanation lists no term."
+                if character
+                else "0 known terms means the answer is the class prior alone."
+            )
         ),
         "properties": {"known_terms": {"type": "integer", "minimum": 0}, "terms": {"type": "integer", "minimum": 0}},
         "required": ["known_terms", "terms"],
@@ -113,8 +121,56 @@ def prediction_schema(served: ServedModel) -> Schema:
     return {"type": "object", "properties": properties, "required": required, "additionalProperties": False}
 
 
-def explanation_schema(labels: tuple[str, ...]) -> Schema:
+def explanation_meaning(served: ServedModel) -> dict[str, str]:
+    """What an explanation's numbers are for this model's family: naive Bayes' log-probabilities, or a linear model's
+    coefficients and logits; and how they relate to the answer's probabilities (calibrated, if the model is)."""
+    model = served.model
+    character = reads_characters(model)
+    beta = model.inverse_temperature_
+    calibrated = (
+        f" The answer's probabilities are calibrated (temperature scaling, inverse temperature {beta:.3g}): "
+        f"log(P(`predicted`) / P(`runner_up`)) is about {beta:.3g} * `log_odds`."
+        if beta is not None
+        else " The answer's probabilities are its softmax: log(P(`predicted`) / P(`runner_up`)) = `log_odds`."
+    )
+    words = (
+        " The model also reads character n-grams (within words): each one's contribution is added to the word it lies "
+        "in, so a word is one term whose contribution covers its n-grams and the word itself."
+        if character
+        else ""
+    )
+    if model.family == "naive_bayes":
+        return {
+            "description": (
+                "Why naive Bayes chose `predicted` over `runner_up` (the most likely other label): each distinct known term "
+                "contributes `weight * (log P(term | predicted) - log P(term | runner_up))`, and `prior_difference` plus "
+                "every contribution (listed, and `terms_omitted`) equals `log_odds`, the joint log-likelihood of "
+                "`predicted` minus that of `runner_up`. Positive contributions pushed towards `predicted`, negative ones "
+                f"towards `runner_up`.{calibrated}{words}"
+            ),
+            "log_odds": "Joint log-likelihood of `predicted` minus that of `runner_up`.",
+            "prior_difference": "log P(predicted) - log P(runner_up), the part no term decides.",
+            "weight": "The term's TF-IDF weight in this text.",
+        }
+    return {
+        "description": (
+            "Why this linear model chose `predicted` over `runner_up` (the most likely other label): its score for a "
+            "label is its intercept plus the sum of each feature's TF-IDF weight times the label's coefficient, so each "
+            "distinct known term contributes `weight * (coefficient for predicted - coefficient for runner_up)`, and "
+            "`prior_difference` plus every contribution (listed, and `terms_omitted`) equals `log_odds`, the score "
+            "(logit) of `predicted` minus that of `runner_up`. Positive contributions pushed towards `predicted`, "
+            f"negative ones towards `runner_up`. The numbers are coefficients and logits, not log-probabilities.{calibrated}"
+            f"{words}"
+        ),
+        "log_odds": "Score (logit) of `predicted` minus that of `runner_up`: intercepts plus weighted coefficients.",
+        "prior_difference": "Intercept of `predicted` minus that of `runner_up`, the part no term decides.",
+        "weight": "The TF-IDF weight in this text of the features the term stands for, added up.",
+    }
+
+
+def explanation_schema(served: ServedModel) -> Schema:
     """What ``explain=true`` adds: the terms that decided the label, exactly, with their places in the text."""
+    meaning = explanation_meaning(served)
     span = {
         "type": "array",
         "items": {"type": "integer", "minimum": 0},
@@ -124,20 +180,15 @@ def explanation_schema(labels: tuple[str, ...]) -> Schema:
     spans = {"type": "array", "items": span, "description": "Where the term occurs; a word pair spans both words."}
     count = {"type": "integer", "minimum": 1, "description": "How many times the term occurs in the text."}
     number = {"type": "number"}
-    label = {"type": "string", "enum": list(labels)}
+    label = {"type": "string", "enum": list(served.labels)}
     return {
         "type": "object",
-        "description": (
-            "Why naive Bayes chose `predicted` over `runner_up` (the most likely other label): each distinct known term "
-            "contributes `weight * (log P(term | predicted) - log P(term | runner_up))`, and `prior_difference` plus every "
-            "contribution (listed, and `terms_omitted`) equals `log_odds`, the joint log-likelihood of `predicted` minus "
-            "that of `runner_up`. Positive contributions pushed towards `predicted`, negative ones towards `runner_up`."
-        ),
+        "description": meaning["description"],
         "properties": {
             "predicted": {**label, "description": "The answer's label."},
             "runner_up": {**label, "description": "The most likely other label."},
-            "log_odds": {**number, "description": "Joint log-likelihood of `predicted` minus that of `runner_up`."},
-            "prior_difference": {**number, "description": "log P(predicted) - log P(runner_up), the part no term decides."},
+            "log_odds": {**number, "description": meaning["log_odds"]},
+            "prior_difference": {**number, "description": meaning["prior_difference"]},
             "terms": {
                 "type": "array",
                 "description": "The `explain_terms` known terms with the largest absolute contribution, largest first.",
@@ -146,7 +197,7 @@ def explanation_schema(labels: tuple[str, ...]) -> Schema:
                     "properties": {
                         "term": {"type": "string", "description": "A word or word pair, as the model spells it (lower case)."},
                         "contribution": number,
-                        "weight": {**number, "minimum": 0, "description": "The term's TF-IDF weight in this text."},
+                        "weight": {**number, "minimum": 0, "description": meaning["weight"]},
                         "count": count,
                         "spans": spans,
                     },
@@ -284,8 +335,13 @@ def manifest_schema(endpoints: list[str]) -> Schema:
             "data": {"type": "object", "description": "Training data: file name, SHA-256, row counts."},
             "params": {"type": "object", "description": "Vectorizer and classifier parameters."},
             "metrics": {"type": "object", "description": "Validation metrics on held-out phrases and sentences."},
+            "limits": {
+                "type": "object",
+                "additionalProperties": {"type": "integer"},
+                "description": "What one request to this model may carry and cost, named as `info.x-limits` names them.",
+            },
         },
-        "required": ["endpoint", "format", "name", "version", "labels", "files", "sklearn_version"],
+        "required": ["endpoint", "format", "name", "version", "labels", "files", "sklearn_version", "limits"],
         "additionalProperties": True,
     }
 
@@ -324,7 +380,7 @@ def schemas(settings: Settings, models: list[ServedModel]) -> Schema:
         name = component(served.name)
         per_model[f"{name}Prediction"] = prediction_schema(served)
         per_model[f"{name}Batch"] = batch_answer_schema(f"{name}Prediction", settings.max_batch)
-        per_model[f"{name}Explanation"] = explanation_schema(served.labels)
+        per_model[f"{name}Explanation"] = explanation_schema(served)
     return {
         "Error": {
             "type": "object",
@@ -374,8 +430,8 @@ def parameters(settings: Settings) -> Schema:
             "in": "query",
             "required": False,
             "description": (
-                "The text to classify. Required unless the body carries it (form or JSON `query`); when both do, "
-                "the URL wins. Blank gives 400, longer than "
+                "The text to classify (GET; POST takes its text in the body). Required unless a GET's body carries it "
+                "(form or JSON `query`); when both do, the URL wins. Blank gives 400, longer than "
                 f"{settings.max_query_chars:,} characters 413."
             ),
             "schema": text_schema(settings.max_query_chars, "The text to classify."),
@@ -425,18 +481,21 @@ def request_bodies(settings: Settings) -> Schema:
     forms = {"application/x-www-form-urlencoded": form, "multipart/form-data": form}
     return {
         "QueryOrBatch": {
-            "required": False,
+            "required": True,
             "description": (
                 'A JSON batch `{"queries": [...]}` (answered with `predictions`, in input order), or one `query` '
-                "in a JSON or form body. A JSON body with `queries` is a batch even when the URL has `query`; "
-                f"otherwise the URL `query` wins over the body's. {limit}"
+                "in a JSON or form body. The text goes in the body only: a POST with `query` in the URL as well gets "
+                f"400. {limit}"
             ),
             "content": {
                 "application/json": {
                     "schema": {"oneOf": [ref("schemas", "BatchBody"), ref("schemas", "QueryBody")]},
                     "examples": {
-                        "batch": {"value": {"queries": ["That was pretty entertaining", EXAMPLE_TEXT]}},
-                        "single": {"value": {"query": EXAMPLE_TEXT}},
+                        "batch": {
+                            "summary": "A batch: answered with predictions, in input order",
+                            "value": {"queries": ["That was pretty entertaining", EXAMPLE_TEXT]},
+                        },
+                        "single": {"summary": "One text: answered as GET answers", "value": {"query": EXAMPLE_TEXT}},
                     },
                 },
                 **forms,
@@ -452,7 +511,7 @@ def responses(settings: Settings) -> Schema:
         "BadRequest": response(
             "`query` missing or blank; not a string; malformed JSON; a JSON body that is not an object; "
             "`queries` not a non-empty array of non-blank strings (the message names the index, e.g. `'queries[3]'`); "
-            "a URL or body that is not valid UTF-8.",
+            "a URL or body that is not valid UTF-8; a POST with `query` in the URL and a body.",
             error,
         ),
         "TooLarge": response(
@@ -524,6 +583,7 @@ def prediction_path(served: ServedModel, settings: Settings) -> Schema:
         "414": ref("responses", "UriTooLong"),
     }
     return {
+        "x-limits": served.limits,
         "get": operation(
             f"Classify one text {what}",
             "predictions",
@@ -533,7 +593,7 @@ def prediction_path(served: ServedModel, settings: Settings) -> Schema:
             description=(
                 "`query` in the URL. The same `query` is also read from a form or JSON body, which is what "
                 "`curl -X GET URL -d query=text` sends; browsers cannot send a body with GET, so use POST for bodies. "
-                f"Bodies over {settings.max_body_bytes:,} bytes get 413."
+                f"Bodies over {settings.max_body_bytes:,} bytes get 413.{own_budgets(served, settings)}"
             ),
         ),
         "post": operation(
@@ -548,10 +608,23 @@ def prediction_path(served: ServedModel, settings: Settings) -> Schema:
                 ),
                 **errors,
             },
-            parameters=[ref("parameters", "Query"), ref("parameters", "Explain"), ref("parameters", "ExplainTerms")],
+            parameters=[ref("parameters", "Explain"), ref("parameters", "ExplainTerms")],
             requestBody=ref("requestBodies", "QueryOrBatch"),
+            description=f"This path's `x-limits` are the limits this model holds a request to.{own_budgets(served, settings)}",
         ),
     }
+
+
+def own_budgets(served: ServedModel, settings: Settings) -> str:
+    """A sentence naming the budgets in which this model differs from the service's, or nothing."""
+    mine, service = served.limits, limits(settings)
+    differ = [f"{name} {value:,} (the service's: {service[name]:,})" for name, value in mine.items() if value != service[name]]
+    if not differ:
+        return ""
+    return (
+        " Its text analysis costs more per character (character n-grams), so it has smaller budgets: "
+        f"{', '.join(differ)}; beyond them, 413 naming the budget."
+    )
 
 
 def plain_get(operation_id: str, tag: str, summary: str, ok: str, content: Schema, **answers: Schema) -> Schema:
@@ -637,7 +710,7 @@ def paths(settings: Settings, models: list[ServedModel]) -> Schema:
         "/demo": plain_get(
             "demo",
             "documentation",
-            "A demo page: type a sentence, see both models' answers and the words that decided them",
+            "A demo page: pick a served model, type a sentence, see its answer and the words that decided it",
             "A static HTML page that calls this API (`explain=true`) with relative URLs, so it works under a path prefix. "
             "Its Content-Security-Policy admits only this service's own script, style sheet and API.",
             {"text/html": text},
@@ -655,33 +728,22 @@ def description(settings: Settings, models: list[ServedModel]) -> str:
     served = "; ".join(f"`{model.endpoint}` serves `{model.name}`" for model in models)
     return (
         f"Classify movie-review text. Models: {served}; each one's labels are the `prediction` enum of its schema.\n\n"
-        '`query` may come in the URL, a form body or a JSON body `{"query": "..."}`; the URL wins if several are '
-        'present. `POST` also takes a batch `{"queries": [...]}`. `explain=true` (URL or body) adds to each answer '
+        '`query` may come in the URL, a form body or a JSON body `{"query": "..."}`; for `GET` the URL wins if several '
+        "are present, while `POST` takes its text in the body only (400 with `query` in the URL as well). `POST` also "
+        'takes a batch `{"queries": [...]}`. `explain=true` (URL or body) adds to each answer '
         "the terms that decided it, exactly, with their places in the text. `GET /demo` is a page that calls this API "
         "as you type.\n\n"
         f"Limits: {settings.max_query_chars:,} characters per query, {settings.max_batch:,} queries per batch, "
         f"{settings.max_body_bytes:,} bytes per body, {settings.max_request_chars:,} characters per request (all its "
         f"texts together); with `explain`, {settings.max_explain_texts:,} texts, {settings.max_explain_chars:,} "
         f"characters and {settings.max_explained_terms:,} listed terms (texts times `explain_terms`) per request "
-        "(413 beyond any of them, before any text is scored; `info.x-limits` lists them).\n\n"
+        "(413 beyond any of them, before any text is scored; `info.x-limits` lists them). A model whose analysis costs "
+        "more per character has smaller character budgets: its path's `x-limits` and its entry in `/models` give its "
+        "own.\n\n"
         'Errors are JSON everywhere, `{"message": "..."}`: 400 bad input, 404 unknown path, 405 method not '
         "allowed (with an `Allow` header), 408 stalled body, 413 over a limit, 500 anything unexpected. Every response carries "
         f"`{REQUEST_ID_HEADER}`."
     )
-
-
-def limits(settings: Settings) -> dict[str, int]:
-    """Every limit on what one request may carry or cost, by the name its 413 message gives."""
-    return {
-        "max_query_chars": settings.max_query_chars,
-        "max_batch": settings.max_batch,
-        "max_body_bytes": settings.max_body_bytes,
-        "max_request_chars": settings.max_request_chars,
-        "max_explain_texts": settings.max_explain_texts,
-        "max_explain_chars": settings.max_explain_chars,
-        "max_explained_terms": settings.max_explained_terms,
-        "max_explain_terms": MAX_EXPLAIN_TERMS,
-    }
 
 
 def document(settings: Settings, models: Iterable[ServedModel]) -> Schema:

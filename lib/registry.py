@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lib.limits import limits, model_settings
 from lib.observability import Metrics
+from lib.settings import Settings
 from model import MANIFEST, REBUILD_HINT, ModelLoadError, NLPModel
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,7 @@ class ServedModel:
     endpoint: str
     index_field: str | None
     model: NLPModel
+    settings: Settings  # the service's, with this model's budgets (lib.limits)
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -46,9 +49,14 @@ class ServedModel:
         """The content-derived version of the loaded files."""
         return self.model.version
 
+    @property
+    def limits(self) -> dict[str, int]:
+        """What one request to this model may carry and cost, by the names its 413 messages give."""
+        return limits(self.settings)
+
     def describe(self) -> dict[str, Any]:
-        """The manifest as /models shows it, with the URL path that serves it."""
-        return {"endpoint": self.endpoint, **self.model.manifest}
+        """The manifest as /models shows it, with the URL path that serves it and this model's limits."""
+        return {"endpoint": self.endpoint, **self.model.manifest, "limits": self.limits}
 
 
 def component(name: str) -> str:
@@ -94,9 +102,16 @@ def model_folders(models_dir: Path) -> list[Path]:
     return folders
 
 
-def serve(folder: Path, model: NLPModel, reserved: frozenset[str], reserved_names: frozenset[str] = frozenset()) -> ServedModel:
+def serve(
+    folder: Path,
+    model: NLPModel,
+    reserved: frozenset[str],
+    reserved_names: frozenset[str] = frozenset(),
+    settings: Settings | None = None,
+) -> ServedModel:
     """Read where and how to serve a loaded model from its manifest, refusing what would clash with the service's own
-    ``reserved`` paths or ``reserved_names`` (its routes' names, which a model's route would take as its own)."""
+    ``reserved`` paths or ``reserved_names`` (its routes' names, which a model's route would take as its own); hold
+    its requests to ``settings``' budgets as its cost scales them (``lib.limits``)."""
     manifest = model.manifest
     name = manifest["name"]
     if name in reserved_names:
@@ -115,14 +130,18 @@ def serve(folder: Path, model: NLPModel, reserved: frozenset[str], reserved_name
         not isinstance(index_field, str) or not INDEX_FIELD.fullmatch(index_field) or index_field in ANSWER_FIELDS
     ):
         raise ModelLoadError(f"{folder / MANIFEST}: index_field {index_field!r} must be a lower-case name like 'rating'.")
-    return ServedModel(name, endpoint, index_field, model)
+    return ServedModel(name, endpoint, index_field, model, model_settings(settings or Settings(), model))
 
 
 def load_all(
-    models_dir: Path, reserved: frozenset[str] = frozenset(), reserved_names: frozenset[str] = frozenset()
+    models_dir: Path,
+    reserved: frozenset[str] = frozenset(),
+    reserved_names: frozenset[str] = frozenset(),
+    settings: Settings | None = None,
 ) -> tuple[dict[str, ServedModel], dict[str, float]]:
     """Load and verify every model folder; raise ModelLoadError, naming the file, if one fails, two clash, or one
-    would take a ``reserved`` path or name (the service's own)."""
+    would take a ``reserved`` path or name (the service's own). Each model's requests are held to ``settings``'
+    budgets, as its cost scales them."""
     served: dict[str, ServedModel] = {}
     seconds: dict[str, float] = {}
     endpoints: dict[str, str] = {}
@@ -130,7 +149,7 @@ def load_all(
     for folder in model_folders(models_dir):
         started = time.perf_counter()
         with loading(folder):
-            model = serve(folder, NLPModel.load(folder), reserved, reserved_names)
+            model = serve(folder, NLPModel.load(folder), reserved, reserved_names, settings)
         if model.name in served or model.endpoint in endpoints:
             clash = model.name if model.name in served else endpoints[model.endpoint]
             raise ModelLoadError(f"{folder / MANIFEST}: model {model.name!r} at {model.endpoint} clashes with {clash!r}.")
@@ -155,8 +174,15 @@ class ModelRegistry:
     SIGHUP): its versions that the first load no longer serves, replaced or removed, stop showing as loaded.
     """
 
-    def __init__(self, models_dir: Path, metrics: Metrics, served: Mapping[str, ServedModel] | None = None) -> None:
+    def __init__(
+        self,
+        models_dir: Path,
+        metrics: Metrics,
+        served: Mapping[str, ServedModel] | None = None,
+        settings: Settings | None = None,
+    ) -> None:
         self.models_dir = models_dir
+        self.settings = settings or Settings(models_dir=models_dir)  # whose budgets each model's cost scales
         self.metrics = metrics
         self.models: Mapping[str, ServedModel] = dict(served or {})
         self.reserved: frozenset[str] = frozenset()  # the service's own paths, which no model may take
@@ -175,7 +201,7 @@ class ModelRegistry:
         Whatever fails raises ModelLoadError, one line naming the folder, and leaves the served set as it was.
         """
         with loading(self.models_dir):
-            models, seconds = load_all(self.models_dir, self.reserved, self.reserved_names)
+            models, seconds = load_all(self.models_dir, self.reserved, self.reserved_names, self.settings)
             routes = {(model.name, model.endpoint) for model in models.values()}
             served = {(model.name, model.endpoint) for model in self.models.values()}
             if same_routes and routes != served:

@@ -14,12 +14,18 @@ from flask_restful import Resource
 from werkzeug.exceptions import MethodNotAllowed
 
 from lib.answers import explanation, shape_answers
+from lib.errors import RequestRefused
 from lib.headers import MODEL_VERSION_HEADER
 from lib.lifecycle import Lifecycle
 from lib.observability import Metrics
 from lib.parsing import check_cost, read_batch, read_batch_body, read_explain, read_query
 from lib.registry import ModelRegistry
-from lib.settings import Settings
+
+#: POST reads its text from the body; a ``query`` in the URL as well would be one of two texts, silently dropped.
+URL_QUERY_BESIDE_BODY = (
+    "POST got 'query' in the URL and a body: send the text in the body only "
+    '({"query": "..."} or {"queries": [...]}, or a form query=...), or use GET with ?query=... and no body.'
+)
 
 
 class LeanResource(Resource):
@@ -41,9 +47,9 @@ class LeanResource(Resource):
 class Prediction(LeanResource):
     """Classify one text (GET, or POST with ``query``) or a batch (POST with ``queries``)."""
 
-    def __init__(self, model_name: str, registry: ModelRegistry, settings: Settings, metrics: Metrics) -> None:
+    def __init__(self, model_name: str, registry: ModelRegistry, metrics: Metrics) -> None:
         self.served = registry.models[model_name]  # one model for the whole request, even across a reload
-        self.settings = settings
+        self.settings = self.served.settings  # the service's, with this model's budgets
         self.metrics = metrics
 
     def get(self) -> tuple[dict[str, Any], int, dict[str, str]]:
@@ -61,6 +67,9 @@ class Prediction(LeanResource):
 
     def post(self) -> tuple[dict[str, Any], int, dict[str, str]]:
         """Classify a batch ``{"queries": [...]}``, or else one ``query`` as GET does."""
+        current = request._get_current_object()  # type: ignore[attr-defined]  # one context look-up
+        if current.content_length and "query" in current.args:  # two texts: which one was meant cannot be told
+            raise RequestRefused(400, URL_QUERY_BESIDE_BODY)
         body = read_batch_body()
         if body is None:
             return self.get()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,6 +37,7 @@ CACHED_WORD_CHARS = 24
 #: beyond it (character n-grams: hundreds a text) one gather and one product win.
 PYTHON_FEATURES = 48
 _NO_COLUMNS = np.zeros(0, dtype=np.intp)
+IS_KNOWN = functools.partial(operator.is_not, None)  # a column found in a vocabulary (dict.get gives None otherwise)
 
 
 def tf_idf(counts: sparse.spmatrix, binary: bool, sublinear_tf: bool, idf: np.ndarray | None, norm: str | None) -> Any:
@@ -77,6 +79,24 @@ def char_wb_ngrams(word: str, low: int, high: int) -> list[str]:
     return grams
 
 
+def run_lengths(columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sort ``columns`` in place; return each distinct one and how often it occurs.
+
+    ``np.unique(return_counts=True)`` without its checks, which cost more than the counting.
+    """
+    columns.sort()
+    if columns.size < 2:
+        return columns, np.ones(columns.size, dtype=np.intp)
+    first = np.empty(columns.size, dtype=bool)
+    first[0] = True
+    np.not_equal(columns[1:], columns[:-1], out=first[1:])
+    starts = np.flatnonzero(first)
+    counts = np.empty(starts.size, dtype=np.intp)
+    np.subtract(starts[1:], starts[:-1], out=counts[:-1])
+    counts[-1] = columns.size - starts[-1]
+    return columns[starts], counts
+
+
 class Block:
     """One fitted TF-IDF block arranged for scoring: its analysis of a text, its columns in the model, its weighing."""
 
@@ -85,7 +105,9 @@ class Block:
         self.vectorizer = vectorizer
         self.offset = offset
         self.size = len(vectorizer.vocabulary_)
-        self.vocabulary = {term: offset + column for term, column in vectorizer.vocabulary_.items()}  # the model's columns
+        # The block's own columns (from 0): the model's are ``offset`` further. Not a copy with the offset added: a
+        # vocabulary of characters n-grams is 100,000 terms, and a second dict of it some 7 MB more in every server.
+        self.vocabulary = vectorizer.vocabulary_
         self.idf = vectorizer.idf_ if vectorizer.use_idf else None
         self.sublinear_tf = vectorizer.sublinear_tf
         self.norm = vectorizer.norm
@@ -93,10 +115,9 @@ class Block:
         self.analyze = vectorizer.build_analyzer()
         self.preprocess = vectorizer.build_preprocessor()
         self.ngram_range = (int(vectorizer.ngram_range[0]), int(vectorizer.ngram_range[1]))
-        self.idf_values = self.idf.tolist() if self.idf is not None else None  # Python floats, for one text
-        # Indexed by the model's column, for arrays of columns (the first ``offset`` entries are never read).
-        self.idf_by_column = np.concatenate([np.ones(offset), self.idf]) if self.idf is not None else None
         self.by_word = self.analyzer == "char_wb"
+        # Python floats, for one text's few dozen words; a character block's hundreds of n-grams gather from the array.
+        self.idf_values = self.idf.tolist() if self.idf is not None and not self.by_word else None
         # Per block, so a reload starts afresh and the memory goes with the model.
         self.cached_word_columns = functools.lru_cache(maxsize=WORD_CACHE_SIZE)(self.word_columns)
 
@@ -111,6 +132,8 @@ class Block:
             index = vocabulary.get(token)
             if index is not None:
                 counted[index] = counted.get(index, 0) + 1
+        if self.offset:
+            counted = {index + self.offset: count for index, count in counted.items()}
         return counted, len(analyzed)
 
     def counts_by_word(self, text: str) -> tuple[dict[int, int], int]:
@@ -119,56 +142,61 @@ class Block:
         return dict(zip(columns.tolist(), counts.tolist(), strict=True)), terms
 
     def counted(self, text: str) -> tuple[np.ndarray, np.ndarray, int]:
-        """``counts`` as arrays: the known terms' columns and counts, and how many terms the text has.
+        """``counts`` as arrays: the known terms' columns (sorted) and counts, and how many terms the text has."""
+        found, _, terms = self.occurrences(text)
+        columns = np.concatenate(found) if found else _NO_COLUMNS
+        if columns.size == 0:
+            return _NO_COLUMNS, _NO_COLUMNS, terms
+        return (*run_lengths(columns), terms)
+
+    def occurrences(self, text: str, counted: bool = True) -> tuple[list[np.ndarray], int, int]:
+        """The model's column of each of the text's known terms, one per occurrence, in arrays to concatenate; how many
+        there are; and how many terms the text has (both 0 unless ``counted``: only the first block's are shown).
 
         A ``char_wb`` block looks up each whitespace-separated word's n-grams once and remembers them as an array.
         """
         if not self.by_word:
-            counted, terms = self.counts(text)
-            columns = np.fromiter(counted.keys(), dtype=np.intp, count=len(counted))
-            return columns, np.fromiter(counted.values(), dtype=np.intp, count=len(counted)), terms
+            analyzed = self.analyze(text)
+            known = np.fromiter(filter(IS_KNOWN, map(self.vocabulary.get, analyzed)), dtype=np.intp)
+            if self.offset:
+                known += self.offset
+            return [known], known.size, len(analyzed)
         cached, columns_of = self.cached_word_columns, self.word_columns
         found = [cached(word) if len(word) <= CACHED_WORD_CHARS else columns_of(word) for word in self.preprocess(text).split()]
-        terms = sum(grams for _, grams in found)
-        if not found:
-            return _NO_COLUMNS, _NO_COLUMNS, terms
-        columns = np.concatenate([columns for columns, _ in found])
-        if columns.size < 2:
-            return columns, np.ones(columns.size, dtype=np.intp), terms
-        # np.unique(return_counts=True), without its checks: they cost more than the counting.
-        columns.sort()
-        first = np.empty(columns.size, dtype=bool)
-        first[0] = True
-        np.not_equal(columns[1:], columns[:-1], out=first[1:])
-        starts = np.flatnonzero(first)
-        counts = np.empty(starts.size, dtype=np.intp)
-        np.subtract(starts[1:], starts[:-1], out=counts[:-1])
-        counts[-1] = columns.size - starts[-1]
-        return columns[starts], counts, terms
+        pieces = [columns for columns, _ in found]
+        if not counted:
+            return pieces, 0, 0
+        return pieces, sum(columns.size for columns in pieces), sum(grams for _, grams in found)
 
     def word_columns(self, word: str) -> tuple[np.ndarray, int]:
         """The model's columns of a word's known n-grams (one per occurrence), and how many n-grams it has."""
         grams = char_wb_ngrams(word, *self.ngram_range)
-        vocabulary = self.vocabulary
-        return np.array([vocabulary[gram] for gram in grams if gram in vocabulary], dtype=np.intp), len(grams)
+        columns = np.fromiter(filter(IS_KNOWN, map(self.vocabulary.get, grams)), dtype=np.intp)
+        if self.offset:
+            columns += self.offset
+        columns.flags.writeable = False  # remembered and shared by every text with this word: never changed in place
+        return columns, len(grams)
 
-    def weights_of(self, columns: np.ndarray, counts: np.ndarray) -> np.ndarray:
-        """``weights_one`` on arrays, for hundreds of terms: the weights of these columns seen this often in one text."""
+    def term_frequencies(self, counts: np.ndarray) -> np.ndarray:
+        """The term-frequency part of the weights of terms seen this often in one text (binary, 1 + log, or counts)."""
         if self.binary:
-            weights = np.ones(counts.size)
-        elif self.sublinear_tf:
-            weights = np.log(counts) + 1.0
-        else:
-            weights = counts.astype(np.float64)
-        if self.idf_by_column is not None:
-            weights *= self.idf_by_column.take(columns)
+            return np.ones(counts.size)
+        if self.sublinear_tf:
+            weights = np.log(counts)
+            weights += 1.0
+            return weights
+        return counts.astype(np.float64)
+
+    def normalize(self, weights: np.ndarray) -> None:
+        """Scale one text's weights in this block to unit length, in place, by the vectorizer's norm."""
         if self.norm == "l2":
             length = math.sqrt(float(weights @ weights))
         elif self.norm == "l1":
             length = float(np.abs(weights).sum())
         else:
-            return weights
-        return weights / length if length > 0 else weights
+            return
+        if length > 0:
+            weights /= length
 
     def weights_one(self, counts: dict[int, int]) -> dict[int, float]:
         """One text's TF-IDF weights by column, normalized: ``tf_idf`` and the vectorizer's norm on Python floats."""
@@ -184,6 +212,10 @@ class Block:
                 weights = {index: weight * idf[index - offset] for index, weight in weights.items()}
             else:
                 weights = {index: weight * idf[index] for index, weight in weights.items()}
+        elif self.idf is not None:
+            columns = np.fromiter(weights.keys(), dtype=np.intp, count=len(weights)) - self.offset
+            weighed = np.fromiter(weights.values(), dtype=np.float64, count=len(weights)) * self.idf[columns]
+            weights = dict(zip(weights, weighed.tolist(), strict=True))
         if self.norm == "l2":
             length = math.sqrt(sum(weight * weight for weight in weights.values()))
         elif self.norm == "l1":
@@ -270,6 +302,12 @@ class Scorer:
         # be scattered through memory: then every block's features go through NumPy arrays.
         self.in_arrays = len(self.blocks) > 1 or any(block.by_word for block in self.blocks)
         self.rows = [] if self.in_arrays else self.log_prob.tolist()
+        # For the one-text path, which weighs all blocks' terms in one set of arrays: each feature's idf (1 where its
+        # block has none), and where each block's columns begin, and end.
+        idf = [block.idf if block.idf is not None else np.ones(block.size) for block in self.blocks]
+        self.idf = np.concatenate(idf) if self.in_arrays else _NO_COLUMNS.astype(np.float64)
+        self.offsets = np.array([block.offset for block in self.blocks] + [self.log_prob.shape[0]], dtype=np.intp)
+        self.same_weighing = len({(block.binary, block.sublinear_tf) for block in self.blocks}) == 1
         self.prior_values = self.log_prior.tolist()
 
     def score(self, text: str) -> tuple[np.ndarray, int, int]:
@@ -282,16 +320,33 @@ class Scorer:
             [block] = self.blocks
             counted, terms = block.counts(text)
             return self._probabilities_one(self.joint_one(block.weights_one(counted))), sum(counted.values()), terms
-        parts = []
-        coverage: tuple[int, int] | None = None
-        for block in self.blocks:
-            columns, counts, terms = block.counted(text)
-            if coverage is None:
-                coverage = (int(counts.sum()), terms)
-            if columns.size:
-                parts.append((columns, block.weights_of(columns, counts)))
-        assert coverage is not None  # a model has at least one block
-        return self._probabilities_one(self.joint_of(parts)), *coverage
+        first, *others = self.blocks
+        pieces, known, terms = first.occurrences(text)
+        for block in others:
+            pieces.extend(block.occurrences(text, counted=False)[0])
+        occurrences = np.concatenate(pieces) if pieces else _NO_COLUMNS  # a copy: the remembered words' arrays stay as they are
+        if not occurrences.size:
+            return self._probabilities_one(list(self.prior_values)), known, terms
+        return self._probabilities_one(self.joint_of_occurrences(occurrences)), known, terms
+
+    def joint_of_occurrences(self, occurrences: np.ndarray) -> list[float]:
+        """One text's scores from the columns of all its blocks' known terms, one per occurrence, in one pass.
+
+        The columns are counted once for every block together; each block then weighs and normalizes its own slice
+        (its columns are contiguous, so the sorted columns hold each block's in one run), as ``weights_one`` does.
+        """
+        columns, counts = run_lengths(occurrences)
+        weights = self.blocks[0].term_frequencies(counts) if self.same_weighing else np.ones(columns.size)
+        weights *= self.idf.take(columns)
+        bounds = columns.searchsorted(self.offsets).tolist()
+        for block, start, end in zip(self.blocks, bounds, bounds[1:], strict=False):
+            if start == end:
+                continue
+            part = weights[start:end]
+            if not self.same_weighing:
+                part *= block.term_frequencies(counts[start:end])
+            block.normalize(part)
+        return (self.log_prior + weights @ self.log_prob.take(columns, axis=0)).tolist()
 
     def joint_one(self, weights: dict[int, float]) -> list[float]:
         """One text's scores (naive Bayes: joint log-likelihoods) per label: the intercept plus its weighted features."""

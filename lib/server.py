@@ -46,14 +46,14 @@ STREAM = {"class": "logging.StreamHandler"}
 
 
 def logging_config(level: str, access_log: bool) -> dict[str, Any]:
-    """One JSON object per line: the access log on stdout, everything else on stderr, with request ids."""
+    """One JSON object per line: the access log on stdout, everything else on stderr, with request ids; one time format."""
     return {
         "version": 1,
         "disable_existing_loggers": False,
         "filters": {"request_id": {"()": "lib.observability.RequestIdFilter"}},
         "formatters": {
             "json": {
-                "()": "pythonjsonlogger.json.JsonFormatter",
+                "()": "lib.logs.JsonLogFormatter",
                 "fmt": "%(asctime)s %(levelname)s %(name)s %(process)d %(request_id)s %(message)s",
                 "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger", "process": "pid"},
             },

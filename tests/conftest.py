@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -10,14 +12,45 @@ from typing import TYPE_CHECKING
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from hypothesis import settings as hypothesis_settings
+from hypothesis.configuration import set_hypothesis_home_dir
+from hypothesis.database import DirectoryBasedExampleDatabase
 
 import build_model
 from app import create_app
-from tests.helpers import CLIENT_TIMEOUT, STEP_TIMEOUT, TEST_BUDGET, Deadline, chromium, time_limit, tiny_rows, write_tsv
-from tests.support.harness import Server, production_command, serving
+from tests.helpers import (
+    CLIENT_TIMEOUT,
+    STEP_TIMEOUT,
+    TEST_BUDGET,
+    Deadline,
+    chromium,
+    save_linear_model,
+    time_limit,
+    tiny_rows,
+    write_tsv,
+)
+from tests.support import checkout
+from tests.support.harness import ROOT, Server, production_command, serving
 
 if TYPE_CHECKING:
     from selenium.webdriver import Chrome
+
+#: Hypothesis keeps its examples and caches outside the checkout, in one folder per checkout that outlives the run, so a
+#: failing example found once is replayed first next time.
+HYPOTHESIS_HOME = Path(tempfile.gettempdir()) / f"hypothesis-{checkout.checkout_key(ROOT)}"
+set_hypothesis_home_dir(HYPOTHESIS_HOME)
+hypothesis_settings.register_profile("suite", database=DirectoryBasedExampleDatabase(HYPOTHESIS_HOME / "examples"))
+hypothesis_settings.load_profile("suite")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def checkout_untouched() -> Iterator[None]:
+    """Fail the run if it left anything but caches in the checkout: a test's output overwrites the user's files there."""
+    before = checkout.snapshot(ROOT)
+    yield
+    after = checkout.snapshot(ROOT)
+    if before is not None and after is not None and (lines := checkout.changes(before, after)):
+        pytest.fail(checkout.report(lines), pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -31,6 +64,18 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory, tiny_tsv: Path) -> Pat
     """Both models built by the real build command from the tiny file."""
     out = tmp_path_factory.mktemp("models")
     assert build_model.main(["--data", str(tiny_tsv), "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def mixed_models(tmp_path_factory: pytest.TempPathFactory, tiny_models: Path) -> Path:
+    """The tiny naive Bayes models beside two linear ones over words and characters: /sentiment-logreg, /ratings-logreg."""
+    out = tmp_path_factory.mktemp("mixed-models")
+    for folder in tiny_models.iterdir():
+        if folder.is_dir() and not folder.name.startswith("."):
+            shutil.copytree(folder, out / folder.name)
+    save_linear_model(out, "sentiment-logreg")
+    save_linear_model(out, "ratings-logreg", five_classes=True)
     return out
 
 

@@ -8,6 +8,7 @@ import io
 import json
 import os
 import pickle
+import re
 import shutil
 import signal
 import socket
@@ -85,6 +86,39 @@ def write_tsv(path: Path, rows: list[tuple], header: str = "PhraseId\tSentenceId
     lines = [header] + ["\t".join(str(value) for value in row) for row in rows]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+#: The one time format of every log line (lib/logs.py): ISO 8601, UTC, to the millisecond.
+ISO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00")
+
+
+#: The linear family's blocks as the service's own linear models have them: word 1-2-grams and char_wb 2-5-grams.
+WORD_AND_CHARACTER_BLOCKS = (
+    {"ngram_range": (1, 2), "sublinear_tf": True},
+    {"analyzer": "char_wb", "ngram_range": (2, 5), "sublinear_tf": True},
+)
+
+
+def save_linear_model(models: Path, name: str, five_classes: bool = False) -> Path:
+    """Fit a logistic regression over word and character n-grams of the tiny sentences, saved as ``models/name``.
+
+    Two labels (Negative, Positive), or the five ratings with ``rating`` in each answer; served at ``/name``.
+    """
+    from model import NLPModel  # here, so that importing the helpers stays light
+
+    texts = [sentence for _, sentence in TINY_SENTENCES]
+    ratings = [rating for rating, _ in TINY_SENTENCES]
+    labels = (
+        ("negative", "somewhat negative", "neutral", "somewhat positive", "positive")
+        if five_classes
+        else ("Negative", "Positive")
+    )
+    y = ratings if five_classes else [int(rating >= 3) for rating in ratings]
+    model = NLPModel(labels, family="linear", blocks=WORD_AND_CHARACTER_BLOCKS, classifier_params={"C": 10.0})
+    model.vectorizer_fit(texts).train(model.vectorizer_transform(texts), y)
+    metadata = {"endpoint": f"/{name}", **({"index_field": "rating"} if five_classes else {})}
+    model.save(models / name, name, metadata)
+    return models / name
 
 
 CLIENT_TIMEOUT = 2  # seconds; shorter than the production default, so the slow-client tests finish sooner

@@ -22,3 +22,20 @@ def test_every_model_gets_its_route(tiny_models: Path) -> None:
 
 def test_debug_is_never_on_in_the_app(tiny_models: Path) -> None:
     assert create_app({"MODELS_DIR": str(tiny_models), "DEBUG": "1"}).debug is False
+
+
+def test_linear_models_beside_naive_bayes_show_in_ready_models_and_the_document(mixed_models: Path) -> None:
+    """Every folder is served: its route answers, and /ready, /models, /openapi.json and /docs' document list it."""
+    client = create_app({"MODELS_DIR": str(mixed_models)}).test_client()
+    names = {"sentiment", "ratings", "sentiment-logreg", "ratings-logreg"}
+    ready = client.get("/ready").get_json()["models"]
+    served = client.get("/models").get_json()["models"]
+    assert set(ready) == set(served) == names
+    assert {served[name]["family"] for name in names} == {"naive_bayes", "linear"}
+    document = client.get("/openapi.json").get_json()
+    for name in names:
+        path = served[name]["endpoint"]
+        assert path in document["paths"] and f"`{path}` serves `{name}`" in document["info"]["description"]
+        answer = client.get(path, query_string={"query": "a wonderful film"}).get_json()
+        assert answer["model_version"] == ready[name] == served[name]["version"]
+    assert client.get("/ratings-logreg?query=a wonderful film").get_json()["rating"] in range(5)

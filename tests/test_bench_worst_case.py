@@ -8,7 +8,7 @@ import pytest
 
 from bench import worst_case
 from bench.worst_case import Shape, contents, filled, largest_shapes, load_summary, percentile, render, split
-from lib.openapi import limits
+from lib.limits import limits
 from lib.settings import Settings
 
 DEFAULTS = limits(Settings())

@@ -2,7 +2,8 @@
 
 Debian's chromium, driven by selenium through Debian's chromedriver (paths given, so nothing is downloaded), against the
 production command. The operations come from the served /openapi.json, so a new model's paths are covered without
-editing this file. Screenshots of each executed operation are saved in the test's temporary folder.
+editing this file. Screenshots of each executed operation are saved in the test's temporary folder. Then /docs on a
+phone's screen: its layout, and POST / sending the one example it shows.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from typing import Any
 
 import pytest
 import requests
+
+pytest.importorskip("selenium", reason="selenium is not installed: make test-e2e installs it (requirements-e2e.txt)")
+
 from selenium.webdriver import Chrome
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -150,3 +154,26 @@ def test_try_it_out_executes_every_operation(
     problems += [f"browser console: {entry['message']}" for entry in console if CSP_REFUSAL in entry["message"]]
     assert seen, "/openapi.json lists no operation"
     assert not problems, "\n".join(problems)
+
+
+#: A phone's screen in CSS pixels (an iPhone 14's), with touch-screen emulation, under which Chromium honours (or lacks)
+#: the page's viewport meta: without one, a phone lays the page out 980 px wide and shrinks it to fit.
+PHONE = {"width": 390, "height": 844, "deviceScaleFactor": 3, "mobile": True}
+
+
+def test_docs_on_a_phone_has_the_mobile_layout_and_post_sends_only_its_body(
+    production_server: Server, budget: Deadline, browser: Chrome, tmp_path: Path
+) -> None:
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", PHONE)
+    document = requests.get(production_server.url + "/openapi.json", timeout=10).json()
+    post = document["paths"]["/"]["post"]
+    status, filled = execute(browser, budget, production_server.url, document, post)
+    block = browser.find_element(By.ID, block_id(post))
+    browser.execute_script("arguments[0].scrollIntoView({block: 'start'});", block)
+    browser.save_screenshot(str(tmp_path / "phone-post.png"))
+    layout_width = browser.execute_script("return document.documentElement.clientWidth")
+    assert layout_width == PHONE["width"]  # 980 without the viewport meta, and every letter shrunk to fit
+    assert (status, filled) == ("200", [])
+    assert not block.find_elements(By.CSS_SELECTOR, 'tr[data-param-name="query"]')  # the text goes in the body only
+    sent = block.find_element(By.CSS_SELECTOR, ".request-url pre").text
+    assert sent.rstrip("/") == production_server.url, sent

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 import struct
@@ -10,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -74,6 +76,20 @@ def test_batches_follow_the_published_limits(small_limits_server: Server) -> Non
     pd.testing.assert_frame_equal(client.rate(texts), score.score_texts(pd.Series(texts, dtype=object), "ratings"))
 
 
+def test_batches_follow_each_models_own_limits(tmp_path_factory: pytest.TempPathFactory, mixed_models: Path) -> None:
+    """A model of character n-grams holds requests to a quarter of the characters: the client cuts its batches to that."""
+    env = {"MODELS_DIR": str(mixed_models), "MAX_BATCH": "50", "MAX_REQUEST_CHARS": "400"}
+    with serving([sys.executable, "app.py"], env, tmp_path_factory.mktemp("per-model-limits")) as server:
+        client = SentimentClient(server.url)
+        assert client.limits.max_request_chars == 400
+        assert client.models["sentiment-logreg"].limits == Limits(50, client.limits.max_body_bytes, 20_000, 100)
+        texts = pd.Series(["the plot is thin and the jokes are flat"] * 40, dtype=object)  # 1,560 characters in all
+        answered = client.score(texts, "sentiment-logreg")
+    assert answered["prediction"].notna().all() and len(answered) == 40
+    sent = [json.loads(body)["queries"] for body in client.batches(texts.tolist(), client.models["sentiment-logreg"].limits)]
+    assert all(sum(map(len, batch)) <= 100 for batch in sent) and len(sent) == 20
+
+
 def test_a_text_over_the_limit_is_refused_before_anything_is_sent(small_limits_server: Server) -> None:
     client = SentimentClient(small_limits_server.url)
     with pytest.raises(ValueError, match="Text 1 has 61 characters; the server takes at most 60"):
@@ -91,7 +107,8 @@ def test_batches_are_cut_by_the_characters_budget_alone() -> None:
 
 def test_error_answers_raise_with_the_service_message(small_limits_server: Server) -> None:
     client = SentimentClient(small_limits_server.url)
-    client.limits = Limits(max_batch=10, max_body_bytes=120, max_query_chars=60)  # as if the server shrank them (no budget)
+    shrunk = Limits(max_batch=10, max_body_bytes=120, max_query_chars=60)  # as if the server shrank them (no budget)
+    client.models["sentiment"] = dataclasses.replace(client.models["sentiment"], limits=shrunk)
     with pytest.raises(ApiError, match=r"413: 'queries' holds 4 items; the limit is 3 per request\.") as raised:
         client.predict(["good", "bad", "fine", "dull"])
     assert raised.value.status == 413

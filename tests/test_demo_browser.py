@@ -7,18 +7,23 @@ are saved in the test's temporary folder (the path is printed).
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+
+pytest.importorskip("selenium", reason="selenium is not installed: make test-e2e installs it (requirements-e2e.txt)")
+
 from selenium.webdriver import Chrome
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.select import Select
 from werkzeug.exceptions import NotFound
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.serving import make_server
@@ -40,33 +45,37 @@ EMOJI = "😀 a wonderful film 🎬, never dull"
 MOSTLY_UNKNOWN = "zzqx wwqx qqqx vvqx good"
 SIZES = {"desktop": (1280, 800), "phone": (390, 844)}
 PREFIX = "/tools/sentiment"
+MINUS = "\u2212"
+NOTHING_KNOWN = "qqqq xxxq"
 
 
 def shown_marks(driver: WebDriver) -> list[list[str]]:
-    """The highlighted words as the page shows them: [text, kind] in text order."""
+    """The highlighted words as the page shows them: [text, kind, sign] in text order."""
     return driver.execute_script(
         "return Array.from(document.querySelectorAll('#highlighted .term'), e => [e.textContent,"
-        " e.classList.contains('unknown') ? 'unknown' : e.classList.contains('towards-high') ? 'towards-high' : 'towards-low']);"
+        " e.classList.contains('unknown') ? 'unknown' : e.classList.contains('towards-answer') ? 'towards-answer' :"
+        " 'towards-other', e.dataset.sign || '?']);"
     )
 
 
 def expected_marks(text: str, answer: dict[str, Any]) -> list[list[str]]:
-    """What the page must highlight for the API's answer: each word (not word pair) listed, by where it pushed."""
+    """What the page must highlight for the API's answer: each word (not word pair) listed, signed as the API signs it:
+    + towards the answer (a positive contribution), - towards the runner-up."""
     explanation = answer["explanation"]
-    towards_high = 1 if explanation["predicted"] == list(answer["probabilities"])[-1] else -1
     marks = []
     for term in explanation["terms"]:
         if " " not in term["term"]:
-            kind = "towards-high" if term["contribution"] * towards_high >= 0 else "towards-low"
-            marks += [(start, text[start:end], kind) for start, end in term["spans"]]
+            towards = term["contribution"] >= 0
+            kind, sign = ("towards-answer", "+") if towards else ("towards-other", MINUS)
+            marks += [(start, text[start:end], kind, sign) for start, end in term["spans"]]
     for term in explanation["unknown_terms"]:
         if " " not in term["term"]:
-            marks += [(start, text[start:end], "unknown") for start, end in term["spans"]]
-    return [[word, kind] for _, word, kind in sorted(marks)]
+            marks += [(start, text[start:end], "unknown", "?") for start, end in term["spans"]]
+    return [[word, kind, sign] for _, word, kind, sign in sorted(marks)]
 
 
-def api_answer(base: str, text: str) -> dict[str, Any]:
-    response = requests.post(f"{base}/", json={"query": text, "explain": True, "explain_terms": 100}, timeout=10)
+def api_answer(base: str, text: str, path: str = "/") -> dict[str, Any]:
+    response = requests.post(f"{base}{path}", json={"query": text, "explain": True, "explain_terms": 100}, timeout=10)
     assert response.status_code == 200
     return response.json()
 
@@ -95,13 +104,43 @@ def wait_for_answer(driver: WebDriver, budget: Deadline, text: str) -> None:
     )
 
 
-def check_answer(driver: WebDriver, base: str, text: str) -> dict[str, Any]:
-    answer = api_answer(base, text)
+def signed(number: float) -> str:
+    """A number as the page shows it: its sign (+ or the minus sign), then three decimals."""
+    return ("+" if number >= 0 else MINUS) + f"{abs(number):.3f}"
+
+
+def check_answer(driver: WebDriver, base: str, text: str, path: str = "/") -> dict[str, Any]:
+    """The page shows the API's answer, and one sign convention in the table, the highlights, the footnote and the bar."""
+    answer = api_answer(base, text, path)
+    explanation = answer["explanation"]
     assert driver.find_element(By.ID, "label").text == answer["prediction"]
-    assert driver.find_element(By.ID, "confidence").text == f"{round(answer['confidence'] * 100)}% sure"
-    ratings = requests.post(f"{base}/ratings", json={"query": text}, timeout=10).json()
-    assert driver.find_element(By.ID, "rating-label").text == ratings["prediction"]
+    shown_labels = driver.execute_script(
+        "return Array.from(document.querySelectorAll('#rating-list .rating-name'), e => e.textContent)"
+    )
+    assert shown_labels == list(answer["probabilities"])
     assert shown_marks(driver) == expected_marks(text, answer)
+    rows = driver.execute_script(
+        "return Array.from(document.querySelectorAll('#terms tr'), r => Array.from(r.cells, c => c.textContent))"
+    )
+    listed = explanation["terms"][: len(rows)]
+    assert rows == [
+        [term["term"], signed(term["contribution"]), explanation["predicted" if term["contribution"] >= 0 else "runner_up"]]
+        for term in listed
+    ]
+    footnote = driver.find_element(By.ID, "log-odds").text
+    assert f"of {explanation['predicted']} over {explanation['runner_up']}: {signed(explanation['log_odds'])} in all" in footnote
+    assert signed(explanation["prior_difference"]) in footnote
+    prior_only = not explanation["terms"] and not explanation["terms_omitted"]["count"]
+    if not prior_only:
+        assert explanation["log_odds"] >= 0, "the answer is the label the model scores highest"
+        assert driver.find_element(By.ID, "confidence").text == f"{round(answer['confidence'] * 100)}% sure"
+    labels = list(answer["probabilities"])
+    if len(labels) == 2:  # each end of the bar holds its own label's share: the last label's fill is at the right end
+        bar, fill = (driver.find_element(By.ID, name).rect for name in ("bar", "bar-fill"))
+        assert abs(fill["x"] + fill["width"] - (bar["x"] + bar["width"])) <= 2
+        assert abs(fill["width"] - answer["probabilities"][labels[-1]] * (bar["width"] - 2)) <= 2
+    else:
+        assert not driver.find_element(By.ID, "scale").is_displayed()
     return answer
 
 
@@ -132,7 +171,7 @@ def test_typed_sentences_get_the_apis_answer_and_highlights(
         enter(browser, text)
         wait_for_answer(browser, budget, text)
         answer = check_answer(browser, base, text)
-        assert any(kind != "unknown" for _, kind in expected_marks(text, answer)), "a sentence with words the model knows"
+        assert any(kind != "unknown" for _, kind, _ in expected_marks(text, answer)), "a sentence with words the model knows"
         assert browser.find_element(By.ID, "coverage-note").get_attribute("hidden") is not None
     screenshots(browser, tmp_path, "demo")
 
@@ -145,6 +184,18 @@ def test_typed_sentences_get_the_apis_answer_and_highlights(
     check_answer(browser, base, MOSTLY_UNKNOWN)
     note = browser.find_element(By.ID, "coverage-note")
     assert note.is_displayed() and "knows only" in note.text
+    assert not browser.find_element(By.ID, "prior-only").is_displayed()
+
+    enter(browser, NOTHING_KNOWN)  # the answer is the prior alone: said first, in large type, above the label
+    wait_for_answer(browser, budget, NOTHING_KNOWN)
+    answer = check_answer(browser, base, NOTHING_KNOWN)
+    assert not answer["explanation"]["terms"]
+    prior = browser.find_element(By.ID, "prior-only")
+    assert prior.is_displayed() and prior.text.startswith("Only the prior")
+    assert prior.rect["y"] < browser.find_element(By.ID, "label").rect["y"]
+    assert browser.find_element(By.ID, "confidence").text == f"{round(answer['confidence'] * 100)}%, the prior alone"
+    assert "Only the prior" in (browser.find_element(By.ID, "status").get_attribute("textContent") or "")
+    screenshots(browser, tmp_path, "demo-prior-only")
 
     enter(browser, HOSTILE)
     wait_for_answer(browser, budget, HOSTILE)
@@ -177,8 +228,63 @@ def test_keyboard_only_use_is_announced(production_server: Server, budget: Deadl
         lambda _: (status.get_attribute("textContent") or "").startswith(answer["prediction"] + ","),
         "the answer in the live region",
     )
-    assert "Rating:" in (status.get_attribute("textContent") or "")
+    assert "sure" in (status.get_attribute("textContent") or "")
     screenshots(browser, tmp_path, "demo-keyboard")
+    assert csp_problems(browser) == []
+
+
+def footnote_changed(before: str) -> Callable[[WebDriver], bool]:
+    """A wait condition: the footnote no longer reads ``before`` (a new answer is shown)."""
+    return lambda driver: driver.find_element(By.ID, "log-odds").text != before
+
+
+@pytest.fixture
+def mixed_server(mixed_models: Path) -> Iterator[str]:
+    """The app over naive Bayes and linear models (word and character n-grams), on a free loopback port."""
+    with threaded_server(create_app({"MODELS_DIR": str(mixed_models)})) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def threaded_server(app: Any) -> Iterator[str]:
+    """Serve a WSGI app on a free loopback port in a thread, stopped on exit."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+
+
+def test_the_picker_lists_the_served_models_and_scores_through_the_chosen_one(
+    mixed_server: str, budget: Deadline, browser: Chrome, tmp_path: Path
+) -> None:
+    served = requests.get(f"{mixed_server}/models", timeout=10).json()["models"]
+    browser.get(f"{mixed_server}/demo")
+    picker = Select(browser.find_element(By.ID, "model"))
+    budget.wait(browser, lambda _: len(picker.options) == len(served), "the served models in the picker")
+    choices = {option.get_attribute("value"): option.text for option in picker.options}
+    assert choices == {
+        f".{model['endpoint']}": f"{name} ({'naive Bayes' if model['family'] == 'naive_bayes' else 'linear'})"
+        for name, model in served.items()
+    }
+    assert picker.first_selected_option.get_attribute("value") == "./", "the main model first"
+    text = "That movie was boring and far too long"
+    enter(browser, text)
+    wait_for_answer(browser, budget, text)
+    check_answer(browser, mixed_server, text)
+    for name in ("sentiment-logreg", "ratings-logreg"):
+        path = served[name]["endpoint"]
+        before = browser.find_element(By.ID, "log-odds").text
+        picker.select_by_value(f".{path}")
+        budget.wait(browser, footnote_changed(before), name)
+        answer = check_answer(browser, mixed_server, text, path)
+        assert "score (logit) difference" in browser.find_element(By.ID, "log-odds").text
+        assert name in (browser.find_element(By.ID, "status").get_attribute("textContent") or "")
+        assert answer["model_version"] == served[name]["version"]
+        screenshots(browser, tmp_path, f"demo-{name}")
     assert csp_problems(browser) == []
 
 
@@ -186,15 +292,8 @@ def test_keyboard_only_use_is_announced(production_server: Server, budget: Deadl
 def prefixed_server(tiny_models: Path) -> Iterator[str]:
     """The app mounted under a path prefix (as a proxy passing SCRIPT_NAME does), on a free loopback port, small limits."""
     app = create_app({"MODELS_DIR": str(tiny_models), "MAX_QUERY_CHARS": 60})
-    mounted = DispatcherMiddleware(NotFound(), {PREFIX: app})
-    server = make_server("127.0.0.1", 0, mounted, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}{PREFIX}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
+    with threaded_server(DispatcherMiddleware(NotFound(), {PREFIX: app})) as url:
+        yield f"{url}{PREFIX}"
 
 
 def test_page_works_under_a_path_prefix_and_shows_api_errors(

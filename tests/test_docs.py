@@ -100,3 +100,23 @@ def test_assets_carry_the_policy(client: FlaskClient, filename: str) -> None:
     with client.get(f"/docs/{filename}") as asset:
         assert asset.status_code == 200
         assert asset.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
+
+
+class Metas(HTMLParser):
+    """The page's meta elements, name -> content."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.named: dict[str, str] = {}
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs)
+        if tag == "meta" and found.get("name"):
+            self.named[str(found["name"])] = str(found.get("content"))
+
+
+def test_phones_get_the_mobile_layout(client: FlaskClient) -> None:
+    """Without a viewport, a phone draws the desktop layout shrunk to a few pixels per letter."""
+    metas = Metas()
+    metas.feed(client.get("/docs").get_data(as_text=True))
+    assert metas.named["viewport"] == "width=device-width, initial-scale=1"

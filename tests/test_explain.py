@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import itertools
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -278,7 +279,7 @@ def test_explain_is_read_from_the_url_a_form_or_json(client: FlaskClient, method
         {"query_string": {"query": "boring", "explain": "0"}},
         {"json": {"query": "boring", "explain": False}},
         {"query_string": {"query": "boring", "explain_terms": "5"}},
-        {"query_string": {"query": "boring", "explain": "false"}, "json": {"queries": ["boring"], "explain": True}},
+        {"query_string": {"explain": "false"}, "json": {"queries": ["boring"], "explain": True}},
     ],
 )
 def test_no_explanation_unless_asked(client: FlaskClient, kwargs: dict[str, Any]) -> None:
@@ -436,3 +437,38 @@ def test_a_word_is_one_term_whether_its_weight_comes_from_words_or_characters() 
     assert [text[start:end] for start, end in terms["not bad"]["spans"]] == ["Not a BAD"]  # a word pair: the word block's
     unknown = [term["term"] for term in explanation["unknown_terms"]]
     assert len(unknown) == len(set(unknown)) and not set(unknown) & set(terms), "a word is known or unknown, once"
+
+
+# --- explained through the API: a linear model's numbers are its logits, and the document says so ------------------------
+
+
+def test_a_served_linear_models_explanation_adds_up_to_its_logits_and_names_words(mixed_models: Path) -> None:
+    from tests.test_openapi import assert_conforms
+
+    client = create_app({"MODELS_DIR": str(mixed_models)}).test_client()
+    spec = client.get("/openapi.json").get_json()
+    text = "A brilliant , wonderful film filmy qqqq"
+    for path in ("/sentiment-logreg", "/ratings-logreg"):
+        response = client.get(path, query_string={"query": text, "explain": "true", "explain_terms": 100})
+        assert response.status_code == 200
+        assert_conforms(spec, path, "get", response)
+        explained = response.get_json()["explanation"]
+        total = explained["prior_difference"] + sum(term["contribution"] for term in explained["terms"])
+        assert math.isclose(total + explained["terms_omitted"]["contribution"], explained["log_odds"], abs_tol=1e-9)
+        assert explained["terms_omitted"]["count"] == 0
+        words = {term["term"]: term["spans"] for term in explained["terms"]}
+        assert words["brilliant"] == [[2, 11]] and words["film"] == [[24, 28]]
+        assert words["filmy"] == [[29, 34]]  # no word the model knows, but its character n-grams are: summed onto it
+        assert "qqqq" in [term["term"] for term in explained["unknown_terms"]]  # nothing of it is known
+        assert all(" " not in term or len(spans) == 1 for term, spans in words.items())
+
+
+def test_the_document_says_what_each_familys_numbers_are(mixed_models: Path) -> None:
+    schemas = create_app({"MODELS_DIR": str(mixed_models)}).test_client().get("/openapi.json").get_json()["components"]["schemas"]
+    naive_bayes, linear = schemas["SentimentExplanation"], schemas["SentimentLogregExplanation"]
+    assert "log P(term | predicted)" in naive_bayes["description"]
+    assert "log-likelihood" in naive_bayes["properties"]["log_odds"]["description"]
+    assert "log P(" not in linear["description"] and "not log-probabilities" in linear["description"]
+    assert "logit" in linear["properties"]["log_odds"]["description"]
+    assert "Intercept" in linear["properties"]["prior_difference"]["description"]
+    assert "character n-grams" in linear["description"] and "character n-grams" not in naive_bayes["description"]

@@ -556,6 +556,29 @@ def test_linear_models_save_load_and_score_as_scikit_learn(tmp_path: Path, case:
     assert loaded.predict(loaded.vectorizer_transform(LINEAR_PROBES)).tolist() == expected.argmax(axis=1).tolist()
 
 
+@pytest.mark.parametrize(
+    "blocks",
+    [
+        ({"binary": True, "norm": "l1"}, {"analyzer": "char_wb", "ngram_range": (2, 4), "sublinear_tf": True}),
+        ({"ngram_range": (1, 2), "use_idf": False}, {"analyzer": "char_wb", "ngram_range": (3, 5), "norm": None}),
+        (
+            {"analyzer": "char_wb", "ngram_range": (2, 3), "binary": True},
+            {"ngram_range": (1, 1), "sublinear_tf": True},
+            {"analyzer": "char_wb", "ngram_range": (4, 5), "norm": "l1"},
+        ),
+    ],
+    ids=["binary words, l1 characters", "words without idf, characters unnormalized", "three blocks, characters first"],
+)
+def test_one_text_weighs_each_block_by_its_own_settings_as_scikit_learn(blocks: tuple[dict[str, Any], ...]) -> None:
+    """The single-text path counts every block's terms together, then weighs and normalizes each block's own columns."""
+    model = NLPModel(("Negative", "Positive"), family="linear", blocks=blocks, classifier_params={"C": 10.0})
+    model.vectorizer_fit(TINY_TEXTS)
+    model.train(model.vectorizer_transform(TINY_TEXTS), [int(rating >= 3) for rating in TINY_RATINGS])
+    expected = sklearn_scores(model, LINEAR_PROBES)
+    np.testing.assert_allclose([model.score_one(text)[0] for text in LINEAR_PROBES], expected, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(model.score_texts(LINEAR_PROBES)[0], expected, rtol=0, atol=1e-9)
+
+
 def test_a_binary_linear_model_is_two_rows_whose_softmax_is_its_sigmoid() -> None:
     model = linear_model("logistic binary")
     estimator = model.clf.estimator_

@@ -166,6 +166,8 @@ def test_path_parameters_match_the_rules(spec: dict[str, Any], app: Flask) -> No
         if rule.endpoint in IGNORED_ENDPOINTS:
             continue
         for method, operation in spec["paths"][openapi_path(rule.rule)].items():
+            if method not in HTTP_METHODS:  # an extension of the path item (a model's x-limits)
+                continue
             params = [resolve(spec, p) for p in operation.get("parameters", [])]
             in_path = {p["name"] for p in params if p["in"] == "path"}
             assert in_path == set(rule.arguments), (method, rule.rule)
@@ -299,7 +301,6 @@ CALLS: list[tuple[str, str, dict[str, Any], int]] = [
     ("post", "/", {"json": {"query": "boring awful dull"}}, 200),
     ("post", "/", {"data": {"query": "brilliant wonderful"}}, 200),
     ("post", "/", {"json": {"queries": ["brilliant wonderful", "boring awful dull", "brilliant"]}}, 200),
-    ("post", "/", {"query_string": {"query": "brilliant"}, "json": {"queries": ["dull"]}}, 200),
     ("get", "/ratings", {"query_string": {"query": "a charming and pleasant little comedy"}}, 200),
     ("post", "/ratings", {"json": {"query": "the plot is thin"}}, 200),
     ("post", "/ratings", {"json": {"queries": ["wonderful", "awful"]}}, 200),
@@ -317,6 +318,8 @@ CALLS: list[tuple[str, str, dict[str, Any], int]] = [
     ("post", "/", {"json": {"queries": []}}, 400),
     ("post", "/ratings", {"json": {"queries": ["ok", 3]}}, 400),
     ("post", "/", {"json": {"queries": "not a list"}}, 400),
+    ("post", "/", {"query_string": {"query": "brilliant"}, "json": {"queries": ["dull"]}}, 400),
+    ("post", "/ratings", {"query_string": {"query": "brilliant"}, "data": {"query": "dull"}}, 400),
     ("get", "/", {"query_string": {"query": TOO_LONG}}, 413),
     ("post", "/", {"json": {"query": TOO_LONG}}, 413),
     ("post", "/ratings", {"json": {"queries": ["a", "b", "c", "d"]}}, 413),
@@ -353,11 +356,16 @@ def test_real_responses_match_the_document(
         assert allowed == {m for m in spec["paths"][path] if m in HTTP_METHODS}
 
 
-@pytest.mark.parametrize(("method", "url", "kwargs", "status"), [c for c in CALLS if "json" in c[2] and c[0] == "post"])
+@pytest.mark.parametrize(
+    ("method", "url", "kwargs", "status"), [c for c in CALLS if "json" in c[2] and c[0] == "post" and "query_string" not in c[2]]
+)
 def test_documented_json_bodies_agree_with_the_code(
     client: FlaskClient, spec: dict[str, Any], method: str, url: str, kwargs: dict, status: int
 ) -> None:
-    """A JSON body the document accepts is answered 200; one it rejects gets 400 or 413 (GET documents no body)."""
+    """A JSON body the document accepts is answered 200; one it rejects gets 400 or 413 (GET documents no body).
+
+    A body sent with ``query`` in the URL is refused whatever it holds: the URL is judged, not the body.
+    """
     operation = spec["paths"][url][method]
     schema = resolve(spec, operation["requestBody"])["content"]["application/json"]["schema"]
     accepted = not schema_errors(spec, schema, kwargs["json"])

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from app import create_app
 from bench.worst_case import largest_shapes, request_body
-from lib.openapi import limits
+from lib.limits import limits
 from tests.helpers import assert_prediction, served_labels
 from tests.support.harness import Server
 
@@ -116,7 +116,7 @@ def test_an_empty_body_is_no_body_whatever_its_type(client: FlaskClient, method:
 
 
 def test_url_query_with_a_single_query_body_answers_for_the_url(client: FlaskClient) -> None:
-    response = client.post("/?query=brilliant wonderful", json={"query": "boring awful dull"})
+    response = client.get("/?query=brilliant wonderful", json={"query": "boring awful dull"})
     assert response.status_code == 200 and response.json["prediction"] == "Positive"
 
 

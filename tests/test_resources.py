@@ -1,8 +1,12 @@
 """The resources (lib/resources.py): prediction answers, batches, health, readiness, models."""
 
+from typing import Any
+
+import pytest
 from flask.testing import FlaskClient
 
 from lib import specs
+from lib.resources import URL_QUERY_BESIDE_BODY
 from tests.helpers import assert_prediction, served_labels
 
 
@@ -77,3 +81,28 @@ def test_the_linear_models_answer_on_their_own_paths(committed_client: FlaskClie
     answers = committed_client.post("/ratings-logreg", json={"queries": ["dull and awful", "a wonderful , moving film"]}).json
     first, second = (answer["rating"] for answer in answers["predictions"])
     assert first < 2 < second
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"json": {"queries": ["boring awful dull"]}},
+        {"json": {"query": "boring awful dull"}},
+        {"data": {"query": "boring awful dull"}},
+        {"json": {"explain": True}},
+    ],
+    ids=["batch", "json query", "form query", "body without a text"],
+)
+def test_post_with_query_in_the_url_and_a_body_is_refused(client: FlaskClient, body: dict[str, Any]) -> None:
+    """Two texts in one POST: answering either would silently drop the other."""
+    response = client.post("/?query=brilliant wonderful", **body)
+    assert response.status_code == 400
+    assert response.json == {"message": URL_QUERY_BESIDE_BODY}
+    assert "'query' in the URL and a body" in URL_QUERY_BESIDE_BODY
+
+
+def test_post_with_the_text_in_the_url_only_is_still_answered(client: FlaskClient) -> None:
+    """Clients that POST with ?query= and no body keep working (an empty body, as HTTPie sends from a script, is none)."""
+    for extra in ({}, {"data": b"", "content_type": "application/json"}):
+        response = client.post("/?query=boring awful dull", **extra)
+        assert response.status_code == 200 and response.json["prediction"] == "Negative"

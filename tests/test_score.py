@@ -199,8 +199,8 @@ def run_saved_script(code: str, folder: Path, **environ: str) -> None:
 @needs_kaggle_test
 def test_dask_block_saved_as_a_script_scores_kaggle_test_as_one_process_does(tmp_path: Path) -> None:
     """The client page's Dask block, saved as a script and run with python: the one-process output, line for line."""
-    pytest.importorskip("dask.dataframe", reason="dask is not installed (requirements-dev.txt)")
-    pytest.importorskip("distributed", reason="distributed is not installed (requirements-dev.txt)")
+    pytest.importorskip("dask.dataframe", reason="dask is not installed: make test-e2e installs it (requirements-e2e.txt)")
+    pytest.importorskip("distributed", reason="distributed is not installed: make test-e2e installs it (requirements-e2e.txt)")
     run_saved_script(block("map_partitions").code, tmp_path)
     parts = sorted(tmp_path.glob("scored-*.csv"), key=lambda path: int(path.stem.removeprefix("scored-")))
     assert len(parts) > 2  # several partitions, spread over both workers
@@ -221,7 +221,7 @@ def test_spark_block_saved_as_a_script_scores_kaggle_test_as_one_process_does(
 ) -> None:
     """The client page's Spark block, saved as a script and started as the page says: mapInPandas writes the
     one-process output, read back with Spark, row for row."""
-    pytest.importorskip("pyspark", reason="pyspark is not installed (requirements-dev.txt)")
+    pytest.importorskip("pyspark", reason="pyspark is not installed: make test-e2e installs it (requirements-e2e.txt)")
     from pyspark.sql import SparkSession
 
     quiet = {"SPARK_LOCAL_IP": "127.0.0.1", "PYSPARK_SUBMIT_ARGS": "--conf spark.ui.enabled=false pyspark-shell"}

@@ -29,6 +29,7 @@ from tests import server_whose_loads_fail
 from tests.helpers import (
     CLIENT_TIMEOUT,
     COMMITTED_MODELS,
+    ISO_TIME,
     Traffic,
     declare_huge_array,
     deep_folder,
@@ -86,6 +87,7 @@ def test_access_log_is_json_with_request_ids(production_server: Server) -> None:
     assert by_id["log-me-1"]["status"] == 200 and by_id["log-me-1"]["path"] == "/"
     assert by_id[generated]["status"] == 404
     assert all({"time", "method", "path", "status", "duration_ms", "request_id"} <= line.keys() for line in lines)
+    assert all(ISO_TIME.fullmatch(line["time"]) for line in lines), [line["time"] for line in lines]
 
 
 def test_log_records_leave_out_the_stack_walk_but_keep_the_pid(
@@ -104,6 +106,22 @@ def test_error_log_is_json(production_server: Server) -> None:
     records = [json.loads(line) for line in production_server.stderr.read_text().splitlines() if line.strip()]
     assert any("loaded sentiment-" in record["message"] for record in records)
     assert all({"time", "level", "logger", "message"} <= record.keys() for record in records)
+    assert all(ISO_TIME.fullmatch(record["time"]) for record in records), [record["time"] for record in records]
+
+
+@pytest.mark.parametrize("name", ["dev_server", "production_server"])
+def test_json_answers_end_with_a_newline_on_both_servers(request: pytest.FixtureRequest, name: str) -> None:
+    """So the shell's prompt after `curl` starts on a line of its own, whichever server answers."""
+    server = request.getfixturevalue(name)
+    url = server if isinstance(server, str) else server.url
+    answers = [
+        requests.get(url, {"query": "good"}, timeout=10),
+        requests.post(url, json={"queries": ["good", "bad"]}, timeout=10),
+        requests.get(f"{url}/nowhere", timeout=10),
+        requests.get(f"{url}/openapi.json", timeout=10),
+    ]
+    assert [answer.status_code for answer in answers] == [200, 200, 404, 200]
+    assert all(answer.content.endswith(b"}\n") for answer in answers)
 
 
 def open_slow_clients(url: str, count: int, body_started: bool) -> list[socket.socket]:
@@ -768,3 +786,16 @@ def test_a_free_address_is_not_refused() -> None:
         client.close()
     assert address_refusal(ServerSettings.from_mapping({"PORT": str(port)})) is None
     assert address_refusal(ServerSettings.from_mapping({"PORT": str(port)})) is None
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="no make (apt-get install make)")
+def test_make_production_writes_only_json_on_stdout(tmp_path: Path) -> None:
+    """`make production | jq` works: make echoes no command, and notes for people go to stderr."""
+    command = ["make", "--no-print-directory", f"BIN={Path(sys.executable).parent}", "-o", ".venv/.runtime", "production"]
+    with serving(command, {"WEB_CONCURRENCY": "1", "ACCESS_LOG": "-"}, tmp_path, name="make") as server:
+        assert requests.get(server.url, {"query": "good"}, timeout=10).status_code == 200
+        deadline = time.monotonic() + 5
+        while not server.stdout.read_text().strip() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    lines = server.stdout.read_text().splitlines()
+    assert lines and all(isinstance(json.loads(line), dict) for line in lines), lines
