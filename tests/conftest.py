@@ -23,6 +23,7 @@ from tests.helpers import (
     STEP_TIMEOUT,
     TEST_BUDGET,
     Deadline,
+    KAGGLE_TRAIN,
     chromium,
     save_linear_model,
     time_limit,
@@ -31,6 +32,7 @@ from tests.helpers import (
 )
 from tests.support import checkout
 from tests.support.harness import ROOT, Server, production_command, serving
+from tests.support.rebuild import BackgroundBuild
 
 if TYPE_CHECKING:
     from selenium.webdriver import Chrome
@@ -41,6 +43,34 @@ HYPOTHESIS_HOME = Path(tempfile.gettempdir()) / f"hypothesis-{checkout.checkout_
 set_hypothesis_home_dir(HYPOTHESIS_HOME)
 hypothesis_settings.register_profile("suite", database=DirectoryBasedExampleDatabase(HYPOTHESIS_HOME / "examples"))
 hypothesis_settings.load_profile("suite")
+
+#: The full-data rebuild of this run, when a selected test asks for it (the ``rebuilt`` fixture).
+REBUILD = pytest.StashKey[BackgroundBuild]()
+
+
+@pytest.hookimpl(trylast=True)  # after -m and -k have deselected what will not run
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Start the full-data rebuild now, and run the tests that wait for it last, so that it overlaps all the others."""
+    rebuilds = [item for item in items if "rebuilt" in getattr(item, "fixturenames", ())]
+    if rebuilds and KAGGLE_TRAIN.is_file():
+        config.stash[REBUILD] = BackgroundBuild(KAGGLE_TRAIN)
+        items[:] = [item for item in items if item not in rebuilds] + rebuilds
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Stop the rebuild if the run ended before it did, and remove its folder."""
+    build = session.config.stash.get(REBUILD, None)
+    if build is not None:
+        build.stop()
+
+
+@pytest.fixture(scope="session")
+def rebuilt(request: pytest.FixtureRequest) -> Path:
+    """Every model rebuilt from the full Kaggle data by the README's build command, in a temporary folder."""
+    build = request.config.stash.get(REBUILD, None)
+    if build is None:  # the data appeared after collection; build now
+        build = request.config.stash[REBUILD] = BackgroundBuild(KAGGLE_TRAIN)
+    return build.models()
 
 
 @pytest.fixture(scope="session", autouse=True)

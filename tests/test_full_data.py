@@ -19,13 +19,6 @@ from tests.helpers import COMMITTED_MODELS, KAGGLE_TRAIN, ROOT, needs_kaggle
 AVX512 = ("X86_V4", "AVX512_ICL", "AVX512_SPR")
 
 
-@pytest.fixture(scope="module")
-def rebuilt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("rebuilt")
-    assert build_model.main(["--data", str(KAGGLE_TRAIN), "--out", str(out)]) == 0
-    return out
-
-
 #: How far a linear model's weights and intercepts rebuilt on another CPU may be from the committed ones. SGD takes
 #: one step per phrase, each through the C library's exp and log, whose last bit differs between its FMA and plain
 #: kernels; such differences (1e-16 relative) carry through the 10 passes over ~150,000 phrases but stay far below
