@@ -122,7 +122,7 @@ class Block:
         self.idf_values = self.idf.tolist() if self.idf is not None and not self.by_word else None
         # Per block, so a reload starts afresh and the memory goes with the model.
         self.cached_word_columns = functools.lru_cache(maxsize=WORD_CACHE_SIZE)(self.word_columns)
-        self.tf_table = np.vstack(([0.0, 0.0], self.tf_powers(np.arange(1, TF_TABLE_SIZE), tabled=False)))
+        self.tf_table = np.hstack(([[0.0], [0.0]], self.tf_powers(np.arange(1, TF_TABLE_SIZE), tabled=False)))
 
     def counts(self, text: str) -> tuple[dict[int, int], int]:
         """Count the text's terms the block knows, by the model's column; also return how many terms the text has."""
@@ -191,11 +191,14 @@ class Block:
         return counts.astype(np.float64)
 
     def tf_powers(self, counts: np.ndarray, tabled: bool) -> np.ndarray:
-        """Each count's term frequency and its square, a row per count; from the table if every count is in it."""
+        """The counts' term frequencies and their squares, in two rows; from the table if every count is in it.
+
+        Rows, not columns: the product with the features' rows is then of C-ordered arrays (~1.5 us less).
+        """
         if tabled:
-            return self.tf_table.take(counts, axis=0)
+            return self.tf_table.take(counts, axis=1)
         frequencies = self.term_frequencies(counts)
-        return np.column_stack((frequencies, frequencies * frequencies))
+        return np.vstack((frequencies, frequencies * frequencies))
 
     def length(self, by_tf: list[float], by_squares: list[float]) -> float:
         """One text's length in this block by the vectorizer's norm, from ``Scorer.joint_of_occurrences``' sums.
@@ -319,6 +322,7 @@ class Scorer:
         self.labels = self.log_prior.size
         self.scaled = self._scaled_rows() if self.in_arrays else np.zeros((0, self.labels + 2))
         self.offsets = np.array([block.offset for block in self.blocks] + [self.log_prob.shape[0]], dtype=np.intp)
+        self.same_weighing = len({(block.binary, block.sublinear_tf) for block in self.blocks}) == 1
         self.prior_values = self.log_prior.tolist()
 
     def _scaled_rows(self) -> np.ndarray:
@@ -357,11 +361,13 @@ class Scorer:
         columns, counts = run_lengths(occurrences)
         rows = self.scaled.take(columns, axis=0)
         bounds = columns.searchsorted(self.offsets).tolist()
+        shared = self.blocks[0].tf_powers(counts, tabled) if self.same_weighing else None  # one gather for all
         joint, labels = list(self.prior_values), self.labels
         for block, start, end in zip(self.blocks, bounds, bounds[1:], strict=False):
             if start == end:
                 continue
-            by_tf, by_squares = (block.tf_powers(counts[start:end], tabled).T @ rows[start:end]).tolist()
+            powers = shared[:, start:end] if shared is not None else block.tf_powers(counts[start:end], tabled)
+            by_tf, by_squares = (powers @ rows[start:end]).tolist()
             length = block.length(by_tf, by_squares)
             if length > 0:
                 joint = [score + part / length for score, part in zip(joint, by_tf[:labels], strict=True)]
