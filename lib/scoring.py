@@ -16,7 +16,7 @@ import functools
 import itertools
 import math
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -63,6 +63,27 @@ def tf_idf(counts: sparse.spmatrix, binary: bool, sublinear_tf: bool, idf: np.nd
 def stacked(blocks: Sequence[Any]) -> Any:
     """The feature blocks of the same texts side by side, as one CSR matrix (a single block as it is)."""
     return blocks[0] if len(blocks) == 1 else sparse.hstack(blocks, format="csr")
+
+
+def word_analyzer(vectorizer: TfidfVectorizer) -> Callable[[str], list[str]]:
+    """The vectorizer's analyzer of a text, made shorter for the usual word unigrams (and pairs) without stop words.
+
+    The same tokens in the same order as scikit-learn's, whose word pairs are joined in a Python loop and whose
+    text passes through four more calls on the way (~3 us a sentence); any other setting gets scikit-learn's own.
+    """
+    plain = vectorizer.analyzer == "word" and vectorizer.stop_words is None and vectorizer.input == "content"
+    if not plain or tuple(vectorizer.ngram_range) not in {(1, 1), (1, 2)}:
+        return vectorizer.build_analyzer()
+    preprocess, tokenize = vectorizer.build_preprocessor(), vectorizer.build_tokenizer()
+    if vectorizer.ngram_range[1] == 1:
+        return lambda text: tokenize(preprocess(text))
+
+    def analyze(text: str) -> list[str]:
+        """The text's words, then each pair of neighbours joined by a space."""
+        tokens = tokenize(preprocess(text))
+        return [*tokens, *map(" ".join, itertools.pairwise(tokens))]
+
+    return analyze
 
 
 def char_wb_ngrams(word: str, low: int, high: int) -> list[str]:
@@ -114,7 +135,7 @@ class Block:
         self.sublinear_tf = vectorizer.sublinear_tf
         self.norm = vectorizer.norm
         self.binary = vectorizer.binary
-        self.analyze = vectorizer.build_analyzer()
+        self.analyze = word_analyzer(vectorizer)
         self.preprocess = vectorizer.build_preprocessor()
         self.ngram_range = (int(vectorizer.ngram_range[0]), int(vectorizer.ngram_range[1]))
         self.by_word = self.analyzer == "char_wb"
