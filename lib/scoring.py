@@ -225,8 +225,8 @@ class Block:
     def length(self, by_tf: list[float], by_squares: list[float]) -> float:
         """One text's length in this block by the vectorizer's norm, from ``Scorer.joint_of_occurrences``' sums.
 
-        ``by_tf`` ends with the sum of tf * idf (the l1 length: both are positive), ``by_squares`` with the sum of
-        (tf * idf) ** 2 (the l2 length squared).
+        The last but one of ``by_tf`` is the sum of tf * idf (the l1 length: both are positive); the last of
+        ``by_squares`` the sum of (tf * idf) ** 2 (the l2 length squared).
         """
         if self.norm == "l2":
             return math.sqrt(by_squares[-1])
