@@ -222,18 +222,6 @@ class Block:
         frequencies = self.term_frequencies(counts)
         return np.vstack((frequencies, frequencies * frequencies))
 
-    def length(self, by_tf: list[float], by_squares: list[float]) -> float:
-        """One text's length in this block by the vectorizer's norm, from ``Scorer.joint_of_occurrences``' sums.
-
-        The last but one of ``by_tf`` is the sum of tf * idf (the l1 length: both are positive); the last of
-        ``by_squares`` the sum of (tf * idf) ** 2 (the l2 length squared).
-        """
-        if self.norm == "l2":
-            return math.sqrt(by_squares[-1])
-        if self.norm == "l1":
-            return by_tf[-2]
-        return 1.0
-
     def weights_one(self, counts: dict[int, int]) -> dict[int, float]:
         """One text's TF-IDF weights by column, normalized: ``tf_idf`` and the vectorizer's norm on Python floats."""
         if self.binary:
@@ -345,6 +333,7 @@ class Scorer:
         self.scaled = self._scaled_rows() if self.in_arrays else np.zeros((0, self.labels + 2))
         self.offsets = np.array([block.offset for block in self.blocks] + [self.log_prob.shape[0]], dtype=np.intp)
         self.same_weighing = len({(block.binary, block.sublinear_tf) for block in self.blocks}) == 1
+        self.norms = [(block.norm == "l2", block.norm == "l1") for block in self.blocks]
         self.prior_values = self.log_prior.tolist()
 
     def _scaled_rows(self) -> np.ndarray:
@@ -385,14 +374,16 @@ class Scorer:
         bounds = columns.searchsorted(self.offsets).tolist()
         shared = self.blocks[0].tf_powers(counts, tabled) if self.same_weighing else None  # one gather for all
         joint, labels = list(self.prior_values), self.labels
-        for block, start, end in zip(self.blocks, bounds, bounds[1:], strict=False):
+        for block, (l2, l1), start, end in zip(self.blocks, self.norms, bounds, bounds[1:], strict=False):
             if start == end:
                 continue
             powers = shared[:, start:end] if shared is not None else block.tf_powers(counts[start:end], tabled)
             by_tf, by_squares = (powers @ rows[start:end]).tolist()
-            length = block.length(by_tf, by_squares)
-            if length > 0:
-                joint = [score + part / length for score, part in zip(joint, by_tf[:labels], strict=True)]
+            # The block's length: the l2 norm from the sum of (tf * idf) ** 2 (the last of by_squares), the l1 norm
+            # the sum of tf * idf (the last but one of by_tf: both are positive).
+            length = math.sqrt(by_squares[-1]) if l2 else by_tf[-2] if l1 else 1.0
+            if length > 0:  # in C: a loop over the labels in Python costs a few us here
+                joint = list(map(operator.add, joint, map(operator.truediv, by_tf[:labels], itertools.repeat(length))))
         return joint
 
     def joint_one(self, weights: dict[int, float]) -> list[float]:
