@@ -8,8 +8,12 @@ model is then refitted on all rows. ``--tune`` runs the grouped cross-validation
 parameters in MODEL_SPECS, on the training part only, and prints the ranking.
 
 Each model's probabilities are calibrated by temperature scaling, fitted on whole sentences held
-out from a sibling fit (never on validation sentences). ``--compare-calibration`` measures the
-alternatives (none, sigmoid, isotonic, temperature) on the validation sentences and prints them.
+out from a sibling fit (never on validation sentences), unless its spec says calibration did not
+help it (``ModelSpec.calibrate``). ``--compare-calibration`` measures the alternatives (none,
+sigmoid, isotonic, temperature) on the validation sentences and prints them.
+
+Both families are fitted from rows of every phrase's term counts, taken once per kind of feature
+block (``lib.corpus``): the character n-grams of the linear models cost most of a fit to count.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +41,7 @@ from sklearn.pipeline import make_pipeline
 
 import util
 from lib.calibration import fit_inverse_temperature
+from lib.corpus import Corpus
 from lib.evaluation import ECE_BINS, bootstrap_changes, score
 from lib.paths import MODELS_DIR, ROOT, kaggle_file
 from lib.specs import (
@@ -49,7 +55,7 @@ from lib.specs import (
     split_by_sentence,
     training_rows,
 )
-from model import NLPModel
+from model import NLPModel, SoftmaxLinearClassifier
 
 CALIBRATION_METHODS = ("none", "sigmoid", "isotonic", "temperature")  # what --compare-calibration measures
 CALIBRATION_MIN_PER_CLASS = 5  # CalibratedClassifierCV's own floor (5 folds); fewer leaves the model uncalibrated
@@ -66,12 +72,16 @@ def step(message: str) -> Iterator[None]:
     print(f" done in {time.perf_counter() - started:.1f}s", file=sys.stderr)
 
 
-def fit(spec: ModelSpec, phrases: pd.DataFrame) -> NLPModel:
-    """Fit a model of this spec; the vectorizer sees only these (training) phrases."""
+def fit(spec: ModelSpec, phrases: pd.DataFrame, corpus: Corpus) -> NLPModel:
+    """Fit a model of this spec; the vectorizer sees only these (training) phrases, counted once in ``corpus``."""
     texts, y = training_rows(spec, phrases)
-    model = NLPModel(spec.labels, spec.vectorizer, spec.classifier)
-    model.vectorizer_fit(texts)
-    return model.train(model.vectorizer_transform(texts), y)
+    model = spec.new_model()
+    return model.train(corpus.fit(model, texts.index), y)
+
+
+def vocabulary_size(model: NLPModel) -> int:
+    """How many terms a model knows, over all its feature blocks."""
+    return sum(len(vectorizer.vocabulary_) for vectorizer in model.vectorizers)
 
 
 def fit_temperature(spec: ModelSpec, sibling: NLPModel, held_out: pd.DataFrame, source: str) -> dict[str, Any]:
@@ -82,6 +92,8 @@ def fit_temperature(spec: ModelSpec, sibling: NLPModel, held_out: pd.DataFrame, 
     served or validated takes the sibling's calibration, as CalibratedClassifierCV(ensemble=False) does with
     the calibrator fitted on its cross-validation.
     """
+    if not spec.calibrate:
+        return {"method": None, "reason": "temperature scaling did not lower the validation sentences' ECE and Brier"}
     texts, y = evaluation_rows(spec, util.whole_sentences(held_out))
     counts = np.bincount(y, minlength=len(spec.labels))
     if counts.min() < CALIBRATION_MIN_PER_CLASS:
@@ -136,17 +148,23 @@ def write_report(name: str, spec: ModelSpec, model: NLPModel, validation: pd.Dat
         util.plot_roc(y, model.predict_proba(features), spec.labels, folder / "roc.png", f"{name}: whole validation sentences")
 
 
-def build(name: str, spec: ModelSpec, phrases: pd.DataFrame, data_path: Path, out: Path) -> dict[str, Any]:
+def validated_model(spec: ModelSpec, train: pd.DataFrame, corpus: Corpus) -> tuple[NLPModel, dict[str, Any]]:
+    """Fit a model on training phrases and calibrate it from a sibling fitted on part of them; return it and how."""
+    fitting, held_out = split_by_sentence(train, CALIBRATION_SHARE)
+    model = fit(spec, train, corpus)
+    sibling = fit(spec, fitting, corpus) if spec.calibrate else model
+    calibration = fit_temperature(spec, sibling, held_out, CALIBRATION_SOURCE)
+    return model.set_calibration(calibration.get("inverse_temperature")), calibration
+
+
+def build(name: str, spec: ModelSpec, phrases: pd.DataFrame, data_path: Path, out: Path, corpus: Corpus) -> dict[str, Any]:
     """Validate, refit on all rows, and save one model folder atomically; return its manifest."""
     train, validation = split_by_sentence(phrases)
-    fitting, held_out = split_by_sentence(train, CALIBRATION_SHARE)
     with step(f"{name}: fitting on {len(train):,} phrases, calibrating, validating on {len(validation):,}"):
-        validated = fit(spec, train)
-        calibration = fit_temperature(spec, fit(spec, fitting), held_out, CALIBRATION_SOURCE)
-        validated.set_calibration(calibration.get("inverse_temperature"))
+        validated, calibration = validated_model(spec, train, corpus)
         metrics = evaluate(spec, validated, validation, calibration)
     with step(f"{name}: refitting on all {len(phrases):,} phrases, calibrating on the validation sentences"):
-        final = fit(spec, phrases)
+        final = fit(spec, phrases, corpus)
         served_calibration = fit_temperature(spec, validated, validation, SERVED_CALIBRATION_SOURCE)
         final.set_calibration(served_calibration.get("inverse_temperature"))
     staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=out))
@@ -168,9 +186,8 @@ def build(name: str, spec: ModelSpec, phrases: pd.DataFrame, data_path: Path, ou
                     "params": {
                         "train_ratings": list(spec.train_ratings),
                         "classes": {str(rating): cls for rating, cls in spec.classes.items()},
-                        "vectorizer": spec.vectorizer,
-                        "classifier": spec.classifier,
-                        "vocabulary_size": len(final.vectorizer.vocabulary_),
+                        **spec.params(),
+                        "vocabulary_size": vocabulary_size(final),
                     },
                     "calibration": served_calibration,
                     "metrics": metrics,
@@ -197,7 +214,7 @@ def summary(manifests: dict[str, dict[str, Any]], out: Path) -> str:
     """Render the one-screen table the build ends with."""
     lines = [
         f"Models written to {out}",
-        f"{'model':<10} {'version':<23} {'vocab':>7} {'phrase acc':>10} {'sentence acc':>12} "
+        f"{'model':<16} {'version':<29} {'vocab':>7} {'phrase acc':>10} {'sentence acc':>12} "
         f"{'macro-F1':>8} {'ROC AUC':>7} {'ECE before/after':>16}  floor",
     ]
     for name, manifest in manifests.items():
@@ -207,7 +224,7 @@ def summary(manifests: dict[str, dict[str, Any]], out: Path) -> str:
         auc = sentences.get("roc_auc")
         ece = f"{manifest['metrics']['uncalibrated']['sentences']['ece']:.3f} / {sentences['ece']:.3f}"
         lines.append(
-            f"{name:<10} {manifest['version']:<23} {manifest['params']['vocabulary_size']:>7,} "
+            f"{name:<16} {manifest['version']:<29} {manifest['params']['vocabulary_size']:>7,} "
             f"{manifest['metrics']['phrases']['accuracy']:>10.3f} {sentences['accuracy']:>12.3f} "
             f"{sentences['macro_f1']:>8.3f} {'-' if auc is None else f'{auc:.3f}':>7} {ece:>16}  "
             f"{floor:.2f} {verdict}"
@@ -226,10 +243,11 @@ def compare_calibration(name: str, phrases: pd.DataFrame) -> list[tuple[str, str
     fitted on the whole training part, exactly as the build does with ``fit_temperature``.
     """
     spec = MODEL_SPECS[name]
+    corpus = Corpus(phrases["Phrase"])
     train, validation = split_by_sentence(phrases)
-    model = fit(spec, train)
+    model = fit(spec, train, corpus)
     fitting, held_out = split_by_sentence(train, CALIBRATION_SHARE)
-    sibling = fit(spec, fitting)
+    sibling = fit(spec, fitting, corpus)
     calibration_texts, calibration_y = evaluation_rows(spec, util.whole_sentences(held_out))
     levels = {
         level: evaluation_rows(spec, rows)
@@ -251,37 +269,68 @@ def compare_calibration(name: str, phrases: pd.DataFrame) -> list[tuple[str, str
     return rows
 
 
+def tuning_variants(name: str) -> list[tuple[dict[str, Any], ModelSpec]]:
+    """The TUNING_GRID's feature settings for a model: what each is called in the ranking, and its spec."""
+    base, grid = MODEL_SPECS[name], TUNING_GRID[name]
+    variants = []
+    for ratings in grid["train_ratings"]:
+        if base.family == "linear":
+            for blocks in grid["blocks"]:
+                variants.append(
+                    (
+                        {"train_ratings": ratings, "blocks": describe_blocks(blocks)},
+                        replace(base, train_ratings=ratings, blocks=blocks),
+                    )
+                )
+        else:
+            for values in itertools.product(*grid["vectorizer"].values()):
+                params = dict(zip(grid["vectorizer"], values, strict=True))
+                variants.append(
+                    (
+                        {"train_ratings": ratings, **params},
+                        replace(base, train_ratings=ratings, vectorizer={**base.vectorizer, **params}),
+                    )
+                )
+    return variants
+
+
+def describe_blocks(blocks: tuple[dict[str, Any], ...]) -> str:
+    """A feature-block list in a few words: ``word 1-2 <= 50000 + char_wb 2-5 <= 100000``."""
+    return " + ".join(
+        f"{block.get('analyzer', 'word')} {block['ngram_range'][0]}-{block['ngram_range'][1]} <= {block.get('max_features')}"
+        for block in blocks
+    )
+
+
+def set_classifier_params(model: NLPModel, params: dict[str, Any]) -> None:
+    """Change the (unfitted or fitted) classifier's settings: naive Bayes' own, or the linear family's estimator's."""
+    (model.clf.estimator if isinstance(model.clf, SoftmaxLinearClassifier) else model.clf).set_params(**params)
+
+
 def tune(name: str, phrases: pd.DataFrame, folds: int = 5) -> list[tuple[float, float, dict[str, Any]]]:
     """Rank the TUNING_GRID by grouped-CV whole-sentence accuracy on the training part."""
-    base = MODEL_SPECS[name]
-    grid = TUNING_GRID[name]
+    base, grid = MODEL_SPECS[name], TUNING_GRID[name]
     train, _ = split_by_sentence(phrases)
+    corpus = Corpus(train["Phrase"])
     splits = list(GroupKFold(n_splits=folds).split(train, groups=train["SentenceId"]))
-    vectorizer_options = [
-        dict(zip(grid["vectorizer"], values, strict=False)) for values in itertools.product(*grid["vectorizer"].values())
-    ]
     classifier_options = [
-        dict(zip(grid["classifier"], values, strict=False)) for values in itertools.product(*grid["classifier"].values())
+        dict(zip(grid["classifier"], values, strict=True)) for values in itertools.product(*grid["classifier"].values())
     ]
-    scores: dict[tuple[Any, ...], list[float]] = {}
-    for ratings, vectorizer_params in itertools.product(grid["train_ratings"], vectorizer_options):
-        with step(f"{name}: train_ratings={ratings} {vectorizer_params}"):
+    scores: dict[str, tuple[dict[str, Any], list[float]]] = {}
+    for described, spec in tuning_variants(name):
+        with step(f"{name}: {described}"):
             for fit_rows, held_rows in splits:
-                spec = ModelSpec(base.labels, base.endpoint, base.classes, ratings, {**base.vectorizer, **vectorizer_params})
                 texts, y = training_rows(spec, train.iloc[fit_rows])
-                model = NLPModel(spec.labels, spec.vectorizer).vectorizer_fit(texts)
-                features = model.vectorizer_transform(texts)
+                model = spec.new_model()
+                features = corpus.fit(model, texts.index)
                 held_texts, held_y = evaluation_rows(spec, util.whole_sentences(train.iloc[held_rows]))
+                held = model.vectorizer_transform(held_texts)
                 for classifier_params in classifier_options:
-                    model.clf.set_params(**{**base.classifier, **classifier_params})
-                    model.train(features, y)
-                    accuracy = accuracy_score(held_y, model.predict_texts(held_texts).argmax(axis=1))
-                    key = (ratings, tuple(vectorizer_params.items()), tuple(classifier_params.items()))
-                    scores.setdefault(key, []).append(accuracy)
-    ranked = [
-        (float(np.mean(values)), float(np.std(values)), {"train_ratings": key[0], **dict(key[1]), **dict(key[2])})
-        for key, values in scores.items()
-    ]
+                    set_classifier_params(model, {**base.classifier, **classifier_params})
+                    accuracy = accuracy_score(held_y, model.train(features, y).predict(held))
+                    params = {**described, **classifier_params}
+                    scores.setdefault(repr(params), (params, []))[1].append(float(accuracy))
+    ranked = [(float(np.mean(values)), float(np.std(values)), params) for params, values in scores.values()]
     return sorted(ranked, key=lambda row: -row[0])
 
 
@@ -315,8 +364,8 @@ def main(argv: list[str] | None = None) -> int:
             phrases = util.load_phrases(args.data)
         if args.tune:
             for name in args.models:
-                print(f"\n{name}: mean (sd) whole-sentence accuracy over 5 grouped folds, best first")
-                for mean, sd, params in tune(name, phrases)[:10]:
+                print(f"\n{name}: mean (sd) whole-sentence accuracy over 5 grouped folds, best first", flush=True)
+                for mean, sd, params in tune(name, phrases):
                     print(f"  {mean:.4f} ({sd:.4f})  {params}")
             return 0
         if args.compare_calibration:
@@ -335,7 +384,8 @@ def main(argv: list[str] | None = None) -> int:
                     )
             return 0
         args.out.mkdir(parents=True, exist_ok=True)
-        manifests = {name: build(name, MODEL_SPECS[name], phrases, args.data, args.out) for name in args.models}
+        corpus = Corpus(phrases["Phrase"])
+        manifests = {name: build(name, MODEL_SPECS[name], phrases, args.data, args.out, corpus) for name in args.models}
     except util.DataError as exc:
         print(f"\nerror: {exc}", file=sys.stderr)
         return 2

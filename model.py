@@ -46,6 +46,7 @@ from lib.artifacts import (
     content_version,
 )
 from lib.calibration import softmax, temperature_scale
+from lib.corpus import counting_settings
 from lib.explain import Explainer
 from lib.scoring import Scorer, stacked, tf_idf
 
@@ -157,6 +158,26 @@ class NLPModel:
             _fit_block(vectorizer, texts)
         self._scorer = None
         return self
+
+    def vectorizer_fit_counts(self, analyzed: Sequence[tuple[sparse.csr_matrix, np.ndarray]]) -> Any:
+        """Fit each block from its training texts' counts of every term, and return the training features.
+
+        ``analyzed`` holds per block the texts' counts (min_df and max_df applied) and the terms of its columns, in
+        sorted order, as CountVectorizer's ``fit_transform`` and ``get_feature_names_out`` give them. The same
+        vocabularies, idf and features, to the bit, as ``vectorizer_fit`` then ``vectorizer_transform`` on those
+        texts, without reading them again: the build counts every phrase once for all its fits (``lib.corpus``).
+        """
+        if len(analyzed) != len(self.vectorizers):
+            raise ValueError(f"{len(analyzed)} blocks of counts for a model of {len(self.vectorizers)} feature blocks.")
+        matrices = []
+        for vectorizer, (counts, terms) in zip(self.vectorizers, analyzed, strict=True):
+            if not vectorizer.use_idf:
+                raise ValueError("vectorizer_fit_counts needs use_idf=True blocks; fit the texts with vectorizer_fit.")
+            kept = sparse.csr_matrix(counts[:, _kept_terms(vectorizer, counts, terms)])
+            kept.sort_indices()  # as CountVectorizer.transform leaves them
+            matrices.append(_tf_idf_of_counts(kept, vectorizer))
+        self._scorer = None
+        return stacked(matrices)
 
     def vectorizer_transform(self, texts: Iterable[str]) -> Any:
         """Turn texts into the TF-IDF matrix the classifier reads: scikit-learn's numbers, the same bits on every CPU.
@@ -387,21 +408,44 @@ class ReproducibleMultinomialNB(MultinomialNB):
 
 def _fit_block(vectorizer: TfidfVectorizer, texts: list[str]) -> None:
     """Fit one block's vocabulary and idf, ties for ``max_features`` broken by term (see ``NLPModel.vectorizer_fit``)."""
-    tfidf_only = {"norm", "use_idf", "smooth_idf", "sublinear_tf"}
-    settings = {key: value for key, value in vectorizer.get_params().items() if key not in tfidf_only}
-    counter = CountVectorizer(**{**settings, "max_features": None})
+    counter = CountVectorizer(**{**counting_settings(vectorizer), "max_features": None})
     counts = counter.fit_transform(texts)  # min_df and max_df applied; binary counts if binary
     terms = counter.get_feature_names_out()  # sorted, as the columns are
+    kept = _kept_terms(vectorizer, counts, terms)
+    if not vectorizer.use_idf:  # nothing to carry over: scikit-learn fits on exactly these terms
+        vectorizer.set_params(vocabulary=[str(term) for term in terms[kept]]).fit(texts).set_params(vocabulary=None)
+
+
+def _kept_terms(vectorizer: TfidfVectorizer, counts: sparse.csr_matrix, terms: np.ndarray) -> np.ndarray:
+    """Keep a block's ``max_features`` most frequent terms (ties by term) of these counts; set its vocabulary and idf.
+
+    ``counts`` are the training texts' counts of ``terms`` (sorted, as the columns are, min_df and max_df applied).
+    Returns the kept columns, in order.
+    """
     frequencies = np.asarray(counts.sum(axis=0)).ravel()
     columns = np.arange(len(terms))
     # Most frequent first, ties by column, i.e. by term: every key differs, so any sort gives this one order.
     kept = np.sort(np.lexsort((columns, -frequencies))[: vectorizer.max_features])
-    vocabulary = {str(term): index for index, term in enumerate(terms[kept])}
     if vectorizer.use_idf:  # as a load sets them: the vocabulary, then idf over the same counts
-        vectorizer.vocabulary_ = vocabulary
+        vectorizer.vocabulary_ = {str(term): index for index, term in enumerate(terms[kept])}
         vectorizer.idf_ = inverse_document_frequency(counts[:, kept], vectorizer.smooth_idf)
-    else:  # nothing to carry over: scikit-learn fits on exactly these terms
-        vectorizer.set_params(vocabulary=list(vocabulary)).fit(texts).set_params(vocabulary=None)
+    return kept
+
+
+def _tf_idf_of_counts(counts: sparse.csr_matrix, vectorizer: TfidfVectorizer) -> Any:
+    """``tf_idf`` of a block's counts, 1 + log(count) looked up in a table of the few counts there are: the same bits.
+
+    The logarithms are correctly rounded, so a table of them gives each count's own; taking them one by one costs
+    seconds on the millions of character n-grams of a build's fit.
+    """
+    if not vectorizer.sublinear_tf or vectorizer.binary or not counts.nnz:
+        return tf_idf(counts, vectorizer.binary, vectorizer.sublinear_tf, vectorizer.idf_, vectorizer.norm)
+    whole = counts.data.astype(np.int64)
+    if (whole != counts.data).any() or whole.min() < 1:  # weighted counts: no table of them
+        return tf_idf(counts, False, True, vectorizer.idf_, vectorizer.norm)
+    table = reproducible.logs(np.arange(1, whole.max() + 1, dtype=np.float64)) + 1.0
+    sublinear = sparse.csr_matrix((table[whole - 1], counts.indices, counts.indptr), shape=counts.shape)
+    return tf_idf(sublinear, False, False, vectorizer.idf_, vectorizer.norm)
 
 
 def inverse_document_frequency(counts: sparse.spmatrix, smooth: bool) -> np.ndarray:

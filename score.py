@@ -111,10 +111,12 @@ def kaggle_submission(scores: pd.DataFrame, id_column: str) -> pd.DataFrame:
 
 
 def chosen_model(models: Mapping[str, Any], args: argparse.Namespace) -> str:
-    """The model the command line asks for: for --kaggle the one answering a rating, else --model, else the one at /."""
-    if args.kaggle:
-        return model_name(models, index_field=RATING_FIELD)
-    return str(args.model) if args.model else model_name(models, endpoint=ROOT_ENDPOINT)
+    """The model the command line asks for: --model, else for --kaggle the first answering a rating, else the one at /."""
+    if args.kaggle and args.model in models and models[args.model].index_field != RATING_FIELD:
+        raise ScoreError(f"--kaggle needs a model answering a {RATING_FIELD!r}; {args.model!r} does not.")
+    if args.model:
+        return str(args.model)
+    return model_name(models, index_field=RATING_FIELD) if args.kaggle else model_name(models, endpoint=ROOT_ENDPOINT)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -129,7 +131,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--url", help="score through the service at this URL (default: in process, from --models-dir)")
     parser.add_argument("--models-dir", default=str(MODELS_DIR), help="model folders for in-process scoring")
     parser.add_argument(
-        "--kaggle", action="store_true", help="write a Kaggle submission, PhraseId,Sentiment (the model answering a rating)"
+        "--kaggle",
+        action="store_true",
+        help="write a Kaggle submission, PhraseId,Sentiment (--model, else the first model answering a rating: ratings)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser.parse_args(argv)

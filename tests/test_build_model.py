@@ -66,6 +66,15 @@ def test_tune_ranks_the_grid(tiny_tsv: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert [row[0] for row in ranked] == sorted((row[0] for row in ranked), reverse=True)
 
 
+def test_tune_ranks_feature_blocks_of_the_linear_family(tiny_tsv: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    words_only, both = (specs.WORDS,), (specs.WORDS, {**specs.CHARACTERS, "max_features": 500})
+    grid = {"train_ratings": [(0, 1, 3, 4)], "blocks": [words_only, both], "classifier": {"alpha": [1e-4, 1e-3]}}
+    monkeypatch.setitem(specs.TUNING_GRID, "sentiment-logreg", grid)
+    ranked = build_model.tune("sentiment-logreg", util.load_phrases(tiny_tsv), folds=2)
+    assert len(ranked) == 4 and [row[0] for row in ranked] == sorted((row[0] for row in ranked), reverse=True)
+    assert {row[2]["blocks"] for row in ranked} == {"word 1-2 <= None", "word 1-2 <= None + char_wb 2-5 <= 500"}
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
@@ -91,9 +100,10 @@ def test_bad_data_is_one_line_and_exit_2(
 
 def test_too_few_sentences_leave_a_model_uncalibrated_and_say_why(tiny_models: Path) -> None:
     """The tiny file holds out two or three sentences to calibrate on: not enough of each class."""
-    for name in specs.MODEL_SPECS:
+    for name, spec in specs.MODEL_SPECS.items():
         manifest = json.loads((tiny_models / name / "manifest.json").read_text())
-        assert manifest["calibration"]["method"] is None and "too few sentences" in manifest["calibration"]["reason"]
+        reason = "too few sentences" if spec.calibrate else "did not lower"
+        assert manifest["calibration"]["method"] is None and reason in manifest["calibration"]["reason"]
         assert TEMPERATURE_FILE not in manifest["files"] and NLPModel.load(tiny_models / name).inverse_temperature_ is None
 
 
@@ -122,7 +132,9 @@ def noisy_rows(sentences: int = 500) -> list[tuple[int, int, str, int]]:
 def test_calibration_is_fitted_without_validation_sentences_and_served(tmp_path: Path) -> None:
     data = write_tsv(tmp_path / "train.tsv", noisy_rows())
     assert build_model.main(["--data", str(data), "--out", str(tmp_path / "out")]) == 0
-    for name in specs.MODEL_SPECS:
+    calibrated = [name for name, spec in specs.MODEL_SPECS.items() if spec.calibrate]
+    assert {"sentiment", "ratings", "ratings-logreg"} <= set(calibrated)
+    for name in calibrated:
         folder = tmp_path / "out" / name
         manifest = json.loads((folder / "manifest.json").read_text())
         metrics = manifest["metrics"]

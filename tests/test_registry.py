@@ -14,6 +14,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from app import create_app
+from lib import specs
 from model import ModelLoadError, NLPModel
 from tests.doc_pages import block
 from tests.helpers import ROOT, declare_huge_array, rewrite_manifest
@@ -64,7 +65,7 @@ def test_endpoint_defaults_to_the_name(models: Path) -> None:
 def test_hidden_and_manifestless_folders_are_ignored(models: Path) -> None:
     (models / ".staging").mkdir()
     (models / "notes").mkdir()
-    assert set(create_app({"MODELS_DIR": str(models)}).extensions["models"].models) == {"sentiment", "ratings"}
+    assert set(create_app({"MODELS_DIR": str(models)}).extensions["models"].models) == set(specs.MODEL_SPECS)
 
 
 @pytest.mark.parametrize(
@@ -153,9 +154,9 @@ def test_the_registry_loads_a_changed_set_and_retires_the_versions_it_no_longer_
     add_model(models, "late", endpoint="/late")
     shutil.rmtree(models / "ratings")
     assert registry.reload() is False, "this app's routes are fixed: a changed set is served by a new app"
-    assert set(registry.models) == {"sentiment", "ratings"}
+    assert set(registry.models) == set(specs.MODEL_SPECS)
     registry.load()  # what a new app's registry does, taking over from this one
-    assert set(registry.models) == {"sentiment", "late"}
+    assert set(registry.models) == set(specs.MODEL_SPECS) - {"ratings"} | {"late"}
     assert build_info(app, "ratings", gone) == 0
     assert build_info(app, "late", registry.models["late"].version) == 1
 
@@ -171,14 +172,15 @@ def test_a_new_app_serves_an_added_model_and_drops_a_removed_one(models: Path) -
     client = new.test_client()
     assert client.get("/late?query=fine").status_code == 200 and client.get("/?query=fine").status_code == 200
     assert client.get("/ratings?query=fine").status_code == 404
-    assert set(client.get("/models").json["models"]) == set(client.get("/ready").json["models"]) == {"sentiment", "late"}
+    served = set(specs.MODEL_SPECS) - {"ratings"} | {"late"}
+    assert set(client.get("/models").json["models"]) == set(client.get("/ready").json["models"]) == served
     paths = set(client.get("/openapi.json").json["paths"])
     assert {"/late", "/"} <= paths and "/ratings" not in paths
     assert new.extensions["lifecycle"] is old.extensions["lifecycle"] and new.extensions["metrics"] is old.extensions["metrics"]
     assert build_info(new, "ratings", ratings) == 0
     assert build_info(new, "late", new.extensions["models"].models["late"].version) == 1
     again = create_app(config, previous=new)  # nothing changed: the same set, still loaded
-    assert set(again.extensions["models"].models) == {"sentiment", "late"}
+    assert set(again.extensions["models"].models) == served
     assert build_info(again, "late", new.extensions["models"].models["late"].version) == 1
     assert old.test_client().get("/ratings?query=fine").status_code == 200, "the old app serves on until it is replaced"
 
@@ -188,7 +190,7 @@ def test_ready_says_draining_once_shutdown_begins(client: FlaskClient) -> None:
     client.application.extensions["lifecycle"].begin_drain()
     draining = client.get("/ready")
     assert draining.status_code == 503 and draining.json["status"] == "draining"
-    assert set(draining.json["models"]) == {"sentiment", "ratings"}
+    assert set(draining.json["models"]) == set(specs.MODEL_SPECS)
     assert client.get("/?query=fine").status_code == 200, "requests already routed here are still answered"
 
 

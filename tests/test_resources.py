@@ -5,6 +5,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
+from lib import specs
 from lib.resources import URL_QUERY_BESIDE_BODY
 from tests.helpers import assert_prediction, served_labels
 
@@ -38,8 +39,13 @@ def test_health_ready_models(client: FlaskClient) -> None:
     ready = client.get("/ready")
     assert ready.status_code == 200 and ready.json["status"] == "ready"
     models = client.get("/models").json["models"]
-    assert set(models) == {"sentiment", "ratings"}
-    assert models["sentiment"]["endpoint"] == "/" and models["ratings"]["endpoint"] == "/ratings"
+    assert set(models) == set(ready.json["models"]) == set(specs.MODEL_SPECS)
+    assert {name: model["endpoint"] for name, model in models.items()} == {
+        "sentiment": "/",
+        "ratings": "/ratings",
+        "sentiment-logreg": "/sentiment-logreg",
+        "ratings-logreg": "/ratings-logreg",
+    }
     assert models["sentiment"]["version"] == ready.json["models"]["sentiment"]
     assert "metrics" in models["ratings"] and "sklearn_version" in models["ratings"]
 
@@ -66,6 +72,15 @@ def test_every_answer_says_how_much_of_the_text_the_model_knew(client: FlaskClie
     assert unknown["coverage"] == {"known_terms": 0, "terms": 3}, "two words and one word pair; the answer is the prior alone"
     batch = client.post("/", json={"queries": ["boring awful dull", "zzzz"]}).json["predictions"]
     assert [answer["coverage"]["known_terms"] > 0 for answer in batch] == [True, False]
+
+
+def test_the_linear_models_answer_on_their_own_paths(committed_client: FlaskClient) -> None:
+    binary = committed_client.get("/sentiment-logreg", query_string={"query": "that movie was boring", "explain": "true"}).json
+    assert binary["prediction"] == "Negative" and binary["model_version"].startswith("sentiment-logreg-")
+    assert binary["explanation"]["terms"], "explanations work on the linear family"
+    answers = committed_client.post("/ratings-logreg", json={"queries": ["dull and awful", "a wonderful , moving film"]}).json
+    first, second = (answer["rating"] for answer in answers["predictions"])
+    assert first < 2 < second
 
 
 @pytest.mark.parametrize(

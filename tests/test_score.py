@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 import score
-from client import columns
+from client import columns, probability_column
 from tests.doc_pages import block
 from tests.helpers import COMMITTED_MODELS, KAGGLE_TEST, needs_kaggle_test
 from tests.support.harness import ROOT
@@ -65,13 +65,41 @@ def test_score_frame_appends_the_ratings_columns() -> None:
     assert scored["rating"].tolist() == [4, 0]
 
 
+@pytest.mark.parametrize("name", ["sentiment-logreg", "ratings-logreg"])
+def test_the_linear_models_score_by_name(name: str) -> None:
+    texts = pd.Series(["that movie was boring", "A gorgeous , witty and moving film ."])
+    scores = score.score_texts(texts, model=name)
+    served = score.served_models(COMMITTED_MODELS.resolve())[name]
+    assert list(scores.columns) == columns(served.labels, served.index_field)
+    assert (scores["model_version"] == served.model.version).all() and served.model.version.startswith(f"{name}-")
+    for text, (_, row) in zip(texts, scores.iterrows(), strict=True):
+        assert row[[probability_column(label) for label in served.labels]].tolist() == expected_probabilities(name, text)
+    negative, positive = (served.labels.index(label) for label in scores["prediction"])
+    assert negative < (len(served.labels) - 1) / 2 < positive  # a label below the middle one, then one above it
+
+
+def test_kaggle_submission_from_the_linear_five_class_model(test_tsv: Path, tmp_path: Path) -> None:
+    out = tmp_path / "submission.csv"
+    assert score.main([str(test_tsv), "--kaggle", "--model", "ratings-logreg", "--out", str(out), "--quiet"]) == 0
+    written = pd.read_csv(out)
+    assert written["PhraseId"].tolist() == [101, 102, 103, 104, 105, 106, 107]
+    assert written["Sentiment"].between(0, 4).all()
+
+
+def test_kaggle_submission_refuses_a_model_without_ratings(test_tsv: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert score.main([str(test_tsv), "--kaggle", "--model", "sentiment-logreg", "--quiet"]) == 2
+    assert "--kaggle needs a model answering a 'rating'; 'sentiment-logreg' does not." in capsys.readouterr().err
+
+
 def test_no_text_at_all_still_gives_the_columns() -> None:
     scores = score.score_texts(pd.Series([None, ""], dtype=object))
     assert len(scores) == 2 and scores.isna().all().all()
 
 
 def test_unknown_model_is_named() -> None:
-    with pytest.raises(score.ScoreError, match=r"No model 'reviews' in .*; it holds ratings, sentiment\."):
+    with pytest.raises(
+        score.ScoreError, match=r"No model 'reviews' in .*; it holds ratings, ratings-logreg, sentiment, sentiment-logreg\."
+    ):
         score.score_texts(pd.Series(["good"]), model="reviews")
 
 
