@@ -40,6 +40,9 @@ PYTHON_FEATURES = 48
 #: a product. A text with fewer known n-grams than this has no count beyond it; a longer one computes them.
 TF_TABLE_SIZE = 4096
 _NO_COLUMNS = np.zeros(0, dtype=np.intp)
+#: A text's columns as 4-byte integers: a vocabulary is far below 2 ** 31 terms, and the few hundred columns of a text
+#: sort faster at half the width (measured: 4.8 -> 3.1 us), its remembered words take half the memory.
+COLUMN = np.int32
 IS_KNOWN = functools.partial(operator.is_not, None)  # a column found in a vocabulary (dict.get gives None otherwise)
 
 
@@ -182,7 +185,7 @@ class Block:
         if not self.by_word:
             analyzed = self.analyze(text)
             # A list first: np.fromiter over a filter costs twice as much (measured: 11 -> 7.5 us for 37 terms).
-            known = np.array(list(filter(IS_KNOWN, map(self.vocabulary.get, analyzed))), dtype=np.intp)
+            known = np.array(list(filter(IS_KNOWN, map(self.vocabulary.get, analyzed))), dtype=COLUMN)
             if self.offset:
                 known += self.offset
             return [known], known.size, len(analyzed)
@@ -196,7 +199,7 @@ class Block:
     def word_columns(self, word: str) -> tuple[np.ndarray, int]:
         """The model's columns of a word's known n-grams (one per occurrence), and how many n-grams it has."""
         grams = char_wb_ngrams(word, *self.ngram_range)
-        columns = np.array(list(filter(IS_KNOWN, map(self.vocabulary.get, grams))), dtype=np.intp)
+        columns = np.array(list(filter(IS_KNOWN, map(self.vocabulary.get, grams))), dtype=COLUMN)
         if self.offset:
             columns += self.offset
         columns.flags.writeable = False  # remembered and shared by every text with this word: never changed in place
@@ -331,7 +334,7 @@ class Scorer:
         # product per block give a text's scores and its length; and where each block's columns begin, and end.
         self.labels = self.log_prior.size
         self.scaled = self._scaled_rows() if self.in_arrays else np.zeros((0, self.labels + 2))
-        self.offsets = np.array([block.offset for block in self.blocks] + [self.log_prob.shape[0]], dtype=np.intp)
+        self.offsets = np.array([block.offset for block in self.blocks] + [self.log_prob.shape[0]], dtype=COLUMN)
         self.same_weighing = len({(block.binary, block.sublinear_tf) for block in self.blocks}) == 1
         self.norms = [(block.norm == "l2", block.norm == "l1") for block in self.blocks]
         self.prior_values = self.log_prior.tolist()
