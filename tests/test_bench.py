@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import common, run, soak, summary, wrk
+from bench import common, linear_speed, run, soak, summary, wrk
 from lib import paths
 from tests.support import harness
 
@@ -465,3 +465,16 @@ def test_worker_class_is_read_from_either_log(tmp_path: Path) -> None:
     assert run.worker_class(server('{"message": "Starting granian (main PID: 7)"}')) == "granian wsgi"
     assert run.worker_class(server("", "Starting granian")) == "granian wsgi"
     assert run.worker_class(server("")) == "unknown"
+
+
+@pytest.mark.parametrize(
+    ("one_us", "ratio", "batch", "expected"),
+    [
+        (99.0, 1.9, 25_000, "targets met"),
+        (100.0, 2.0, 20_000, "targets met"),
+        (101.5, 1.9, 25_000, "targets missed: one text us 101.5 (target <= 100)"),
+        (90.0, 2.1, 19_000, "targets missed: ratio to naive Bayes 2.1 (target <= 2); batch texts/s 19,000.0 (target >= 20,000)"),
+    ],
+)
+def test_linear_speed_verdict_names_each_missed_target(one_us: float, ratio: float, batch: float, expected: str) -> None:
+    assert linear_speed.verdict(one_us, ratio, batch) == expected

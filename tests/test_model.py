@@ -23,6 +23,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.naive_bayes import MultinomialNB
 from sklearn.pipeline import make_pipeline
 
+from lib import scoring
 from lib.calibration import softmax
 from model import ARTIFACT_FILES, TEMPERATURE_FILE, ModelLoadError, NLPModel
 from tests.helpers import COMMITTED_MODELS, TINY_SENTENCES, gadgets, plant, rewrite_manifest
@@ -678,3 +679,27 @@ def test_naive_bayes_probabilities_are_scikit_learns_through_the_format(tmp_path
     np.testing.assert_allclose(loaded.predict_texts(LINEAR_PROBES), expected, rtol=0, atol=1e-12)
     np.testing.assert_allclose(loaded.score_texts(LINEAR_PROBES)[0], expected, rtol=0, atol=1e-12)
     np.testing.assert_allclose([loaded.score_one(text)[0] for text in LINEAR_PROBES], expected, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "blocks", [WORDS_AND_CHARACTERS, ({"binary": True, "norm": "l1"}, {"analyzer": "char_wb", "norm": None})]
+)
+def test_one_text_counts_beyond_the_term_frequency_table_weigh_as_scikit_learn(blocks: tuple[dict[str, Any], ...]) -> None:
+    """A count beyond the table ("film" hundreds of times in one text) has its weight computed."""
+    model = NLPModel(("Negative", "Positive"), family="linear", blocks=blocks, classifier_params={"C": 10.0})
+    model.vectorizer_fit(TINY_TEXTS)
+    model.train(model.vectorizer_transform(TINY_TEXTS), [int(rating >= 3) for rating in TINY_RATINGS])
+    texts = ["wonderful film " * 400, "awful " * 900 + "film"]
+    characters = model._scoring_path().blocks[1]
+    assert all(characters.occurrences(text)[1] > scoring.TF_TABLE_SIZE for text in texts)
+    expected = sklearn_scores(model, texts)
+    np.testing.assert_allclose([model.score_one(text)[0] for text in texts], expected, rtol=0, atol=1e-9)
+
+
+def test_one_text_weighs_alike_with_and_without_the_term_frequency_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = linear_model("logistic five classes")
+    tabled = [model.score_one(text)[0] for text in LINEAR_PROBES]
+    monkeypatch.setattr(scoring, "TF_TABLE_SIZE", 1)  # every text computes its term frequencies
+    computed = [model.score_one(text)[0] for text in LINEAR_PROBES]
+    np.testing.assert_allclose(computed, tabled, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(computed, sklearn_scores(model, LINEAR_PROBES), rtol=0, atol=1e-9)

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from lib.scoring import CACHED_WORD_CHARS, WORD_CACHE_SIZE, Block, char_wb_ngrams
+from lib.scoring import CACHED_WORD_CHARS, WORD_CACHE_SIZE, Block, char_wb_ngrams, run_lengths, word_analyzer
 
 #: Texts with what tends to break analyzers: every kind of whitespace, accents, case that changes length, emoji.
 SPICY = st.text(
@@ -88,3 +88,22 @@ def test_a_character_blocks_weights_are_scikit_learns(norm: str | None) -> None:
     for column, weight in weights.items():
         actual[column - 3] = weight
     np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 40), max_size=300))
+def test_run_lengths_are_numpys_unique_with_counts(columns: list[int]) -> None:
+    values, counts = run_lengths(np.array(columns, dtype=np.intp))
+    expected_values, expected_counts = np.unique(np.array(columns, dtype=np.intp), return_counts=True)
+    assert values.tolist() == expected_values.tolist() and counts.tolist() == expected_counts.tolist()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    SPICY,
+    st.sampled_from([(1, 1), (1, 2), (2, 2), (1, 3)]),
+    st.sampled_from([*SETTINGS, {"stop_words": "english"}, {"token_pattern": r"(?u)\b(\w)\w+\b"}]),
+)
+def test_word_analyzer_is_scikit_learns_on_any_text(text: str, ngram_range: tuple[int, int], options: dict) -> None:
+    vectorizer = TfidfVectorizer(ngram_range=ngram_range, **options)
+    assert word_analyzer(vectorizer)(text) == vectorizer.build_analyzer()(text)
