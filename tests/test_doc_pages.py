@@ -111,6 +111,14 @@ def test_the_settings_message_a_page_quotes_is_the_one_given() -> None:
     assert str(refused.value) == quoted
 
 
+def test_the_per_model_limit_a_page_quotes_is_the_one_given() -> None:
+    """The 413 the API page quotes for a model of character n-grams, which has a quarter of the characters' budget."""
+    quoted = "'queries' holds 37,501 characters in all; the limit is 37,500 per request (max_request_chars)."
+    assert quoted in " ".join((ROOT / "docs" / "api.md").read_text(encoding="utf-8").split())
+    answer = create_app().test_client().post("/sentiment-logreg", json={"queries": ["x" * 20_000, "y" * 17_501]})
+    assert answer.status_code == 413 and answer.get_json() == {"message": quoted}
+
+
 def test_the_bad_model_message_a_page_quotes_is_the_one_given(tmp_path: Path) -> None:
     """The start-up refusal the operations page quotes, for a changed file of the committed models."""
     shutil.copytree(COMMITTED_MODELS, tmp_path / "models")
