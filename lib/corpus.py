@@ -14,11 +14,12 @@ from numbers import Integral
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 from scipy import sparse
 from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from model import NLPModel
 
 

@@ -1,11 +1,14 @@
 """The factory (app.py): what create_app builds, and what stops it."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from app import create_app
 from model import ModelLoadError
+from tests.support.harness import ROOT
 
 
 def test_missing_models_refuse_to_start(tmp_path: Path) -> None:
@@ -39,3 +42,17 @@ def test_linear_models_beside_naive_bayes_show_in_ready_models_and_the_document(
         answer = client.get(path, query_string={"query": "a wonderful film"}).get_json()
         assert answer["model_version"] == ready[name] == served[name]["version"]
     assert client.get("/ratings-logreg?query=a wonderful film").get_json()["rating"] in range(5)
+
+
+def test_the_service_serves_without_the_build_only_packages() -> None:
+    """The container image leaves pandas and matplotlib out (they only build models): the service must not import them."""
+    script = (
+        "import sys\n"
+        "sys.modules['pandas'] = sys.modules['matplotlib'] = None  # any import of them now fails\n"
+        "import app, lib.server\n"
+        "client = app.create_app().test_client()\n"
+        "for path in ('/', '/ratings', '/sentiment-logreg', '/ratings-logreg'):\n"
+        "    assert client.get(path, query_string={'query': 'good fun', 'explain': 'true'}).status_code == 200, path\n"
+    )
+    served = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert served.returncode == 0, served.stderr[-2000:]
