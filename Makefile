@@ -33,7 +33,7 @@ serve: $(VENV)/.runtime  ## serve predictions on http://127.0.0.1:5000 (developm
 production: $(VENV)/.runtime  ## the production server on http://127.0.0.1:8000 (HOST, PORT, WEB_CONCURRENCY)
 	@$(BIN)/python -m lib.server
 
-test: $(VENV)/.dev  ## the whole suite but the heavy end-to-end checks (about 3 minutes): the README's test command
+test: $(VENV)/.dev  ## the whole suite but the heavy end-to-end checks (about 4 minutes): the README's test command
 	$(BIN)/python -m pytest -m "not e2e"
 
 test-fast: $(VENV)/.dev  ## the in-process tests only, in seconds (no live servers, full-data rebuild or fuzzing)

@@ -20,10 +20,10 @@ import build_model
 from app import create_app
 from tests.helpers import (
     CLIENT_TIMEOUT,
+    KAGGLE_TRAIN,
     STEP_TIMEOUT,
     TEST_BUDGET,
     Deadline,
-    KAGGLE_TRAIN,
     chromium,
     save_linear_model,
     time_limit,
