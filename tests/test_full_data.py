@@ -13,7 +13,8 @@ import build_model
 import util
 from lib import specs
 from model import NLPModel
-from tests.helpers import COMMITTED_MODELS, KAGGLE_TRAIN, ROOT, needs_kaggle
+from tests.helpers import COMMITTED_MODELS, KAGGLE_TRAIN, needs_kaggle
+from tests.support.rebuild import BackgroundBuild
 
 #: NumPy 2.4's names for the AVX-512 kernels it dispatches to.
 AVX512 = ("X86_V4", "AVX512_ICL", "AVX512_SPR")
@@ -96,14 +97,6 @@ def openblas_kernels(environ: dict[str, str]) -> str:
     return subprocess.run([sys.executable, "-c", probe], env=environ, capture_output=True, text=True, check=True).stdout.strip()
 
 
-def build_with(environ: dict[str, str], out: Path) -> Path:
-    """Run the README's build command in a process with these kernel settings."""
-    command = [sys.executable, "build_model.py", "--data", str(KAGGLE_TRAIN), "--out", str(out)]
-    finished = subprocess.run(command, cwd=ROOT, env=environ, capture_output=True, text=True, timeout=600)
-    assert finished.returncode == 0, finished.stderr[-2000:]
-    return out
-
-
 @needs_kaggle
 @pytest.mark.e2e
 def test_build_without_avx512_kernels_reproduces_committed_models(tmp_path: Path) -> None:
@@ -117,7 +110,7 @@ def test_build_without_avx512_kernels_reproduces_committed_models(tmp_path: Path
     environ = {**os.environ, "NPY_DISABLE_CPU_FEATURES": " ".join(found), "OPENBLAS_CORETYPE": "Haswell"}
     assert not set(dispatched_features(environ)) & set(AVX512), "NumPy still dispatches to AVX-512"
     assert openblas_kernels(environ) == "Haswell"
-    out = build_with(environ, tmp_path)
+    out = BackgroundBuild(KAGGLE_TRAIN, tmp_path, environ).models()
     for name in specs.MODEL_SPECS:
         assert_same_as_committed(out, name)
 
@@ -135,7 +128,7 @@ def test_build_on_plain_kernels_reproduces_committed_models(tmp_path: Path) -> N
     }
     assert dispatched_features(environ) == [], f"NumPy still dispatches to {dispatched_features(environ)}"
     assert openblas_kernels(environ) == "Nehalem"
-    out = build_with(environ, tmp_path)
+    out = BackgroundBuild(KAGGLE_TRAIN, tmp_path, environ).models()
     for name in specs.MODEL_SPECS:
         assert_same_as_committed(out, name)
 

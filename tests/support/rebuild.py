@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -18,14 +19,18 @@ BUILD_TIMEOUT = 900
 
 
 class BackgroundBuild:
-    """``build_model.py --data DATA --out <temporary folder>`` running beside the tests; ``models()`` waits for it."""
+    """``build_model.py --data DATA --out FOLDER/models`` (the README's build) in a process of its own, started at once.
 
-    def __init__(self, data: Path) -> None:
-        self.folder = Path(tempfile.mkdtemp(prefix="rebuilt-"))
+    ``folder`` defaults to a new temporary one; ``environ`` is the process's environment (e.g. kernels switched off).
+    ``models()`` waits for it.
+    """
+
+    def __init__(self, data: Path, folder: Path | None = None, environ: Mapping[str, str] | None = None) -> None:
+        self.folder = folder or Path(tempfile.mkdtemp(prefix="rebuilt-"))
         self.log = self.folder / "build.log"
         command = [sys.executable, "build_model.py", "--data", str(data), "--out", str(self.folder / "models")]
         with self.log.open("wb") as log:
-            self.process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(command, cwd=ROOT, env=environ, stdout=log, stderr=subprocess.STDOUT)
 
     def models(self) -> Path:
         """The rebuilt models folder, once the build has ended well; the build's own output if it did not."""
